@@ -1,0 +1,67 @@
+"""`billing` console script: the operator's and developer's entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="billing", description="Workflow-orchestrated billing engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run the whole engine on the embedded stack")
+    dev.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="demo clock: 720 makes a 30-day month pass in one hour (default 1 = real time)",
+    )
+
+    sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    sub.add_parser("seed", help="sync the plan catalog file into the plans table")
+    sub.add_parser("worker", help="run the Temporal worker")
+    sub.add_parser("api", help="run the HTTP API (uvicorn)")
+    op = sub.add_parser("operator-key", help="create an operator API key (printed once)")
+    op.add_argument(
+        "--if-absent",
+        action="store_true",
+        help="only create one when no active operator key exists yet",
+    )
+    op.add_argument("--name", default="operator")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    from config import load_settings
+
+    settings = load_settings()
+    if args.command == "dev":
+        from devstack.launcher import run_dev
+
+        sys.exit(run_dev(settings, time_scale=args.time_scale))
+    if args.command == "migrate":
+        from adapters.db.migrate import upgrade_head
+
+        upgrade_head(settings)
+    elif args.command == "seed":
+        from adapters.db.catalog_sync import sync_catalog_cli
+
+        sync_catalog_cli(settings)
+    elif args.command == "worker":
+        from worker import main as worker_main
+
+        worker_main(settings)
+    elif args.command == "api":
+        from api.server import serve
+
+        serve(settings)
+    elif args.command == "operator-key":
+        from adapters.db.operator_keys import operator_key_cli
+
+        sys.exit(operator_key_cli(settings, if_absent=args.if_absent, name=args.name))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The one Settings object. Built once in each composition root (worker, API, CLI) and passed down.
+
+Workflows never see it: anything a workflow needs (prices, schedules, grace lengths, the demo
+time scale) is copied into the workflow input when the workflow starts.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_API_KEY_PEPPER = "dev-only-pepper-change-me"  # noqa: S105 - a known dev default, refused in production
+
+APP_ROLE = "billing_app"
+WORKER_ROLE = "billing_worker"
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(Exception):
+    """Raised at start-up when the settings cannot work; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore")
+
+    environment: Environment = Environment.DEV
+
+    # PostgreSQL. `database_url` is the owner/migration login; the API and the worker use their
+    # own roles (RLS-enforced `billing_app`, BYPASSRLS `billing_worker`). When their URLs are not
+    # given they are derived from `database_url` by swapping the user (trust or peer auth setups).
+    database_url: str | None = None
+    app_database_url: str | None = None
+    worker_database_url: str | None = None
+    db_pool_size: int = 10
+
+    # Temporal
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    task_queue: str = "billing"
+    stripe_task_queue: str = "billing-stripe"
+    # Server-enforced cap on Stripe activities per second (Stripe test mode allows 25 ops/s).
+    stripe_activities_per_second: float = Field(default=20.0, gt=0)
+    # How long the API waits for a workflow Update before answering 503.
+    update_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Stripe
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    stripe_webhook_tolerance_seconds: int = 300
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_key_pepper: SecretStr = SecretStr(DEFAULT_API_KEY_PEPPER)
+
+    # Embedded stack (`billing dev`)
+    data_dir: Path = ROOT / ".data"
+    postgres_port: int = 54329
+    temporal_port: int = 7233
+    temporal_ui_port: int | None = None  # default: temporal_port + 1000
+    localstripe_port: int = 8420
+    # Demo clock: 1.0 is real time; 720 makes a 30-day month pass in an hour.
+    time_scale: float = Field(default=1.0, gt=0)
+
+    catalog_path: Path = ROOT / "catalog" / "plans.toml"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_secrets(cls, data: object) -> object:
+        if isinstance(data, dict):
+            raw = data.get("stripe_webhook_secrets")
+            if isinstance(raw, str):
+                data["stripe_webhook_secrets"] = [s.strip() for s in raw.split(",") if s.strip()]
+        return data
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            if self.api_key_pepper.get_secret_value() == DEFAULT_API_KEY_PEPPER:
+                raise ConfigurationError(
+                    "BILLING_API_KEY_PEPPER must be set to a secret value in production"
+                )
+            if self.database_url is None:
+                raise ConfigurationError("BILLING_DATABASE_URL is required in production")
+            if self.temporal_address is None:
+                raise ConfigurationError("BILLING_TEMPORAL_ADDRESS is required in production")
+            if self.stripe_api_key is None:
+                raise ConfigurationError("BILLING_STRIPE_API_KEY is required in production")
+        return self
+
+    @property
+    def ui_port(self) -> int:
+        return self.temporal_ui_port or self.temporal_port + 1000
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigurationError(
+                "BILLING_DATABASE_URL is not set (run through `billing dev` for the embedded stack)"
+            )
+        return self.database_url
+
+    def role_url(self, role: str) -> str:
+        """The URL the given role logs in with: explicit setting, else the owner URL with the user
+        swapped (and the password dropped)."""
+        explicit = {APP_ROLE: self.app_database_url, WORKER_ROLE: self.worker_database_url}
+        if explicit.get(role):
+            return explicit[role]  # type: ignore[return-value]
+        url = make_url(self.require_database_url()).set(username=role, password=None)
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def stripe_is_live_api(self) -> bool:
+        return self.stripe_api_base is None
+
+
+def load_settings() -> Settings:
+    return Settings()
