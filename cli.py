@@ -7,7 +7,9 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="billing", description="Workflow-orchestrated billing engine")
+    parser = argparse.ArgumentParser(
+        prog="billing", description="Workflow-orchestrated billing engine"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run the whole engine on the embedded stack")

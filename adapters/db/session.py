@@ -1,0 +1,48 @@
+"""Database access: one async engine per role, one transaction per unit of work.
+
+`tenant_transaction` is the only way the API touches tenant data: it opens a transaction as the
+RLS-enforced app role and sets `app.tenant_id` for that transaction only (SET LOCAL semantics),
+so a pooled connection never carries one tenant's identity into another request.
+Repositories receive the connection and never commit; the context manager commits on success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, application_name: str = "billing"):
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=False,
+            connect_args={"server_settings": {"application_name": application_name}},
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction with no tenant set: for the worker role (cross-tenant work)."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def tenant_transaction(self, tenant_id: UUID) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            await conn.execute(SET_TENANT, {"tenant_id": str(tenant_id)})
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
