@@ -312,9 +312,7 @@ invoices = Table(
     _created_at(),
     _updated_at(),
     Index("ix_invoices_tenant_id_created_at_id", "tenant_id", "created_at", "id"),
-    CheckConstraint(
-        "status IN ('draft', 'open', 'paid', 'void', 'uncollectible')", name="status"
-    ),
+    CheckConstraint("status IN ('draft', 'open', 'paid', 'void', 'uncollectible')", name="status"),
 )
 
 invoice_items = Table(

@@ -118,7 +118,9 @@ async def get_api_key(conn: AsyncConnection, key_id: UUID) -> ApiKeyRow | None:
 
 
 async def list_api_keys(conn: AsyncConnection, tenant_id: UUID | None) -> list[ApiKeyRow]:
-    where = api_keys.c.tenant_id.is_(None) if tenant_id is None else api_keys.c.tenant_id == tenant_id
+    where = (
+        api_keys.c.tenant_id.is_(None) if tenant_id is None else api_keys.c.tenant_id == tenant_id
+    )
     rows = await conn.execute(select(*_KEY_COLUMNS).where(where).order_by(api_keys.c.created_at))
     return [_key(r) for r in rows]
 
@@ -128,7 +130,9 @@ async def revoke_api_key(conn: AsyncConnection, key_id: UUID) -> ApiKeyRow | Non
         await conn.execute(
             update(api_keys)
             .where(api_keys.c.id == key_id)
-            .values(revoked_at=func.coalesce(api_keys.c.revoked_at, func.now()), updated_at=func.now())
+            .values(
+                revoked_at=func.coalesce(api_keys.c.revoked_at, func.now()), updated_at=func.now()
+            )
             .returning(*_KEY_COLUMNS)
         )
     ).first()

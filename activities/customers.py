@@ -1,0 +1,29 @@
+"""Stripe customer activities (run on the rate-limited Stripe task queue)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.errors import to_application_error
+from billing.errors import BillingError
+from billing.payments import StripeGateway
+from workflows.io import EnsureCustomerInput, EnsureCustomerResult
+
+
+class CustomerActivities:
+    def __init__(self, gateway: StripeGateway) -> None:
+        self._gateway = gateway
+
+    @activity.defn(name="ensure_stripe_customer")
+    async def ensure_stripe_customer(self, input: EnsureCustomerInput) -> EnsureCustomerResult:
+        try:
+            customer = await self._gateway.ensure_customer(
+                tenant_id=input.tenant_id,
+                email=input.email,
+                name=input.name,
+                # One customer per tenant, whatever retries or restarts happen.
+                idempotency_key=f"customer:{input.tenant_id}",
+            )
+        except BillingError as error:
+            raise to_application_error(error) from error
+        return EnsureCustomerResult(customer.id)

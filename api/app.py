@@ -1,0 +1,64 @@
+"""FastAPI app factory. The lifespan is one of the two composition roots (the worker is the
+other): it builds the database engines, the Temporal client and the Stripe gateway once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from adapters.db.session import Database
+from api.errors import install_error_handlers
+from api.routes import health, operator, subscription
+from api.services import Services
+from billing.catalog import load_catalog
+from config import APP_ROLE, WORKER_ROLE, Settings
+
+
+async def build_services(settings: Settings) -> Services:
+    from worker import build_gateway, connect_temporal
+
+    return Services(
+        settings=settings,
+        tenant_db=Database(settings.role_url(APP_ROLE), pool_size=settings.db_pool_size),
+        system_db=Database(
+            settings.role_url(WORKER_ROLE), pool_size=max(2, settings.db_pool_size // 2)
+        ),
+        temporal=await connect_temporal(settings),
+        stripe=build_gateway(settings),
+        catalog=load_catalog(settings.catalog_path),
+    )
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """`services` lets tests hand in their own (fakes, test databases); they then own closing."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        built = await build_services(settings)
+        app.state.services = built
+        try:
+            yield
+        finally:
+            await built.tenant_db.dispose()
+            await built.system_db.dispose()
+
+    app = FastAPI(
+        title="Billing engine",
+        version="0.1.0",
+        description="Workflow-orchestrated billing: subscriptions, usage, invoices, webhooks.",
+        lifespan=lifespan,
+    )
+    if services is not None:
+        # Set eagerly too: in-process test transports do not run the lifespan.
+        app.state.services = services
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(operator.router)
+    app.include_router(subscription.router)
+    return app

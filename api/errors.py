@@ -1,0 +1,101 @@
+"""One place that maps errors to HTTP statuses. A business conflict is a 4xx, never a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from billing import errors as domain
+
+
+class ApiError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+DOMAIN_STATUS: dict[type[domain.BillingError], int] = {
+    domain.UnknownPlan: 422,
+    domain.UnknownMetric: 422,
+    domain.CatalogError: 422,
+    domain.CurrencyMismatch: 422,
+    domain.InvalidTransition: 409,
+    domain.PaymentDeclined: 402,
+    domain.QuotaExceeded: 402,
+}
+
+
+def status_for(error: domain.BillingError) -> int:
+    for cls in type(error).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]  # type: ignore[index]
+    return 400
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route, so OpenAPI documents its error statuses."""
+    return {s: {"description": "error", "model": ErrorResponse} for s in statuses}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(
+            error_body(exc.code, exc.message), status_code=exc.status_code, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")),
+                "location": str(err["loc"][0]) if err["loc"] else "body",
+                "message": err["msg"],
+            }
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{f['field'] or f['location']}: {f['message']}" for f in fields)
+        return JSONResponse(error_body("validation_error", summary, fields=fields), status_code=422)
+
+    @app.exception_handler(domain.BillingError)
+    async def _domain_error(_: Request, exc: domain.BillingError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=status_for(exc))
+
+
+from api.schemas import ErrorResponse  # noqa: E402 - schemas import nothing from here

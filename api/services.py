@@ -1,0 +1,24 @@
+"""What the API needs at run time, built once by the lifespan (or handed in by tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.client import Client
+
+from adapters.db.session import Database
+from billing.catalog import Catalog
+from billing.payments import StripeGateway
+from config import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    # RLS-enforced app role: every tenant request runs here with app.tenant_id set.
+    tenant_db: Database
+    # BYPASSRLS worker role: key lookup (before the tenant is known), operator endpoints, inbox.
+    system_db: Database
+    temporal: Client
+    stripe: StripeGateway
+    catalog: Catalog

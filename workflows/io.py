@@ -1,0 +1,107 @@
+"""Temporal payloads: one dataclass in and one out for every workflow, activity and message.
+
+They are stored in workflow histories: add fields only with defaults, never rename or remove one
+while a running workflow may still replay it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PlanSnapshot:
+    """A plan version as it was when the workflow started (billing.catalog.Plan.to_dict())."""
+
+    plan_id: str
+    code: str
+    version: int
+    definition: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SubscriptionInput:
+    subscription_id: str
+    tenant_id: str
+    tenant_name: str
+    tenant_email: str | None
+    plan: PlanSnapshot
+    interval: str
+    stripe_task_queue: str
+    actor: str
+    # Demo clock: durations of the billing calendar are divided by this factor (1.0 = real time).
+    time_scale: float = 1.0
+    payment_method_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionResult:
+    subscription_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class EnsureCustomerInput:
+    tenant_id: str
+    name: str
+    email: str | None
+
+
+@dataclass(frozen=True)
+class EnsureCustomerResult:
+    customer_id: str
+
+
+@dataclass(frozen=True)
+class RecordCustomerInput:
+    tenant_id: str
+    customer_id: str
+
+
+@dataclass(frozen=True)
+class RecordCustomerResult:
+    recorded: bool
+
+
+@dataclass(frozen=True)
+class SubscriptionProjection:
+    """The subscription row as the workflow sees it; `version` only ever grows."""
+
+    subscription_id: str
+    tenant_id: str
+    version: int
+    status: str
+    plan_id: str
+    plan_code: str
+    interval: str
+    current_period_start: str | None = None
+    current_period_end: str | None = None
+    trial_end: str | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: str | None = None
+    paused_at: str | None = None
+    resume_at: str | None = None
+    pending_change: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ProjectionResult:
+    applied: bool
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    """Answer of the `state` query."""
+
+    subscription_id: str
+    tenant_id: str
+    status: str
+    plan_code: str
+    interval: str
+    stripe_customer_id: str | None
+    current_period_start: str | None
+    current_period_end: str | None
+    trial_end: str | None
+    version: int
+    details: dict[str, Any] = field(default_factory=dict)

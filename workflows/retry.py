@@ -1,0 +1,41 @@
+"""Retry policies shared by every workflow, naming non-retryable errors in one place."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# ApplicationError types that retrying cannot fix (bad request, bad credentials, business rule).
+# Only `stripe_transient` (rate limit, connection, 5xx) and infrastructure failures are retried.
+NON_RETRYABLE_ERROR_TYPES = [
+    "billing_error",
+    "stripe_error",
+    "stripe_invalid_request",
+    "stripe_not_found",
+    "stripe_idempotency_error",
+    "stripe_payment_method_missing",
+    "stripe_card_rejected",
+    "stripe_authentication_error",
+    "catalog_error",
+    "unknown_plan",
+    "unknown_metric",
+    "currency_mismatch",
+    "invalid_transition",
+    "payment_declined",
+    "quota_exceeded",
+]
+
+STRIPE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+)
+
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+)
