@@ -105,3 +105,24 @@ class SubscriptionState:
     trial_end: str | None
     version: int
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StripeEventSignal:
+    """A verified Stripe event, routed to the subscription workflow it concerns (signal
+    `stripe_event`). The receiver remembers `event_id`s it has applied, so a replayed or
+    duplicated event changes nothing. Object fields were re-read from Stripe where order
+    matters (e.g. the invoice's current status), so a late event cannot move state backwards."""
+
+    event_id: str
+    event_type: str
+    stripe_object_id: str | None = None
+    # Engine invoice id (from the metadata the engine wrote on the Stripe invoice).
+    invoice_id: str | None = None
+    stripe_invoice_id: str | None = None
+    # The invoice's status as re-read from Stripe when the event was processed.
+    invoice_status: str | None = None
+    amount_paid: int | None = None
+    hosted_invoice_url: str | None = None
+    stripe_payment_method_id: str | None = None
+    failure_message: str | None = None
