@@ -1,0 +1,422 @@
+"""`StripeGateway` over the official stripe-python SDK (`StripeClient`, async methods).
+
+Design points, each for a reason:
+
+- One `StripeClient` per gateway, built in the constructor: no `stripe.api_key` globals, so two
+  gateways (live and test, or two tests) never share credentials.
+- `max_network_retries=0`: Temporal owns retries. The SDK would otherwise retry on its own, and
+  the activity's retry policy would multiply them.
+- The API version is pinned in `STRIPE_API_VERSION`, the version stripe-python 16.1's types were
+  generated for; a test fails when an SDK upgrade moves it, so the bump is deliberate.
+- Every write sends the caller's deterministic idempotency key (or one derived from it, e.g.
+  `invoice:{id}:item:{n}`); the SDK would otherwise invent a random key per attempt, which makes
+  a retried charge a second charge.
+- Vendor errors are translated once, here (`_translate`); a card decline during `pay_invoice`
+  is returned as a `PaymentOutcome`, never raised.
+
+localstripe (the contract-test server) differs from Stripe in a few places; this adapter is
+written against real Stripe and tolerates the differences that are observable in responses
+(a declined `pay` answering 200 with an `open` invoice). The request-side gaps (standalone
+invoices, `finalize`, `mark_uncollectible`, extra invoice parameters) are filled by the
+localstripe runner in `devstack/localstripe_main.py`, so the adapter sends real Stripe requests
+to both.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
+
+import stripe
+
+from billing.payments import (
+    CardDetails,
+    InvoiceLine,
+    PaymentOutcome,
+    StripeAuthenticationError,
+    StripeCardRejected,
+    StripeCustomer,
+    StripeGateway,
+    StripeGatewayError,
+    StripeIdempotencyError,
+    StripeInvalidRequest,
+    StripeInvoice,
+    StripeNotFound,
+    StripePaymentMethodMissing,
+    StripeTransientError,
+    check_idempotency_key,
+    check_invoice_lines,
+    default_payment_method_key,
+    finalize_key,
+    invoice_item_key,
+    parse_invoice_status,
+)
+
+# The API version stripe-python 16.1.x is generated for (stripe._api_version._ApiVersion).
+STRIPE_API_VERSION: Final = "2026-10-28.endive"
+
+# Long enough for Stripe's slowest endpoints, short enough that an activity's start-to-close
+# timeout (set above this) sees a hung connection as a retryable failure.
+DEFAULT_TIMEOUT_SECONDS: Final = 30.0
+
+AUTHENTICATION_REQUIRED: Final = "authentication_required"
+# How Stripe says "the customer must authenticate (3-D Secure) before this can be paid".
+_REQUIRES_ACTION_CODES: Final = frozenset(
+    {"invoice_payment_intent_requires_action", AUTHENTICATION_REQUIRED}
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translate(exc: stripe.StripeError) -> StripeGatewayError:
+    """Map a vendor error to the billing error tree: the only place that knows both."""
+    message = exc.user_message or type(exc).__name__
+    fields: dict[str, Any] = {
+        "stripe_code": exc.code,
+        "http_status": exc.http_status,
+        "request_id": exc.request_id,
+    }
+    if isinstance(exc, stripe.CardError):
+        # Outside pay_invoice a card error means the card itself was refused (on attach).
+        body = _error_body(exc)
+        fields["stripe_code"] = body.get("decline_code") or exc.code
+        return StripeCardRejected(message, **fields)
+    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
+        return StripeTransientError(message, **fields)
+    if isinstance(exc, stripe.IdempotencyError):
+        return StripeIdempotencyError(message, **fields)
+    if isinstance(exc, stripe.InvalidRequestError):
+        if exc.http_status == 404:
+            return StripeNotFound(message, **fields)
+        return StripeInvalidRequest(message, **fields)
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return StripeAuthenticationError(message, **fields)
+    if isinstance(exc, stripe.APIError):
+        # 5xx, an unparseable body, or 409 (a request with the same key still in flight).
+        status = exc.http_status
+        if status is None or status >= 500 or status == 409:
+            return StripeTransientError(message, **fields)
+        return StripeInvalidRequest(message, **fields)
+    return StripeGatewayError(message, **fields)
+
+
+def _translating(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Decorator: vendor errors never leave a gateway method (Zulip's `catch_stripe_errors`)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except stripe.StripeError as exc:
+            raise _translate(exc) from exc
+
+    return wrapper
+
+
+def _error_body(exc: stripe.StripeError) -> dict[str, Any]:
+    body = exc.json_body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error: dict[str, Any] = body["error"]
+        return error
+    return {}
+
+
+def _id_of(value: object) -> str:
+    """An id field that may come back expanded."""
+    if isinstance(value, Mapping):
+        return str(value["id"])
+    return str(value)
+
+
+def _metadata(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _to_invoice(obj: stripe.Invoice) -> StripeInvoice:
+    # StripeObject.get() raises in stripe 16: read a plain dict instead.
+    d = obj.to_dict()
+    return StripeInvoice(
+        id=str(d["id"]),
+        status=parse_invoice_status(str(d["status"])),
+        amount_due=int(d["amount_due"]),
+        amount_paid=int(d.get("amount_paid") or 0),
+        currency=str(d["currency"]).lower(),
+        hosted_invoice_url=_optional_str(d.get("hosted_invoice_url")),
+        invoice_pdf=_optional_str(d.get("invoice_pdf")),
+        customer_id=_id_of(d["customer"]),
+        metadata=_metadata(d.get("metadata")),
+    )
+
+
+def _to_card(obj: stripe.PaymentMethod) -> CardDetails:
+    d = obj.to_dict()
+    card = d.get("card")
+    if d.get("type") != "card" or not isinstance(card, Mapping):
+        raise StripeInvalidRequest(f"payment method {d.get('id')} is not a card")
+    return CardDetails(
+        payment_method_id=str(d["id"]),
+        brand=str(card["brand"]),
+        last4=str(card["last4"]),
+        exp_month=int(card["exp_month"]),
+        exp_year=int(card["exp_year"]),
+    )
+
+
+def _keyed(idempotency_key: str) -> stripe.RequestOptions:
+    return {"idempotency_key": idempotency_key}
+
+
+class StripeSdkGateway:
+    """`StripeGateway` over `stripe.StripeClient`. Close it with `aclose()`."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str | None = None,
+        api_version: str = STRIPE_API_VERSION,
+        *,
+        http_client: stripe.HTTPClient | None = None,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        if not api_key:
+            raise StripeAuthenticationError("a Stripe API key is required")
+        # An explicit async HTTP client: the gateway only uses the *_async methods, and tests
+        # pass a recording subclass to check what goes over the wire.
+        self._http_client = http_client or stripe.HTTPXClient(timeout=timeout_seconds)
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_version=api_version,
+            base_addresses={"api": api_base.rstrip("/")} if api_base else None,
+            max_network_retries=0,
+            http_client=self._http_client,
+        )
+
+    async def aclose(self) -> None:
+        # stripe.HTTPClient.close_async carries no annotations; name the type it has.
+        close: Callable[[], Awaitable[None]] = self._http_client.close_async
+        await close()
+
+    async def __aenter__(self) -> StripeSdkGateway:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @_translating
+    async def ensure_customer(
+        self, tenant_id: str, email: str | None, name: str, idempotency_key: str
+    ) -> StripeCustomer:
+        check_idempotency_key(idempotency_key)
+        params: stripe.params.CustomerCreateParams = {
+            "name": name,
+            "metadata": {"tenant_id": tenant_id},
+        }
+        if email is not None:
+            params["email"] = email
+        customer = await self._client.v1.customers.create_async(
+            params=params, options=_keyed(idempotency_key)
+        )
+        d = customer.to_dict()
+        return StripeCustomer(
+            id=str(d["id"]), email=_optional_str(d.get("email")), metadata=_metadata(d["metadata"])
+        )
+
+    @_translating
+    async def attach_payment_method(
+        self, customer_id: str, payment_method_id: str, idempotency_key: str
+    ) -> CardDetails:
+        check_idempotency_key(idempotency_key)
+        attached = await self._client.v1.payment_methods.attach_async(
+            payment_method_id,
+            params={"customer": customer_id},
+            options=_keyed(idempotency_key),
+        )
+        card = _to_card(attached)
+        # The id Stripe returns, not the one given: a test alias becomes a new concrete id.
+        await self._client.v1.customers.update_async(
+            customer_id,
+            params={"invoice_settings": {"default_payment_method": card.payment_method_id}},
+            options=_keyed(default_payment_method_key(idempotency_key)),
+        )
+        return card
+
+    @_translating
+    async def create_invoice(
+        self,
+        customer_id: str,
+        lines: Sequence[InvoiceLine],
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> StripeInvoice:
+        check_idempotency_key(idempotency_key)
+        currency = check_invoice_lines(lines)
+        for n, line in enumerate(lines):
+            await self._client.v1.invoice_items.create_async(
+                params={
+                    "customer": customer_id,
+                    "amount": line.amount,
+                    "currency": line.currency,
+                    "description": line.description,
+                    "metadata": dict(line.metadata),
+                },
+                options=_keyed(invoice_item_key(idempotency_key, n)),
+            )
+        invoice = await self._client.v1.invoices.create_async(
+            params={
+                "customer": customer_id,
+                # Stripe only sweeps pending items in the invoice's currency, so name it.
+                "currency": currency,
+                "collection_method": "charge_automatically",
+                # The engine, not Stripe, decides when to collect (its dunning schedule).
+                "auto_advance": False,
+                # The default became "exclude" in 2022; the items above must be included.
+                "pending_invoice_items_behavior": "include",
+                "metadata": dict(metadata),
+            },
+            options=_keyed(idempotency_key),
+        )
+        if invoice["status"] == "draft":
+            # Finalizing gives the invoice its number, hosted page and PDF now; with
+            # auto_advance off Stripe still makes no payment attempt of its own.
+            invoice = await self._client.v1.invoices.finalize_invoice_async(
+                str(invoice["id"]),
+                params={"auto_advance": False},
+                options=_keyed(finalize_key(idempotency_key)),
+            )
+        return _to_invoice(invoice)
+
+    @_translating
+    async def pay_invoice(self, invoice_id: str, idempotency_key: str) -> PaymentOutcome:
+        check_idempotency_key(idempotency_key)
+        try:
+            invoice = await self._client.v1.invoices.pay_async(
+                invoice_id, options=_keyed(idempotency_key)
+            )
+        except stripe.CardError as exc:
+            # Real Stripe: a decline (or a 3-D Secure requirement) is a 402 card error.
+            return await self._declined(invoice_id, exc)
+        except stripe.InvalidRequestError:
+            current = await self._retrieve(invoice_id)
+            if current.status == "paid":
+                # "Invoice is already paid": the earlier attempt succeeded; never charge twice.
+                return PaymentOutcome(current, succeeded=True)
+            if await self._lacks_default_payment_method(current.customer_id):
+                raise StripePaymentMethodMissing(
+                    f"customer {current.customer_id} has no default payment method"
+                ) from None
+            raise
+        if invoice["status"] == "paid":
+            return PaymentOutcome(_to_invoice(invoice), succeeded=True)
+        return await self._outcome_of_unpaid(invoice)
+
+    @_translating
+    async def retrieve_invoice(self, invoice_id: str) -> StripeInvoice:
+        return await self._retrieve(invoice_id)
+
+    @_translating
+    async def void_invoice(self, invoice_id: str, idempotency_key: str) -> StripeInvoice:
+        check_idempotency_key(idempotency_key)
+        try:
+            invoice = await self._client.v1.invoices.void_invoice_async(
+                invoice_id, options=_keyed(idempotency_key)
+            )
+        except stripe.InvalidRequestError:
+            # Stripe refuses to void twice; the engine asks for a state, so that is success.
+            current = await self._retrieve(invoice_id)
+            if current.status == "void":
+                return current
+            raise
+        return _to_invoice(invoice)
+
+    @_translating
+    async def mark_uncollectible(self, invoice_id: str, idempotency_key: str) -> StripeInvoice:
+        check_idempotency_key(idempotency_key)
+        try:
+            invoice = await self._client.v1.invoices.mark_uncollectible_async(
+                invoice_id, options=_keyed(idempotency_key)
+            )
+        except stripe.InvalidRequestError:
+            current = await self._retrieve(invoice_id)
+            if current.status == "uncollectible":
+                return current
+            raise
+        return _to_invoice(invoice)
+
+    @_translating
+    async def retrieve_payment_method(self, payment_method_id: str) -> CardDetails:
+        pm = await self._client.v1.payment_methods.retrieve_async(payment_method_id)
+        return _to_card(pm)
+
+    @_translating
+    async def health_check(self) -> None:
+        # The cheapest authenticated read; it proves the key as well as the network.
+        await self._client.v1.balance.retrieve_async()
+
+    # ------------------------------------------------------------------------------ internals
+
+    async def _retrieve(self, invoice_id: str) -> StripeInvoice:
+        return _to_invoice(await self._client.v1.invoices.retrieve_async(invoice_id))
+
+    async def _lacks_default_payment_method(self, customer_id: str) -> bool:
+        d = (await self._client.v1.customers.retrieve_async(customer_id)).to_dict()
+        settings = d.get("invoice_settings") or {}
+        return not settings.get("default_payment_method") and not d.get("default_source")
+
+    async def _declined(self, invoice_id: str, exc: stripe.CardError) -> PaymentOutcome:
+        body = _error_body(exc)
+        decline_code = body.get("decline_code") or exc.code or "card_declined"
+        requires_action = exc.code in _REQUIRES_ACTION_CODES or decline_code in (
+            _REQUIRES_ACTION_CODES
+        )
+        if requires_action:
+            decline_code = AUTHENTICATION_REQUIRED
+        return PaymentOutcome(
+            invoice=await self._retrieve(invoice_id),
+            succeeded=False,
+            decline_code=str(decline_code),
+            failure_message=exc.user_message,
+            requires_action=requires_action,
+        )
+
+    async def _outcome_of_unpaid(self, invoice: stripe.Invoice) -> PaymentOutcome:
+        """A pay call that answered 200 without paying: localstripe's way to decline.
+
+        The invoice's payment intent (exposed by localstripe; real Stripe raises a card error
+        instead) says whether it was a decline or a 3-D Secure requirement, and why."""
+        d = invoice.to_dict()
+        outcome = _to_invoice(invoice)
+        intent_id = d.get("payment_intent")
+        if not isinstance(intent_id, str):
+            return PaymentOutcome(outcome, succeeded=False, decline_code="card_declined")
+        intent = (await self._client.v1.payment_intents.retrieve_async(intent_id)).to_dict()
+        if intent.get("status") == "requires_action":
+            return PaymentOutcome(
+                outcome,
+                succeeded=False,
+                decline_code=AUTHENTICATION_REQUIRED,
+                failure_message="This payment requires authentication (3-D Secure).",
+                requires_action=True,
+            )
+        error = intent.get("last_payment_error") or {}
+        return PaymentOutcome(
+            outcome,
+            succeeded=False,
+            decline_code=str(error.get("decline_code") or error.get("code") or "card_declined"),
+            failure_message=_optional_str(error.get("message")),
+        )
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_port(gateway: StripeSdkGateway) -> StripeGateway:
+        return gateway  # mypy fails here if the adapter drifts from the protocol
