@@ -78,7 +78,6 @@ class _DevStack:
     ) -> None:
         self.settings = settings
         self.supervisor = supervisor
-        self.time_scale = time_scale
         self.app_command = app_command
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", BILLING_ENVIRONMENT="dev")
         if time_scale is not None:
@@ -186,7 +185,7 @@ class _DevStack:
         return out
 
     def _banner(self, api: str, operator_key: str, took: float) -> None:
-        temporal = self.temporal_ui or f"{self.env['BILLING_TEMPORAL_ADDRESS']} (external)"
+        temporal = self.temporal_ui or f"{self.settings.temporal_address} (external)"
         lines = [
             "",
             f"billing engine is up ({took:.1f} s)",
