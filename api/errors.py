@@ -59,7 +59,7 @@ DOMAIN_STATUS: dict[type[domain.BillingError], int] = {
 def status_for(error: domain.BillingError) -> int:
     for cls in type(error).__mro__:
         if cls in DOMAIN_STATUS:
-            return DOMAIN_STATUS[cls]  # type: ignore[index]
+            return DOMAIN_STATUS[cls]
     return 400
 
 

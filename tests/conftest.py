@@ -6,6 +6,8 @@ Nothing here downloads anything."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -42,7 +44,7 @@ def catalog() -> Catalog:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     """Admin URL of a server with an empty database for this run."""
     external = external_database_url()
     if external is not None:
@@ -65,13 +67,17 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
     from devstack.postgres import EmbeddedPostgres
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), fsync=False)
+    # Not under tmp_path_factory: as root, the server runs as another user, and every pytest start
+    # resets /tmp/pytest-of-root to 0700, locking a concurrently running server out of its data.
+    base = Path(tempfile.mkdtemp(prefix="billing-test-pg-"))
+    server = EmbeddedPostgres(base / "data", free_port(), fsync=False)
     server.start()
     try:
         server.ensure_database("billing_test")
         yield server.url("billing_test")
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,14 @@ project the state to Postgres, keep the search attributes current, and wait for 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
-    from billing.periods import Interval, period_bounds
+    from billing.catalog import Interval
+    from billing.periods import period_bounds
     from workflows import search_attributes as sa
     from workflows.io import (
         EnsureCustomerInput,
@@ -125,7 +128,7 @@ class SubscriptionWorkflow:
     def _publish(self) -> None:
         assert self._input is not None
         next_at = self._trial_end or (self._period[1] if self._period else None)
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             sa.TENANT_ID.value_set(self._input.tenant_id),
             sa.SUBSCRIPTION_ID.value_set(self._input.subscription_id),
             sa.PLAN_CODE.value_set(self._input.plan.code),
