@@ -93,7 +93,7 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runs = [asyncio.create_task(w.run()) for w in workers]
-    log.warning("worker polling %s and %s", settings.task_queue, settings.stripe_task_queue)
+    log.info("polling task queues %s and %s", settings.task_queue, settings.stripe_task_queue)
     try:
         done, _ = await asyncio.wait(
             [*runs, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
@@ -109,4 +109,5 @@ async def run_worker(settings: Settings) -> None:
 
 def main(settings: Settings) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("billing").setLevel(logging.INFO)
     asyncio.run(run_worker(settings))
