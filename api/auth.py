@@ -6,8 +6,9 @@ reach their own tenant's rows (RLS does the filtering; a foreign id simply is no
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -38,6 +39,42 @@ class Principal:
         return self.tenant_id
 
 
+@dataclass
+class ApiKeyCache:
+    """Recently verified keys by hash, for `ttl_seconds`, so hot endpoints (the quota check) do
+    not pay a database round trip per request for authentication.
+
+    Revocation: the process that revokes a key forgets it at once (`forget`); other API
+    processes keep accepting it for at most `ttl_seconds` (5 s by default; ADR 0003). Unknown
+    and revoked keys are never cached, so a key issued a moment ago works immediately.
+    """
+
+    ttl_seconds: float
+    _entries: dict[bytes, tuple[float, Principal]] = field(default_factory=dict)
+    max_entries: int = 10_000
+
+    def get(self, key_hash: bytes) -> Principal | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            self._entries.pop(key_hash, None)
+            return None
+        return entry[1]
+
+    def put(self, key_hash: bytes, principal: Principal) -> None:
+        if self.ttl_seconds <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # crude but bounded; refilling costs one lookup per key
+        self._entries[key_hash] = (time.monotonic() + self.ttl_seconds, principal)
+
+    def forget(self, key_id: UUID) -> None:
+        for key_hash, (_, principal) in list(self._entries.items()):
+            if principal.key_id == key_id:
+                self._entries.pop(key_hash, None)
+
+
 def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
@@ -56,13 +93,30 @@ async def authenticate(
     if not is_well_formed(key):
         raise Unauthorized("malformed API key")
     key_hash = hash_key(key, services.settings.api_key_pepper.get_secret_value())
+    cache = key_cache(services)
+    cached = cache.get(key_hash)
+    if cached is not None:
+        return cached
     async with services.system_db.transaction() as conn:
         row = await tenant_repo.find_api_key(conn, key_hash)
     if row is None:
         raise Unauthorized("unknown API key")
     if row.revoked_at is not None:
         raise Unauthorized("this API key has been revoked")
-    return Principal(row.id, row.tenant_id, implied_scopes(frozenset(row.scopes)))
+    principal = Principal(row.id, row.tenant_id, implied_scopes(frozenset(row.scopes)))
+    cache.put(key_hash, principal)
+    return principal
+
+
+def key_cache(services: Services) -> ApiKeyCache:
+    """The API process's key cache, created on first use (kept on the Services object, which
+    lives as long as the app)."""
+    cache = services.extras.get("api_key_cache")
+    if not isinstance(cache, ApiKeyCache):
+        cache = services.extras["api_key_cache"] = ApiKeyCache(
+            services.settings.api_key_cache_seconds
+        )
+    return cache
 
 
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:

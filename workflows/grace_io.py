@@ -1,0 +1,114 @@
+"""Payloads of the generic grace window (`grace_window`) and the usage reconciliation workflow.
+
+Stored in workflow histories: add fields only with defaults; never rename or remove one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GraceInput:
+    """Everything the window needs, snapshotted at start: a settings change never moves it."""
+
+    tenant_id: str
+    # soft_cap (subject: a metric) | payment (subject: an invoice id)
+    kind: str
+    subject: str
+    # The period the grace belongs to, as billing.usage.period_key() (also in the workflow id).
+    period_key: str
+    # The period start as ISO 8601: the soft-cap effect blocks that period's counter.
+    period_start: str
+    duration_seconds: float
+    actor: str
+    # Demo clock: the duration is divided by this factor (1.0 = real time).
+    time_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class GraceResult:
+    # expired | ended (by an operator, effect applied) | a resolution given by `resolve`
+    resolution: str
+    effect_applied: bool
+
+
+@dataclass(frozen=True)
+class GraceResolve:
+    """Close the window without its effect, e.g. resolution "upgraded" or "paid"."""
+
+    resolution: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class GraceExtend:
+    seconds: float
+    actor: str
+
+
+@dataclass(frozen=True)
+class GraceEndEarly:
+    """Expire the window now: the effect runs as if the timer had fired."""
+
+    actor: str
+
+
+@dataclass(frozen=True)
+class GraceStatus:
+    started_at: str
+    expires_at: str
+    resolution: str | None
+
+
+@dataclass(frozen=True)
+class GraceProjection:
+    """The `grace_periods` row as the workflow sees it (upserted by workflow id)."""
+
+    workflow_id: str
+    tenant_id: str
+    kind: str
+    subject: str
+    started_at: str
+    expires_at: str
+    resolved_at: str | None = None
+    resolution: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
+class GraceProjected:
+    written: bool
+
+
+@dataclass(frozen=True)
+class GraceEffectInput:
+    tenant_id: str
+    kind: str
+    subject: str
+    period_start: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class GraceEffectResult:
+    applied: bool
+
+
+@dataclass(frozen=True)
+class ReconcileInput:
+    """Recompute aggregates for UTC days [first, last]; or the `days` days up to the run's date
+    when `first` is empty (the scheduled form)."""
+
+    days: int = 3
+    first: str = ""
+    last: str = ""
+    repair: bool = True
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    first: str
+    last: str
+    drift_found: int
+    repaired: int
