@@ -75,7 +75,9 @@ async def open_period(conn: AsyncConnection, tenant_id: UUID) -> OpenPeriod | No
     row = await (await driver(conn)).fetchrow(_OPEN_PERIOD, tenant_id)
     if row is None:
         return None
-    overrides = {m: (i, c) for m, i, c in json.loads(row[4])} if row[4] else {}
+    # SQLAlchemy registers a JSON codec on its asyncpg connections; a bare one returns text.
+    raw = json.loads(row[4]) if isinstance(row[4], str) else row[4]
+    overrides = {m: (i, c) for m, i, c in raw} if raw else {}
     return OpenPeriod(row[0], row[1], row[2], row[3], overrides)
 
 
