@@ -237,23 +237,15 @@ class QuotaRow:
     override_cap: str | None
 
 
-# One round trip: tenant status, live subscription, this period's counter (primary-key lookup)
-# and an unexpired operator override.
-_QUOTA = """
-SELECT t.access_status, s.plan_id, s.current_period_start, s.current_period_end,
-       coalesce(c.quantity, 0), c.blocked_at IS NOT NULL, o.included, o.cap
-FROM tenants t
-LEFT JOIN subscriptions s
-  ON s.tenant_id = t.id AND s.status <> 'canceled' AND s.current_period_start IS NOT NULL
-LEFT JOIN usage_period_counters c
-  ON c.tenant_id = t.id AND c.metric = $2 AND c.period_start = s.current_period_start
-LEFT JOIN entitlement_overrides o
-  ON o.tenant_id = t.id AND o.metric = $2 AND (o.expires_at IS NULL OR o.expires_at > now())
-WHERE t.id = $1
-"""
+# `usage_quota_row` (migration 0004) sets app.tenant_id for its own statement and reads tenant
+# status, live subscription, this period's counter (primary-key lookup) and an unexpired
+# override, as the app role (RLS applies): one round trip, no explicit transaction.
+_QUOTA = "SELECT * FROM usage_quota_row($1, $2)"
 
 
 async def quota_row(conn: AsyncConnection, tenant_id: UUID, metric: str) -> QuotaRow | None:
+    """Read outside an explicit transaction (`engine.connect()`, nothing executed before):
+    the statement is its own transaction, so the tenant setting ends with it."""
     row = await (await driver(conn)).fetchrow(_QUOTA, tenant_id, metric)
     return None if row is None else QuotaRow(*row)
 

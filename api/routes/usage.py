@@ -396,7 +396,8 @@ async def check_quota(
         raise FieldInvalid("metric", "unknown metric")
     try:
         async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
-            async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+            # One statement as the app role; see usage_quota_row (migration 0004).
+            async with services.tenant_db.engine.connect() as conn:
                 row = await usage_repo.quota_row(conn, tenant_id, metric)
                 plan = (
                     await plan_cache(services).get(conn, row.plan_id)

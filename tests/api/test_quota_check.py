@@ -183,3 +183,20 @@ async def test_csv_export_streams_raw_events(
     lines = response.text.strip().splitlines()
     assert lines[0].startswith("occurred_at,metric,quantity")
     assert sorted(line.split(",")[1] for line in lines[1:]) == ["api_calls", "llm_tokens"]
+
+
+async def test_quota_read_sets_the_tenant_for_its_own_statement_only(
+    dbs: Databases, free_tenant: TenantWithKey
+) -> None:
+    from adapters.db import usage as usage_repo
+
+    other = await make_tenant(dbs)
+    async with dbs.app.engine.connect() as conn:
+        row = await usage_repo.quota_row(conn, free_tenant.id, "api_calls")
+        assert row is not None
+        assert row.access_status == "active"
+        driver = await usage_repo.driver(conn)
+        assert await driver.fetchval("SELECT current_setting('app.tenant_id', true)") in ("", None)
+        # RLS still applies: the function runs as the app role, for the tenant it was given
+        assert await driver.fetchval("SELECT count(*) FROM tenants") == 0
+        assert (await usage_repo.quota_row(conn, other.id, "api_calls")) is not None
