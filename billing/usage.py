@@ -42,6 +42,7 @@ NOTIFY_THRESHOLDS = (80, 100)
 # NUMERIC(24, 6): 18 integer digits and 6 decimals.
 _MAX_QUANTITY = Decimal("1e18")
 _QUANTUM = Decimal("0.000001")
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +68,18 @@ def check_event(
     Late events are fine as long as they fall inside the open billing period: the period's
     counter is what quotas and overage read, and a closed period has already been billed.
     """
+    # Decimal-to-Decimal comparisons only: comparing with an int goes through the numbers ABCs,
+    # which is measurable at 1,000 events per request.
     if not metric_known:
         return EventProblem("metric", "unknown metric")
     if not quantity.is_finite():
         return EventProblem("quantity", "must be a finite number")
-    if quantity < 0:
+    if quantity < _ZERO:
         return EventProblem("quantity", "must not be negative")
     if quantity >= _MAX_QUANTITY:
         return EventProblem("quantity", "is too large")
-    if quantity != quantity.quantize(_QUANTUM):
+    exponent = quantity.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -6 and quantity != quantity.quantize(_QUANTUM):
         return EventProblem("quantity", "has more than 6 decimal places")
     if occurred_at.tzinfo is None:
         return EventProblem("timestamp", "must include a UTC offset")

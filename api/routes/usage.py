@@ -60,6 +60,8 @@ log = logging.getLogger("billing.api.usage")
 
 # Errors that mean "the database is not answering", as opposed to a bug in a query.
 DB_UNAVAILABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
+# One encoder for every event: json.dumps with options builds a new encoder per call.
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # Two concurrent batches can still collide on a unique-index wait; retrying is always safe
 # because the whole batch is one transaction.
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
@@ -136,11 +138,7 @@ async def _ingest(
                 rows: list[tuple[str, str, Decimal, datetime, str | None]] = []
                 rejected = duplicates = 0
                 for index, event in enumerate(events):
-                    metadata_json = (
-                        None
-                        if event.metadata is None
-                        else json.dumps(event.metadata, separators=(",", ":"))
-                    )
+                    metadata_json = None if event.metadata is None else _json(event.metadata)
                     problem = check_event(
                         metric_known=event.metric in catalog_metrics,
                         quantity=event.quantity,
@@ -169,9 +167,7 @@ async def _ingest(
                     if key in seen:
                         continue  # the first occurrence in the batch decides; this one is a dup
                     seen.add(key)
-                    rows.append(
-                        (key, event.metric, event.quantity, _utc(event.timestamp), metadata_json)
-                    )
+                    rows.append((key, event.metric, event.quantity, event.timestamp, metadata_json))
                 rows.sort(key=lambda r: r[0])
                 inserted: frozenset[str] = frozenset()
                 crossings: list[_Crossing] = []
@@ -182,7 +178,7 @@ async def _ingest(
                         events=usage_repo.EventColumns(
                             keys=[r[0] for r in rows],
                             metrics=[r[1] for r in rows],
-                            quantities=[r[2] for r in rows],
+                            quantities=[str(r[2]) for r in rows],
                             occurred_at=[r[3] for r in rows],
                             metadata_json=[r[4] for r in rows],
                         ),
