@@ -196,8 +196,10 @@ async def bench_ingestion(
         max_size=args.clients,
     )
     sql = (
-        "INSERT INTO usage_events (tenant_id, metric, quantity, occurred_at, idempotency_key, metadata) "
-        "SELECT $1, m, q, o, k, md::jsonb FROM unnest($2::text[], $3::numeric[], $4::timestamptz[], $5::text[], $6::text[]) AS t(m, q, o, k, md)"
+        "INSERT INTO usage_events "
+        "(tenant_id, metric, quantity, occurred_at, idempotency_key, metadata) "
+        "SELECT $1, m, q, o, k, md::jsonb FROM unnest("
+        "$2::text[], $3::numeric[], $4::timestamptz[], $5::text[], $6::text[]) AS t(m, q, o, k, md)"
     )
     columns = [
         (
@@ -269,7 +271,8 @@ async def main(args: argparse.Namespace) -> int:
         key, tenant_id, _ = await prepare(owner_url)
         port = free_port()
         env = {**os.environ, "BILLING_DATABASE_URL": owner_url, "BILLING_ENVIRONMENT": "dev"}
-        server = subprocess.Popen(
+        # Started once, before anything is measured: blocking here is harmless.
+        server = subprocess.Popen(  # noqa: ASYNC220
             [
                 sys.executable,
                 "-m",
@@ -340,7 +343,8 @@ async def main(args: argparse.Namespace) -> int:
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         print(
-            f"usage bench: {args.batches} batches x 1,000 events, {args.clients} clients; {args.checks} quota checks; cpus={os.cpu_count()}"
+            f"usage bench: {args.batches} batches x 1,000 events, {args.clients} clients; "
+            f"{args.checks} quota checks; cpus={os.cpu_count()}; load {os.getloadavg()[0]:.1f}"
         )
         for r in rows:
             print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
