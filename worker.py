@@ -47,6 +47,7 @@ def main_queue_activities(
         usage.record_grace_period,
         usage.apply_grace_expiry,
         usage.reconcile_usage_days,
+        usage.compute_period_overage,
     ]
 
 

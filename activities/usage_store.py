@@ -13,11 +13,16 @@ from temporalio.exceptions import ApplicationError
 from adapters.db import usage as usage_repo
 from adapters.db.audit import record_audit
 from adapters.db.session import Database
+from billing.catalog import Plan
+from billing.usage import effective_entitlement, overage_lines
 from workflows.grace_io import (
     GraceEffectInput,
     GraceEffectResult,
     GraceProjected,
     GraceProjection,
+    OverageLineOut,
+    PeriodOverageInput,
+    PeriodOverageResult,
     ReconcileInput,
     ReconcileResult,
 )
@@ -112,3 +117,41 @@ class UsageStore:
             drift_found=len(drift),
             repaired=len(drift) if input.repair else 0,
         )
+
+    @activity.defn(name="compute_period_overage")
+    async def compute_period_overage(self, input: PeriodOverageInput) -> PeriodOverageResult:
+        """Overage lines of one period for the renewal invoice (read-only; safe to retry).
+
+        Reads the period counters (the same numbers quota checks used) and the tenant's
+        operator overrides, and prices them with the plan snapshot given by the workflow."""
+        tenant_id = UUID(input.tenant_id)
+        plan = Plan.from_dict(input.plan_definition)
+        async with self._db.transaction() as conn:
+            counters = await usage_repo.period_counters(
+                conn, tenant_id, datetime.fromisoformat(input.period_start)
+            )
+            overrides = await usage_repo.overrides(conn, tenant_id)
+        effective = {
+            metric: effective_entitlement(
+                plan.entitlement(metric), override_included=inc, override_cap=cap
+            )
+            for metric, (inc, cap) in overrides.items()
+            if metric in plan.metrics
+        }
+        lines = overage_lines(
+            plan, {m: c.quantity for m, c in counters.items()}, overrides=effective
+        )
+        out = [
+            OverageLineOut(
+                metric=line.metric,
+                used=line.used,
+                included=line.included,
+                units=line.units,
+                unit_size=line.unit_size,
+                unit_price=line.unit_price,
+                amount=line.amount,
+                description=line.description,
+            )
+            for line in lines
+        ]
+        return PeriodOverageResult(lines=out, total=sum(line.amount for line in lines))

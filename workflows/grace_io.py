@@ -5,7 +5,8 @@ Stored in workflow histories: add fields only with defaults; never rename or rem
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,31 @@ class ReconcileResult:
     last: str
     drift_found: int
     repaired: int
+
+
+@dataclass(frozen=True)
+class PeriodOverageInput:
+    """Read a closed period's aggregates and price its overage with the plan snapshot the
+    subscription workflow holds (billing.catalog.Plan.to_dict())."""
+
+    tenant_id: str
+    period_start: str
+    plan_definition: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OverageLineOut:
+    metric: str
+    used: int
+    included: int
+    units: int
+    unit_size: int
+    unit_price: int
+    amount: int
+    description: str
+
+
+@dataclass(frozen=True)
+class PeriodOverageResult:
+    lines: list[OverageLineOut] = field(default_factory=list)
+    total: int = 0
