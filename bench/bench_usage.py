@@ -129,7 +129,9 @@ async def prepare(admin_url: str) -> tuple[str, uuid.UUID, datetime]:
 
 def make_batches(prefix: str, batches: int, size: int) -> list[list[dict[str, object]]]:
     now = datetime.now(UTC)
-    metrics = ["llm_tokens", "api_calls", "agent_executions", "storage_gb"]
+    # Mixed counters and a gauge, sized so the Enterprise tenant never crosses a soft cap (that
+    # would open a grace window, and this app has no Temporal).
+    metrics = ["llm_tokens", "api_calls", "llm_tokens", "storage_gb"]
     return [
         [
             {
@@ -264,6 +266,7 @@ async def main(args: argparse.Namespace) -> int:
     base = Path(tempfile.mkdtemp(prefix="billing-bench-"))
     pg = EmbeddedPostgres(base / "data", free_port(), fsync=False)
     server: subprocess.Popen[bytes] | None = None
+    server_log = (base / "server.log").open("wb")
     try:
         pg.start()
         pg.ensure_database("bench")
@@ -290,6 +293,7 @@ async def main(args: argparse.Namespace) -> int:
             cwd=ROOT,
             env=env,
             start_new_session=True,
+            stderr=server_log,
         )
         for _ in range(200):  # bounded wait for the port
             try:
@@ -349,6 +353,10 @@ async def main(args: argparse.Namespace) -> int:
         for r in rows:
             print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
         return 0
+    except BaseException:
+        server_log.flush()
+        print((base / "server.log").read_text()[-3000:], file=sys.stderr)
+        raise
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
