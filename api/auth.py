@@ -75,7 +75,9 @@ class ApiKeyCache:
                 self._entries.pop(key_hash, None)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
+    # per request that cost more than the whole quota read (ADR 0003).
     services: Services = request.app.state.services
     return services
 

@@ -20,8 +20,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError
@@ -313,18 +315,39 @@ async def record_usage(
     )
 
 
+def _batch_body_schema() -> dict[str, Any]:
+    schema = UsageBatchIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)  # UsageEventIn is in the components already (single endpoint)
+    return schema
+
+
 @router.post(
     "/batch",
     response_model=UsageBatchOut,
     responses=error_responses(401, 403, 404, 409, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _batch_body_schema()}},
+        }
+    },
 )
 async def record_usage_batch(
-    batch: UsageBatchIn, principal: ManagePrincipal, services: ServicesDep
+    request: Request, principal: ManagePrincipal, services: ServicesDep
 ) -> JSONResponse:
     """Record up to `usage_batch_max_size` events in one transaction. Each event is reported as
     accepted, duplicate (its key was recorded before, or earlier in this batch) or rejected
     (with the field and reason; rejected events do not stop the others)."""
     tenant_id = principal.require_tenant()
+    # Parsed by pydantic straight from the bytes (its JSON parser is in Rust): the body is the
+    # hot path, and json.loads + validation of 1,000 events cost twice as much. Errors are
+    # raised as FastAPI's own, so the one error mapping (422 naming fields) still applies.
+    try:
+        batch = UsageBatchIn.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None
     limit = services.settings.usage_batch_max_size
     if len(batch.events) > limit:
         raise FieldInvalid("events", f"at most {limit} events per batch")

@@ -235,3 +235,22 @@ async def test_quota_notifications_queued_once_at_80_and_100_percent(
         ids = list(rows)
     assert [i.rsplit(":", 1)[1] for i in ids] == ["80", "100"]
     assert all(i.startswith(f"quota.threshold:{tenant.id}:agent_executions:") for i in ids)
+
+
+async def test_malformed_batch_is_a_422_naming_the_event_field(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    bad = event("k")
+    del bad["quantity"]
+    response = await api.post(
+        "/api/billing/usage/batch", json={"events": [event("ok"), bad]}, headers=tenant.headers
+    )
+    assert response.status_code == 422
+    assert [f["field"] for f in response.json()["error"]["fields"]] == ["events.1.quantity"]
+    not_json = await api.post(
+        "/api/billing/usage/batch",
+        content=b"{nope",
+        headers={**tenant.headers, "content-type": "application/json"},
+    )
+    assert not_json.status_code == 422
+    assert (await counts(dbs, tenant))["events"] == 0
