@@ -3,6 +3,7 @@ aggregates and the raw events; injected drift is found and repaired (workflow an
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -157,3 +158,30 @@ async def test_reconcile_workflow_finds_and_repairs_drift(
     assert again.drift_found == 0
     summary = (await api.get("/api/billing/usage", headers=tenant.headers)).json()
     assert {m["metric"]: m["used"] for m in summary["metrics"]}["api_calls"] == "12"
+
+
+async def test_cli_backfill_repairs_a_past_range(
+    api: httpx.AsyncClient, dbs: Databases, settings: Settings, capsys: Any
+) -> None:
+    from adapters.db.usage import reconcile_usage_cli
+
+    tenant = await make_tenant(dbs)
+    await make_subscription(dbs, tenant.id)
+    now = datetime.now(UTC)
+    await api.post(
+        "/api/billing/usage",
+        json={
+            "metric": "api_calls",
+            "quantity": 3,
+            "timestamp": now.isoformat(),
+            "idempotency_key": "a",
+        },
+        headers=tenant.headers,
+    )
+    await _tamper(dbs, tenant.id)
+    day = now.date()
+    first = day - timedelta(days=1)
+    assert await asyncio.to_thread(reconcile_usage_cli, settings, first, day, repair=False) == 1
+    assert await asyncio.to_thread(reconcile_usage_cli, settings, first, day, repair=True) == 1
+    assert await asyncio.to_thread(reconcile_usage_cli, settings, first, day, repair=True) == 0
+    assert "0 drifted aggregates repaired" in capsys.readouterr().out
