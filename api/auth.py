@@ -91,7 +91,25 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    key = credentials.credentials
+    return await principal_for_key(services, credentials.credentials)
+
+
+async def authorize_request(request: Request, scope: Scope) -> tuple[Services, Principal]:
+    """`require(scope)` without dependency injection, for the quota check: solving the
+    dependency chain cost as much as the database read (ADR 0003). Same rules, same errors."""
+    services: Services = request.app.state.services
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+    principal = await principal_for_key(services, key.strip())
+    if scope not in principal.scopes:
+        raise Forbidden(f"this API key lacks the `{scope}` scope")
+    if scope is not Scope.OPERATOR:
+        principal.require_tenant()
+    return services, principal
+
+
+async def principal_for_key(services: Services, key: str) -> Principal:
     if not is_well_formed(key):
         raise Unauthorized("malformed API key")
     key_hash = hash_key(key, services.settings.api_key_pepper.get_secret_value())

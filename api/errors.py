@@ -47,10 +47,11 @@ class FieldInvalid(ApiError):
     status_code = 422
     code = "validation_error"
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, location: str = "body") -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.field_message = message
+        self.location = location
 
 
 class ServiceUnavailable(ApiError):
@@ -88,7 +89,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FieldInvalid)
     async def _field_invalid(_: Request, exc: FieldInvalid) -> JSONResponse:
-        fields = [{"field": exc.field, "location": "body", "message": exc.field_message}]
+        fields = [{"field": exc.field, "location": exc.location, "message": exc.field_message}]
         return JSONResponse(
             error_body(exc.code, exc.message, fields=fields), status_code=exc.status_code
         )

@@ -36,6 +36,9 @@ class PlanCache:
     def __init__(self) -> None:
         self._plans: dict[UUID, Plan] = {}
 
+    def cached(self, plan_id: UUID) -> Plan | None:
+        return self._plans.get(plan_id)
+
     async def get(self, conn: AsyncConnection, plan_id: UUID) -> Plan:
         plan = self._plans.get(plan_id)
         if plan is None:
@@ -245,10 +248,10 @@ class QuotaRow:
 _QUOTA = "SELECT * FROM usage_quota_row($1, $2)"
 
 
-async def quota_row(conn: AsyncConnection, tenant_id: UUID, metric: str) -> QuotaRow | None:
-    """Read outside an explicit transaction (`engine.connect()`, nothing executed before):
-    the statement is its own transaction, so the tenant setting ends with it."""
-    row = await (await driver(conn)).fetchrow(_QUOTA, tenant_id, metric)
+async def quota_row(connection: Any, tenant_id: UUID, metric: str) -> QuotaRow | None:
+    """`connection`: an asyncpg connection outside any explicit transaction (the statement is
+    its own transaction, so the tenant setting ends with it)."""
+    row = await connection.fetchrow(_QUOTA, tenant_id, metric)
     return None if row is None else QuotaRow(*row)
 
 

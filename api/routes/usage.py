@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -28,10 +29,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError
 
+from adapters.api_keys import Scope
 from adapters.db import usage as usage_repo
 from adapters.db.notifications import enqueue_notification
 from adapters.temporal import start_grace_window
-from api.auth import ManagePrincipal, ReadPrincipal, ServicesDep
+from api.auth import ManagePrincipal, ReadPrincipal, ServicesDep, authorize_request
 from api.errors import Conflict, FieldInvalid, NotFound, error_responses
 from api.services import Services
 from api.usage_schemas import (
@@ -61,7 +63,14 @@ router = APIRouter(prefix="/api/billing/usage", tags=["usage"])
 log = logging.getLogger("billing.api.usage")
 
 # Errors that mean "the database is not answering", as opposed to a bug in a query.
-DB_UNAVAILABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
+DB_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    OperationalError,
+    InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+)
 # One encoder for every event: json.dumps with options builds a new encoder per call.
 _json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # Two concurrent batches can still collide on a unique-index wait; retrying is always safe
@@ -390,39 +399,74 @@ def _last_known(services: Services) -> dict[tuple[UUID, str], bool]:
     return cache
 
 
+_CHECK_PARAMETERS = [
+    {
+        "name": "metric",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    },
+    {
+        "name": "quantity",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": r"^\d+(\.\d{1,6})?$", "default": "1"},
+        "description": "quantity about to be used (decimal, default 1)",
+    },
+]
+
+
+def _query_quantity(raw: str | None) -> Decimal:
+    if raw is None:
+        return Decimal(1)
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise FieldInvalid("quantity", "must be a decimal number", "query") from None
+    if not value.is_finite() or value < 0:
+        raise FieldInvalid("quantity", "must be a finite, non-negative number", "query")
+    return value
+
+
 @router.get(
     "/check",
     response_model=QuotaCheckOut,
     responses={
-        **error_responses(401, 403, 404, 409, 422, 503),
+        **error_responses(401, 403, 404, 422, 503),
         402: {"description": "blocked", "model": QuotaCheckOut},
     },
+    openapi_extra={"parameters": _CHECK_PARAMETERS, "security": [{"HTTPBearer": []}]},
 )
-async def check_quota(
-    principal: ReadPrincipal,
-    services: ServicesDep,
-    metric: Annotated[str, Query(min_length=1, max_length=64)],
-    quantity: Annotated[Decimal, Query(ge=0, allow_inf_nan=False)] = Decimal(1),
-) -> JSONResponse:
+async def check_quota(request: Request) -> JSONResponse:
     """May the tenant use `quantity` more of `metric` now? 200 allowed, 402 blocked (reason in
     the body), with X-Quota-Limit/Used/Remaining/Reset. Read-only: it reserves nothing.
 
     Fails closed: when the database does not answer within `quota_check_timeout_seconds`, the
     answer is 503 (not allowed), except for a metric the last successful check saw soft-capped
-    and unblocked (a soft cap promises continued service; ADR 0003)."""
+    and unblocked (a soft cap promises continued service; ADR 0003).
+
+    The hot path of the API: authorization and parameters are handled here rather than through
+    dependency injection (the same rules and errors; see `authorize_request`)."""
+    services, principal = await authorize_request(request, Scope.READ)
     tenant_id = principal.require_tenant()
+    metric = request.query_params.get("metric") or ""
+    if not metric:
+        raise FieldInvalid("metric", "is required", "query")
+    quantity = _query_quantity(request.query_params.get("quantity"))
     if metric not in services.catalog.metrics:
-        raise FieldInvalid("metric", "unknown metric")
+        raise FieldInvalid("metric", "unknown metric", "query")
     try:
         async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
             # One statement as the app role; see usage_quota_row (migration 0004).
-            async with services.tenant_db.engine.connect() as conn:
-                row = await usage_repo.quota_row(conn, tenant_id, metric)
-                plan = (
-                    await plan_cache(services).get(conn, row.plan_id)
-                    if row is not None and row.plan_id is not None
-                    else None
-                )
+            pool = await services.tenant_db.raw_pool()
+            async with pool.acquire() as connection:
+                row = await usage_repo.quota_row(connection, tenant_id, metric)
+            plan = None
+            if row is not None and row.plan_id is not None:
+                plan = plan_cache(services).cached(row.plan_id)
+                if plan is None:  # first check for this plan version in this process
+                    async with services.tenant_db.engine.connect() as conn:
+                        plan = await plan_cache(services).get(conn, row.plan_id)
     except DB_UNAVAILABLE:
         log.warning("quota check: database unavailable", exc_info=True)
         soft_ok = _last_known(services).get((tenant_id, metric), False)

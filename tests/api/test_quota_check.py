@@ -191,12 +191,40 @@ async def test_quota_read_sets_the_tenant_for_its_own_statement_only(
     from adapters.db import usage as usage_repo
 
     other = await make_tenant(dbs)
-    async with dbs.app.engine.connect() as conn:
-        row = await usage_repo.quota_row(conn, free_tenant.id, "api_calls")
+    pool = await dbs.app.raw_pool()
+    async with pool.acquire() as connection:
+        row = await usage_repo.quota_row(connection, free_tenant.id, "api_calls")
         assert row is not None
         assert row.access_status == "active"
-        driver = await usage_repo.driver(conn)
-        assert await driver.fetchval("SELECT current_setting('app.tenant_id', true)") in ("", None)
+        setting = await connection.fetchval("SELECT current_setting('app.tenant_id', true)")
+        assert setting in ("", None)
         # RLS still applies: the function runs as the app role, for the tenant it was given
-        assert await driver.fetchval("SELECT count(*) FROM tenants") == 0
-        assert (await usage_repo.quota_row(conn, other.id, "api_calls")) is not None
+        assert await connection.fetchval("SELECT count(*) FROM tenants") == 0
+        assert (await usage_repo.quota_row(connection, other.id, "api_calls")) is not None
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({}, "metric"),
+        ({"metric": "api_calls", "quantity": "-1"}, "quantity"),
+        ({"metric": "api_calls", "quantity": "NaN"}, "quantity"),
+        ({"metric": "api_calls", "quantity": "lots"}, "quantity"),
+    ],
+)
+async def test_bad_check_parameters_are_422_naming_them(
+    api: httpx.AsyncClient, free_tenant: TenantWithKey, params: dict[str, str], field: str
+) -> None:
+    response = await api.get(CHECK, params=params, headers=free_tenant.headers)
+    assert response.status_code == 422
+    fields = response.json()["error"]["fields"]
+    assert [(f["field"], f["location"]) for f in fields] == [(field, "query")]
+
+
+async def test_check_needs_a_read_key(api: httpx.AsyncClient, dbs: Databases) -> None:
+    assert (await api.get(CHECK, params={"metric": "api_calls"})).status_code == 401
+    bad = {"Authorization": "Bearer bk_nope"}
+    assert (await api.get(CHECK, params={"metric": "api_calls"}, headers=bad)).status_code == 401
+    operator = await operator_headers(dbs)
+    response = await api.get(CHECK, params={"metric": "api_calls"}, headers=operator)
+    assert response.status_code == 403
