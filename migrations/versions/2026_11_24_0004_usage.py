@@ -3,7 +3,7 @@
 Quota notifications (80 % / 100 %) are written to the notifications outbox in the same
 transaction that moves the period counter, which runs as the RLS-enforced app role.
 
-`usage_quota_row(tenant, metric)` is the quota check's read in one statement: it sets
+`usage_quota_row(tenant, metric)` (LANGUAGE sql) is the quota check's read in one statement: it sets
 `app.tenant_id` for the statement's own transaction and runs the query as the caller
 (SECURITY INVOKER), so row-level security still applies, without the BEGIN / set_config /
 COMMIT round trips of an explicit transaction (ADR 0003).
@@ -32,13 +32,12 @@ CREATE FUNCTION usage_quota_row(p_tenant uuid, p_metric text)
 RETURNS TABLE (access_status text, plan_id uuid, period_start timestamptz,
                period_end timestamptz, used numeric, blocked boolean,
                override_included bigint, override_cap text)
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+LANGUAGE sql VOLATILE SECURITY INVOKER
 SET search_path = public, pg_temp
 AS $$
-BEGIN
-  -- Local to the transaction: a single-statement call's own, so it ends with the statement.
-  PERFORM set_config('app.tenant_id', p_tenant::text, true);
-  RETURN QUERY
+  -- Statements of a SQL function run in order: the tenant is set before the read, locally to
+  -- the transaction (a single-statement call's own, so it ends with the statement).
+  SELECT set_config('app.tenant_id', p_tenant::text, true);
   SELECT t.access_status, s.plan_id, s.current_period_start, s.current_period_end,
          coalesce(c.quantity, 0), c.blocked_at IS NOT NULL, o.included, o.cap
   FROM tenants t
@@ -50,7 +49,6 @@ BEGIN
     ON o.tenant_id = t.id AND o.metric = p_metric
        AND (o.expires_at IS NULL OR o.expires_at > now())
   WHERE t.id = p_tenant;
-END
 $$
 """
 
