@@ -215,8 +215,10 @@ async def _ingest(
                         duplicates += 1
                     first_seen.add(key)
             return _Outcome(results, accepted, duplicates, rejected, crossings)
-        except DBAPIError as error:
-            sqlstate = getattr(error.orig, "sqlstate", None)
+        except (DBAPIError, asyncpg.PostgresError) as error:
+            # The batch statement runs on the asyncpg connection itself: its errors arrive
+            # unwrapped; anything else through SQLAlchemy arrives as DBAPIError.
+            sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None)
             if sqlstate in _RETRYABLE_SQLSTATES and attempt < 2:
                 continue
             raise
