@@ -48,6 +48,7 @@ def main_queue_activities(
         usage.apply_grace_expiry,
         usage.reconcile_usage_days,
         usage.compute_period_overage,
+        usage.find_missing_grace_windows,
     ]
 
 

@@ -14,12 +14,14 @@ from adapters.db import usage as usage_repo
 from adapters.db.audit import record_audit
 from adapters.db.session import Database
 from billing.catalog import Plan
-from billing.usage import effective_entitlement, overage_lines
+from billing.usage import effective_entitlement, overage_lines, period_key
 from workflows.grace_io import (
     GraceEffectInput,
     GraceEffectResult,
+    GraceInput,
     GraceProjected,
     GraceProjection,
+    MissingGraceWindows,
     OverageLineOut,
     PeriodOverageInput,
     PeriodOverageResult,
@@ -155,3 +157,35 @@ class UsageStore:
             for line in lines
         ]
         return PeriodOverageResult(lines=out, total=sum(line.amount for line in lines))
+
+    @activity.defn(name="find_missing_grace_windows")
+    async def find_missing_grace_windows(self, input: ReconcileInput) -> MissingGraceWindows:
+        async with self._db.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT c.tenant_id, c.metric, c.period_start FROM usage_period_counters c "
+                        "WHERE c.soft_cap_exceeded_at IS NOT NULL AND c.blocked_at IS NULL "
+                        "AND c.period_end > now() AND NOT EXISTS (SELECT 1 FROM grace_periods g "
+                        "WHERE g.workflow_id = 'grace:' || c.tenant_id || ':' || c.metric || ':' "
+                        # the same key as billing.usage.period_key()
+                        "|| to_char(c.period_start AT TIME ZONE 'UTC', "
+                        '\'YYYYMMDD"T"HH24MISS"Z"\'))'
+                    )
+                )
+            ).all()
+        return MissingGraceWindows(
+            windows=[
+                GraceInput(
+                    tenant_id=str(tenant_id),
+                    kind="soft_cap",
+                    subject=metric,
+                    period_key=period_key(period_start),
+                    period_start=period_start.isoformat(),
+                    duration_seconds=input.soft_cap_grace_seconds,
+                    actor="workflow:reconcile_usage",
+                    time_scale=input.time_scale,
+                )
+                for tenant_id, metric, period_start in rows
+            ]
+        )

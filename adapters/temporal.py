@@ -67,7 +67,12 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:
             Schedule(
                 action=ScheduleActionStartWorkflow(
                     ReconcileUsageWorkflow.run,
-                    ReconcileInput(days=settings.reconcile_days),
+                    ReconcileInput(
+                        days=settings.reconcile_days,
+                        soft_cap_grace_seconds=settings.soft_cap_grace_hours * 3600,
+                        time_scale=settings.time_scale,
+                        task_queue=settings.task_queue,
+                    ),
                     id=f"{SCHEDULE_ID}-run",
                     task_queue=settings.task_queue,
                 ),

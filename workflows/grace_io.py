@@ -105,6 +105,12 @@ class ReconcileInput:
     first: str = ""
     last: str = ""
     repair: bool = True
+    # Snapshotted from settings when the schedule is created: the length of a grace window the
+    # run opens for a soft-cap crossing whose window was never started (Temporal was down).
+    soft_cap_grace_seconds: float = 24 * 3600
+    time_scale: float = 1.0
+    # Task queue for those grace windows (the worker's main queue).
+    task_queue: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,14 @@ class ReconcileResult:
     last: str
     drift_found: int
     repaired: int
+    grace_windows_opened: int = 0
+
+
+@dataclass(frozen=True)
+class MissingGraceWindows:
+    """Soft caps crossed in an open period with no grace window recorded."""
+
+    windows: list[GraceInput] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

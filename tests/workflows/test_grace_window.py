@@ -26,7 +26,8 @@ from tests.factories.tenants import TenantWithKey, make_tenant
 from tests.harness import Databases, venv_executable
 from worker import build_workers
 from workflows.grace import GraceWindowWorkflow, grace_workflow_id
-from workflows.grace_io import GraceExtend, GraceResolve, GraceResult
+from workflows.grace_io import GraceExtend, GraceResolve, GraceResult, ReconcileInput
+from workflows.reconcile import ReconcileUsageWorkflow
 
 CHECK = "/api/billing/usage/check"
 
@@ -188,3 +189,36 @@ async def test_resolving_the_window_prevents_the_block(
     assert check.status_code == 200
     used = Decimal(check.headers["X-Quota-Used"])
     assert used == 1_000_001
+
+
+async def test_reconciliation_opens_a_window_missed_while_temporal_was_down(
+    grace_api: httpx.AsyncClient,
+    dbs: Databases,
+    grace_env: WorkflowEnvironment,
+    grace_workers: list[Worker],
+    settings: Settings,
+) -> None:
+    tenant, _, handle = await setup(dbs, grace_env.client)
+    await send(grace_api, tenant, "a", 10)
+    # The crossing committed, but starting its window failed: stamp it by hand.
+    async with dbs.admin.transaction() as conn:
+        await conn.execute(
+            text(
+                "UPDATE usage_period_counters SET quantity = 1000001, soft_cap_exceeded_at = now() "
+                "WHERE tenant_id = :t AND metric = 'llm_tokens'"
+            ),
+            {"t": tenant.id},
+        )
+    run = ReconcileInput(first=datetime.now(UTC).date().isoformat(), repair=False)
+    result = await grace_env.client.execute_workflow(
+        ReconcileUsageWorkflow.run, run, id=f"reconcile-{tenant.id}", task_queue=settings.task_queue
+    )
+    assert result.grace_windows_opened == 1
+    assert (await handle.describe()).id == handle.id
+    again = await grace_env.client.execute_workflow(
+        ReconcileUsageWorkflow.run,
+        run,
+        id=f"reconcile-{tenant.id}-2",
+        task_queue=settings.task_queue,
+    )
+    assert again.grace_windows_opened == 0
