@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from billing.catalog import CapKind, Catalog, Entitlement
 from billing.usage import (
@@ -148,3 +151,26 @@ def test_period_key_is_utc() -> None:
 
     paris = timezone(timedelta(hours=1))
     assert period_key(datetime(2026, 11, 1, 1, tzinfo=paris)) == "20261101T000000Z"
+
+
+@given(
+    used=st.decimals(min_value=0, max_value=10**9, places=6, allow_nan=False),
+    included=st.integers(0, 10**7),
+    size=st.integers(1, 10_000),
+    price=st.integers(0, 10_000),
+)
+def test_overage_is_whole_started_blocks_of_the_excess(
+    used: Decimal, included: int, size: int, price: int
+) -> None:
+    from billing.catalog import Interval, Plan
+
+    soft = Entitlement("llm_tokens", included, CapKind.SOFT, price, size)
+    plan = Plan("p", "P", "usd", 0, {Interval.MONTH: 0, Interval.YEAR: 0}, (soft,))
+    lines = overage_lines(plan, {"llm_tokens": used})
+    excess = max(0, math.ceil(used) - included)
+    expected = -(-excess // size) * price
+    assert sum(line.amount for line in lines) == expected
+    for line in lines:
+        # never more than one block's worth over the exact (fractional) excess
+        assert line.units * size >= used - included
+        assert (line.units - 1) * size < used - included
