@@ -10,7 +10,14 @@ from fastapi import FastAPI
 
 from adapters.db.session import Database
 from api.errors import install_error_handlers
-from api.routes import health, operator, subscription
+from api.routes import (
+    health,
+    notification_endpoints,
+    operator,
+    operator_webhooks,
+    subscription,
+    webhooks,
+)
 from api.services import Services
 from billing.catalog import load_catalog
 from config import APP_ROLE, WORKER_ROLE, Settings
@@ -25,7 +32,7 @@ async def build_services(settings: Settings) -> Services:
         system_db=Database(
             settings.role_url(WORKER_ROLE), pool_size=max(2, settings.db_pool_size // 2)
         ),
-        temporal=await connect_temporal(settings),
+        temporal=await connect_temporal(settings, lazy=True),
         stripe=build_gateway(settings),
         catalog=load_catalog(settings.catalog_path),
     )
@@ -61,4 +68,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(operator.router)
     app.include_router(subscription.router)
+    app.include_router(webhooks.router)
+    app.include_router(operator_webhooks.router)
+    app.include_router(notification_endpoints.router)
     return app
