@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from adapters.db.tables import plans, subscriptions
 from adapters.dispatch import DispatchConfig
 from adapters.stripe_fake import FakeStripeGateway
+from billing.payments import StripeGateway
 from config import Settings
 from tests.factories.stripe_events import OLD_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 from tests.factories.tenants import make_tenant
@@ -55,7 +56,7 @@ def rotated_settings(settings: Settings) -> Settings:
 
 
 async def run_workers(
-    client: Client, dbs: Databases, gateway: FakeStripeGateway, settings: Settings
+    client: Client, dbs: Databases, gateway: StripeGateway, settings: Settings
 ) -> tuple[list[Worker], list[asyncio.Task[None]]]:
     built = build_workers(
         client,
@@ -102,7 +103,7 @@ class Subscriber:
 
 
 async def make_subscriber(
-    client: Client, dbs: Databases, gateway: FakeStripeGateway, settings: Settings
+    client: Client, dbs: Databases, gateway: StripeGateway, settings: Settings
 ) -> Subscriber:
     tenant = await make_tenant(dbs)
     customer = await gateway.ensure_customer(
