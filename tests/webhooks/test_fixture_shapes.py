@@ -17,8 +17,8 @@ from temporalio.worker import Worker
 from billing.stripe_events import HANDLED_EVENT_TYPES, event_refs
 from config import ROOT
 from tests.factories.stripe_events import signed_request, stripe_event
-from tests.webhooks.test_stripe_webhooks import URL, inbox_row
 from tests.harness import Databases
+from tests.webhooks.test_stripe_webhooks import URL, inbox_row
 from workflows.io import StripeEventResult
 
 FIXTURES = ROOT.parent / "shared" / "stripe-fixtures" / "resources.json"

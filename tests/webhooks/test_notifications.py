@@ -70,7 +70,8 @@ def test_verification_refuses_tampering_and_stale_timestamps(
 
 def test_new_secrets_are_distinct_and_sign() -> None:
     first, second = new_secret(), new_secret()
-    assert first != second and first.startswith("whsec_")
+    assert first != second
+    assert first.startswith("whsec_")
     headers = signed_headers(first, "msg_1", 100, b"{}")
     verify(first, headers, b"{}", now=100)
     with pytest.raises(SignatureError):

@@ -4,6 +4,7 @@ the Stripe fake and the stand-in subscription workflow."""
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import time
@@ -424,3 +425,52 @@ async def test_event_for_no_known_subscription_is_ignored(
     result = await processed(workflow_env.client, event["id"])
     assert result.status == "ignored"
     assert (await inbox_row(dbs, event["id"])).status == "ignored"
+
+
+async def test_cli_lists_dead_letters_and_replays_them_all(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    subscriber: Subscriber,
+    workflow_env: WorkflowEnvironment,
+    settings: Settings,
+) -> None:
+    from adapters.webhooks_cli import print_dead_letters, replay
+
+    stripe_invoice_id, invoice_id = await open_invoice(stripe_fake, subscriber)
+    stripe_fake.fail_next("retrieve_invoice", times=6)
+    events = [
+        invoice_event(t, subscriber, stripe_invoice_id, invoice_id, "open")
+        for t in ("invoice.finalized", "invoice.payment_failed")
+    ]
+    for event in events:
+        assert (await post_event(api, event)).status_code == 200
+        assert (await processed(workflow_env.client, event["id"])).status == "dead_lettered"
+
+    out = io.StringIO()
+    assert await print_dead_letters(settings, out) == 0
+    assert {line.split("\t")[0] for line in out.getvalue().splitlines()[:-1]} == {
+        e["id"] for e in events
+    }
+
+    host = workflow_env.client.service_client.config.target_host
+    cli_settings = settings.model_copy(update={"temporal_address": host})
+    out = io.StringIO()
+    assert await replay(cli_settings, out, None, actor="cli:test") == 0
+    assert out.getvalue().endswith("2 event(s) replayed\n")
+    for event in events:
+        assert (await processed(workflow_env.client, event["id"], replay=1)).status == "processed"
+    assert sorted(s.event_id for s in (await subscriber.state()).applied) == sorted(
+        e["id"] for e in events
+    )
+    async with dbs.worker.transaction() as conn:
+        actors = (
+            (
+                await conn.execute(
+                    select(audit_log.c.actor).where(audit_log.c.action == "webhook_event.replayed")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert actors == ["cli:test", "cli:test"]
