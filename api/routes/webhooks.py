@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.background import BackgroundTasks
 
 from adapters.db import webhook_inbox as inbox
 from adapters.dispatch import DispatchConfig, Dispatcher
@@ -61,6 +62,7 @@ def _database_unavailable(exc: BaseException) -> bool:
     summary="Stripe webhook endpoint (signature-verified, deduplicated by event id)",
 )
 async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONResponse:
+    background = BackgroundTasks()
     settings = services.settings
     try:
         body = await _read_body(request, settings.stripe_webhook_max_body_bytes)
@@ -104,23 +106,23 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
             headers={"Retry-After": "5"},
         )
 
-    dispatched = stored.status != inbox.RECEIVED
-    if not dispatched:
-        # Committed: from here on the event cannot be lost, whatever Temporal does.
+    if stored.status == inbox.RECEIVED:
+        # Committed: from here on the event cannot be lost. The workflow is started after the
+        # answer is sent, so Stripe's request never waits on Temporal (or on its timeout when
+        # Temporal is down); if this process dies first, the re-dispatcher starts it.
         dispatcher = Dispatcher(
             services.system_db, services.temporal, DispatchConfig.from_settings(settings)
         )
-        try:
-            dispatched = await dispatcher.dispatch_stripe_event(event_id, stored.replay_count)
-        except Exception as exc:  # the row is stored: acknowledging is right whatever failed
-            log.warning("webhook %s stored but not dispatched: %r", event_id, exc)
+        background.add_task(_dispatch, dispatcher, event_id, stored.replay_count)
     return JSONResponse(
-        {
-            "received": True,
-            "duplicate": not stored.inserted,
-            "status": inbox.DISPATCHED
-            if dispatched and stored.status == inbox.RECEIVED
-            else stored.status,
-        },
+        {"received": True, "duplicate": not stored.inserted, "status": stored.status},
         status_code=200,
+        background=background,
     )
+
+
+async def _dispatch(dispatcher: Dispatcher, event_id: str, replay: int) -> None:
+    try:
+        await dispatcher.dispatch_stripe_event(event_id, replay)
+    except Exception as exc:  # the row is stored; the re-dispatcher will retry
+        log.warning("webhook %s stored but not dispatched: %r", event_id, exc)

@@ -74,7 +74,7 @@ async def test_events_sent_while_temporal_is_down_are_processed_once_after_resta
             body, headers = signed_request(event)
             response = await api.post(URL, content=body, headers=headers)
             assert response.status_code == 200, response.text
-            assert response.json()["status"] == "received"  # stored, not yet dispatched
+            assert response.json()["status"] == "received"
             # Stripe's retry of the same event while Temporal is still down: no second row.
             response = await api.post(URL, content=body, headers=headers)
             assert response.json()["duplicate"] is True
