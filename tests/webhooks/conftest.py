@@ -23,7 +23,12 @@ from config import Settings
 from tests.factories.stripe_events import OLD_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 from tests.factories.tenants import make_tenant
 from tests.harness import Databases
-from tests.webhooks.standin import StandinInput, StandinState, StandinSubscriptionWorkflow
+from tests.webhooks.standin import (
+    NotifyingWorkflow,
+    StandinInput,
+    StandinState,
+    StandinSubscriptionWorkflow,
+)
 from worker import build_workers
 from workflows.notification_delivery import NotificationDeliveryWorkflow
 from workflows.stripe_event import StripeEventWorkflow
@@ -67,7 +72,12 @@ async def run_workers(
         stripe_activities_per_second=settings.stripe_activities_per_second,
         dispatch=DispatchConfig.from_settings(settings),
         # The real subscription workflow is issue 3's; a stand-in records what it is sent.
-        workflows=[StandinSubscriptionWorkflow, StripeEventWorkflow, NotificationDeliveryWorkflow],
+        workflows=[
+            StandinSubscriptionWorkflow,
+            NotifyingWorkflow,
+            StripeEventWorkflow,
+            NotificationDeliveryWorkflow,
+        ],
     )
     return built, [asyncio.create_task(w.run()) for w in built]
 

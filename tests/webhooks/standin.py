@@ -10,6 +10,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.io import StripeEventSignal
+    from workflows.notify import INVOICE_PAID, notify
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,24 @@ class StandinSubscriptionWorkflow:
     @workflow.query(name="standin_state")
     def state(self) -> StandinState:
         return StandinState(list(self._applied), dict(self._status))
+
+
+@dataclass(frozen=True)
+class NotifyInput:
+    tenant_id: str
+    invoice_id: str
+
+
+@workflow.defn(name="test_notifying")
+class NotifyingWorkflow:
+    """What a subscription or dunning workflow does to tell the tenant something."""
+
+    @workflow.run
+    async def run(self, input: NotifyInput) -> list[str]:
+        result = await notify(
+            input.tenant_id,
+            INVOICE_PAID,
+            f"{INVOICE_PAID}:{input.invoice_id}",
+            {"invoice_id": input.invoice_id},
+        )
+        return result.delivery_ids

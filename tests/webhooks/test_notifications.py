@@ -211,3 +211,34 @@ async def test_endpoint_registration_needs_the_manage_scope(
         headers=tenant.headers,
     )
     assert response.status_code == 403
+
+
+async def test_a_workflow_notifies_with_one_call(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    event_workers: list[Worker],
+    settings: Settings,
+) -> None:
+    from tests.webhooks.standin import NotifyingWorkflow, NotifyInput
+
+    tenant = await make_tenant(dbs)
+    receiver = Receiver()
+    async with serve_on_loopback(receiver.app()) as base:
+        await register(api, tenant.headers, f"{base}/hooks")
+        await register(api, tenant.headers, f"{base}/hooks")  # two endpoints: two deliveries
+        delivery_ids = await workflow_env.client.execute_workflow(
+            NotifyingWorkflow.run,
+            NotifyInput(str(tenant.id), "inv_42"),
+            id=f"notify-test-{uuid.uuid4()}",
+            task_queue=settings.task_queue,
+        )
+        assert len(delivery_ids) == 2
+        for delivery_id in delivery_ids:
+            result = await workflow_env.client.get_workflow_handle(
+                f"notification:{delivery_id}", result_type=NotificationDeliveryResult
+            ).result()
+            assert result.status == "delivered"
+    assert [h["webhook-id"] for h, _ in receiver.requests] == ["invoice.paid:inv_42"] * 2
+    body = receiver.requests[0][1]
+    assert b'"type":"invoice.paid"' in body
