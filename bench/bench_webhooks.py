@@ -105,7 +105,7 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
     from adapters.db.migrate import alembic_config
     from adapters.db.session import Database
     from adapters.db.tables import webhook_events
-    from adapters.dispatch import DispatchConfig
+    from adapters.dispatch import DispatchConfig, Dispatcher
     from adapters.stripe_fake import FakeStripeGateway
     from billing.payments import InvoiceLine
     from config import WORKER_ROLE, Settings
@@ -221,6 +221,15 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
             ],
         )
         runs = [asyncio.create_task(w.run()) for w in workers]
+        # The worker process runs the re-dispatcher too: starts that timed out under load are
+        # picked up by it, exactly as in production.
+        stop = asyncio.Event()
+        redispatcher = asyncio.create_task(
+            Dispatcher(db, client, DispatchConfig.from_settings(settings)).run(
+                stop, interval_seconds=0.5, batch=100, min_age_seconds=2.0
+            )
+        )
+        runs.append(redispatcher)
         try:
             # Drain the acceptance run's events first (they resolve to `ignored`).
             await _drain(db, webhook_events, select, func)
@@ -299,6 +308,7 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
             await handle.terminate("bench over")
             await handle2.terminate("bench over")
         finally:
+            stop.set()
             await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
             await asyncio.gather(*runs, return_exceptions=True)
             await db.dispose()
@@ -316,9 +326,10 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-async def _drain(db: Any, table: Any, select: Any, func: Any) -> None:
-    """Until no inbox row is `received` or `dispatched`."""
-    while True:
+async def _drain(db: Any, table: Any, select: Any, func: Any, limit_s: float = 600) -> None:
+    """Until no inbox row is `received` or `dispatched` (bounded: a stuck row is an error)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
         async with db.transaction() as conn:
             left = (
                 await conn.execute(
@@ -330,6 +341,7 @@ async def _drain(db: Any, table: Any, select: Any, func: Any) -> None:
         if left == 0:
             return
         await asyncio.sleep(0.05)
+    raise RuntimeError("the inbox did not drain")
 
 
 def main() -> None:

@@ -36,6 +36,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.retry import DB_RETRY, NON_RETRYABLE_ERROR_TYPES
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# Inbox reads and writes are short Postgres transactions in this worker's own process: local
+# activities save the task-queue round trips (one workflow per event is the hot path). The
+# Stripe re-read stays a normal activity on the rate-limited Stripe task queue.
 # One try per processing attempt: the workflow owns the attempt count and the backoff, so the
 # inbox row's `attempts` means what an operator expects.
 ONE_TRY = RetryPolicy(maximum_attempts=1, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES)
@@ -81,7 +84,7 @@ class StripeEventWorkflow:
             return StripeEventResult(input.event_id, status, attempt, detail)
 
     async def _process(self, input: StripeEventInput) -> tuple[str, str | None]:
-        event: ResolvedStripeEvent = await workflow.execute_activity(
+        event: ResolvedStripeEvent = await workflow.execute_local_activity(
             "resolve_stripe_event",
             ResolveStripeEventInput(input.event_id),
             result_type=ResolvedStripeEvent,
@@ -89,7 +92,7 @@ class StripeEventWorkflow:
             retry_policy=ONE_TRY,
         )
         if event.handling == EventHandling.PROJECT:
-            await workflow.execute_activity(
+            await workflow.execute_local_activity(
                 "project_stripe_event",
                 ProjectStripeEventInput(input.event_id, event.tenant_id),
                 result_type=ProjectStripeEventResult,
@@ -146,7 +149,7 @@ class StripeEventWorkflow:
     async def _mark(
         self, event_id: str, status: str | None, attempts: int, error: str | None
     ) -> None:
-        await workflow.execute_activity(
+        await workflow.execute_local_activity(
             "mark_stripe_event",
             MarkStripeEventInput(event_id, status, attempts, error),
             result_type=MarkStripeEventResult,
