@@ -4,14 +4,18 @@ database file) and Postgres unreachable for the webhook endpoint."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from alembic import command
 from sqlalchemy import func, select
 from temporalio.client import Client
 
+from adapters.db.migrate import alembic_config
 from adapters.db.session import Database
 from adapters.db.tables import webhook_events
 from adapters.dispatch import DispatchConfig, Dispatcher
@@ -19,10 +23,11 @@ from adapters.stripe_fake import FakeStripeGateway
 from api.app import create_app
 from api.services import Services
 from billing.catalog import Catalog
-from config import Settings
+from config import WORKER_ROLE, Settings
+from devstack.postgres import EmbeddedPostgres
 from devstack.temporal import TemporalDevServer
 from tests.factories.stripe_events import signed_request, stripe_event
-from tests.harness import Databases, free_port
+from tests.harness import Databases, free_port, with_user
 from tests.webhooks.conftest import make_subscriber, run_workers, stop_workers
 from tests.webhooks.test_stripe_webhooks import URL, invoice_event, open_invoice
 from workflows.io import StripeEventResult
@@ -131,3 +136,57 @@ async def test_postgres_unreachable_gives_503_and_nothing_is_lost_once_back(
     async with dbs.worker.transaction() as conn:
         count = (await conn.execute(select(func.count()).select_from(webhook_events))).scalar_one()
     assert count == 1
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
+    """A PostgreSQL server this test may stop and start (data dir outside pytest's tmp root,
+    see tests/conftest.py)."""
+    base = Path(tempfile.mkdtemp(prefix="billing-test-pg-outage-"))
+    server = EmbeddedPostgres(base / "data", free_port(), fsync=False)
+    server.start()
+    try:
+        server.ensure_database("billing_outage")
+        url = server.url("billing_outage")
+        await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_postgres_stopped_under_a_warm_pool_gives_503_then_recovers(
+    own_postgres: EmbeddedPostgres, services: Services
+) -> None:
+    url = own_postgres.url("billing_outage")
+    db = Database(with_user(url, WORKER_ROLE), pool_size=2)
+    outage = Services(
+        services.settings,
+        services.tenant_db,
+        db,
+        services.temporal,
+        services.stripe,
+        services.catalog,
+    )
+    before, during = (
+        stripe_event("customer.subscription.updated", {"id": f"sub_{n}"}) for n in (1, 2)
+    )
+    try:
+        async with api_client(services.settings, outage) as api:
+            body, headers = signed_request(before)
+            assert (await api.post(URL, content=body, headers=headers)).status_code == 200
+
+            own_postgres.stop()  # the pool still holds connections to the dead server
+            body, headers = signed_request(during)
+            for _ in range(2):
+                response = await api.post(URL, content=body, headers=headers)
+                assert response.status_code == 503, response.text
+
+            own_postgres.start()
+            response = await api.post(URL, content=body, headers=headers)  # Stripe's retry
+            assert response.status_code == 200, response.text
+        async with db.transaction() as conn:
+            stored = (await conn.execute(select(webhook_events.c.stripe_event_id))).scalars().all()
+        assert sorted(stored) == sorted([before["id"], during["id"]])
+    finally:
+        await db.dispose()
