@@ -91,6 +91,10 @@ class StripeEventWorkflow:
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ONE_TRY,
         )
+        if event.handling == EventHandling.RECORD:
+            return "processed", None  # recorded only (a replay of one lands here)
+        if event.handling == EventHandling.IGNORE:
+            return "ignored", "not an event type the engine handles"
         if event.handling == EventHandling.PROJECT:
             await workflow.execute_local_activity(
                 "project_stripe_event",

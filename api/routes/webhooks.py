@@ -71,11 +71,18 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
             error_body("payload_too_large", "webhook body exceeds the configured limit"),
             status_code=413,
         )
+    secrets = [s.get_secret_value() for s in settings.stripe_webhook_secrets]
+    if not secrets:
+        # Our misconfiguration, not a bad request: a 5xx keeps Stripe retrying until it is fixed.
+        return JSONResponse(
+            error_body("service_unavailable", "no webhook signing secret is configured"),
+            status_code=503,
+        )
     try:
         event = verify_stripe_event(
             body,
             request.headers.get("stripe-signature"),
-            [s.get_secret_value() for s in settings.stripe_webhook_secrets],
+            secrets,
             tolerance_seconds=settings.stripe_webhook_tolerance_seconds,
         )
     except WebhookRejected as exc:

@@ -474,3 +474,37 @@ async def test_cli_lists_dead_letters_and_replays_them_all(
             .all()
         )
     assert actors == ["cli:test", "cli:test"]
+
+
+async def test_no_configured_secret_is_a_503_so_stripe_keeps_retrying(
+    services: Services, dbs: Databases
+) -> None:
+    settings = services.settings.model_copy(update={"stripe_webhook_secrets": []})
+    app = create_app(settings, services=services)
+    services.settings = settings
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+        response = await post_event(api, stripe_event("invoice.paid", {"id": "in_1"}))
+    assert response.status_code == 503
+    assert await inbox_count(dbs) == 0
+
+
+async def test_replaying_a_recorded_only_event_signals_nothing(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    subscriber: Subscriber,
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    event = stripe_event(
+        "customer.subscription.updated",
+        {"id": "sub_1", "customer": "cus_x", "metadata": {"tenant_id": subscriber.tenant_id}},
+    )
+    assert (await post_event(api, event)).status_code == 200
+    replayed = await api.post(
+        "/api/billing/operator/webhooks/replay",
+        json={"event_ids": [event["id"]]},
+        headers=await operator_headers(dbs),
+    )
+    assert replayed.status_code == 200
+    assert (await processed(workflow_env.client, event["id"], replay=1)).status == "processed"
+    assert (await subscriber.state()).applied == []
