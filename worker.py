@@ -73,8 +73,9 @@ def build_workers(
     """`dispatch` defaults to the default retry schedules on these queues; `sender` to an httpx
     sender with a 10 s timeout; `workflows` lets tests swap in stand-ins."""
     if dispatch is None:
+        # Field defaults only: no environment is read here (model_construct skips it).
         dispatch = DispatchConfig.from_settings(
-            Settings(task_queue=task_queue, stripe_task_queue=stripe_task_queue)
+            Settings.model_construct(task_queue=task_queue, stripe_task_queue=stripe_task_queue)
         )
     dispatcher = Dispatcher(db, client, dispatch)
     sender = sender or HttpxNotificationSender(timeout_seconds=10.0)
