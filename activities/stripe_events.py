@@ -65,6 +65,9 @@ class StripeEventStore:
     async def resolve_stripe_event(self, input: ResolveStripeEventInput) -> ResolvedStripeEvent:
         async with self._db.transaction() as conn:
             event = await _load(conn, input.event_id)
+            # The run has started: the endpoint leaves this to the workflow, saving a
+            # transaction per accepted webhook.
+            await inbox.mark_dispatched(conn, event.stripe_event_id)
             refs = event_refs(event.type, event_object(event.payload))
             tenant_id, subscription_id, invoice_id = await _locate(conn, refs)
             if tenant_id is not None and event.tenant_id is None:

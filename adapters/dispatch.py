@@ -83,15 +83,14 @@ class Dispatcher:
             pass  # already ran to completion under this id: nothing to start
 
     async def dispatch_stripe_event(self, event_id: str, replay: int = 0) -> bool:
-        """Start the workflow and mark the row dispatched; False (row left `received` for the
-        re-dispatcher) when Temporal is unavailable. Never raises for Temporal trouble."""
+        """Start the workflow; False (row left `received` for the re-dispatcher) when Temporal
+        is unavailable. Never raises for Temporal trouble. The workflow's first step marks the
+        row `dispatched`; until then the re-dispatcher may start the same id again, a no-op."""
         try:
             await self.start_stripe_event(event_id, replay)
         except Exception as exc:  # noqa: BLE001 - any Temporal failure means "later"
             log.warning("could not start stripe_event for %s: %r", event_id, exc)
             return False
-        async with self._db.transaction() as conn:
-            await inbox.mark_dispatched(conn, event_id)
         return True
 
     async def start_notification(self, delivery_id: str) -> None:
