@@ -3,6 +3,7 @@ signed delivery attempt, and the final dead-letter mark."""
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 from uuid import UUID
 
@@ -72,8 +73,9 @@ class NotificationActivities:
                     conn, delivery_id, status=None, attempts=input.attempt, error=outcome_error
                 )
             return DeliverNotificationResult(False, None, outcome_error)
-        # The attempt time, as the scheme asks; the body carries when the event happened.
-        timestamp = int(activity.info().current_attempt_scheduled_time.timestamp())
+        # The time of this attempt, as the scheme asks (receivers refuse stale ones); the body
+        # carries when the event happened.
+        timestamp = int(time.time())
         body = notification_body(row.event_type, row.created_at.isoformat(), row.payload)
         outcome = await self._sender.send(
             url=row.url,

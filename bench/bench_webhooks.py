@@ -158,7 +158,8 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
         def unrelated(n: int) -> list[tuple[bytes, dict[str, str]]]:
             return [
                 signed_request(
-                    stripe_event("invoice.paid", {"id": f"in_b{i}", "object": "invoice"}), SECRET
+                    stripe_event(args.acceptance_type, {"id": f"in_b{i}", "object": "invoice"}),
+                    SECRET,
                 )
                 for i in range(n)
             ]
@@ -349,6 +350,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000, help="acceptance: events per route")
     parser.add_argument("--process-events", type=int, default=300, help="processing: events")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--acceptance-type",
+        default="invoice.paid",
+        help="event type for the acceptance run (an unknown type measures the inbox alone)",
+    )
     args = parser.parse_args()
     rows = asyncio.run(run(args))
     header = ("measure", "webhooks", "baseline", "ratio")
