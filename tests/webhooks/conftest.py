@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -15,8 +15,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.notifications import NotificationActivities
 from adapters.db.tables import plans, subscriptions
-from adapters.dispatch import DispatchConfig
+from adapters.dispatch import DispatchConfig, Dispatcher
+from adapters.notification_sender import HttpxNotificationSender
 from adapters.stripe_fake import FakeStripeGateway
 from billing.payments import StripeGateway
 from config import Settings
@@ -30,6 +32,7 @@ from tests.webhooks.standin import (
     StandinSubscriptionWorkflow,
 )
 from worker import build_workers
+from workflows.io import SendNotificationInput
 from workflows.notification_delivery import NotificationDeliveryWorkflow
 from workflows.stripe_event import StripeEventWorkflow
 
@@ -154,3 +157,30 @@ async def subscriber(
     sub = await make_subscriber(workflow_env.client, dbs, stripe_fake, settings)
     yield sub
     await sub.handle.terminate("test over")
+
+
+SendFn = Callable[[str, str], Awaitable[list[str]]]
+
+
+@pytest.fixture
+def send(dbs: Databases, workflow_env: WorkflowEnvironment, settings: Settings) -> SendFn:
+    """What another workflow's `send_notification` activity call does (5 attempts)."""
+    settings = settings.model_copy(update={"notification_max_attempts": 5})
+    activities = NotificationActivities(
+        dbs.worker,
+        HttpxNotificationSender(timeout_seconds=5),
+        Dispatcher(dbs.worker, workflow_env.client, DispatchConfig.from_settings(settings)),
+    )
+
+    async def send(tenant_id: str, message_id: str) -> list[str]:
+        result = await activities.send_notification(
+            SendNotificationInput(
+                tenant_id=tenant_id,
+                event_type="invoice.paid",
+                message_id=message_id,
+                payload={"invoice_id": "inv_1", "amount_paid": 2000, "currency": "usd"},
+            )
+        )
+        return result.delivery_ids
+
+    return send

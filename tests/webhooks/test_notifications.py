@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +18,7 @@ from starlette.routing import Route
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.notifications import NotificationActivities
 from adapters.db.tables import notification_deliveries
-from adapters.dispatch import DispatchConfig, Dispatcher
-from adapters.notification_sender import HttpxNotificationSender
 from billing.standard_webhooks import (
     SignatureError,
     SignedHeaders,
@@ -35,7 +31,8 @@ from config import Settings
 from tests.factories.tenants import make_tenant
 from tests.harness import Databases, free_port
 from tests.loopback import serve_on_loopback
-from workflows.io import NotificationDeliveryResult, SendNotificationInput
+from tests.webhooks.conftest import SendFn
+from workflows.io import NotificationDeliveryResult
 
 # The Standard Webhooks reference vector (standard-webhooks/standard-webhooks test suites).
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - published test vector
@@ -101,33 +98,6 @@ async def register(api: httpx.AsyncClient, headers: dict[str, str], url: str) ->
     )
     assert response.status_code == 201, response.text
     return dict(response.json())
-
-
-SendFn = Callable[[str, str], Awaitable[list[str]]]
-
-
-@pytest.fixture
-def send(dbs: Databases, workflow_env: WorkflowEnvironment, settings: Settings) -> SendFn:
-    """What another workflow's `send_notification` activity call does (5 attempts)."""
-    settings = settings.model_copy(update={"notification_max_attempts": 5})
-    activities = NotificationActivities(
-        dbs.worker,
-        HttpxNotificationSender(timeout_seconds=5),
-        Dispatcher(dbs.worker, workflow_env.client, DispatchConfig.from_settings(settings)),
-    )
-
-    async def send(tenant_id: str, message_id: str) -> list[str]:
-        result = await activities.send_notification(
-            SendNotificationInput(
-                tenant_id=tenant_id,
-                event_type="invoice.paid",
-                message_id=message_id,
-                payload={"invoice_id": "inv_1", "amount_paid": 2000, "currency": "usd"},
-            )
-        )
-        return result.delivery_ids
-
-    return send
 
 
 async def delivery_row(dbs: Databases, delivery_id: str) -> dict[str, Any]:
