@@ -38,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--first", required=True, help="first UTC day, YYYY-MM-DD")
     rec.add_argument("--last", required=True, help="last UTC day, YYYY-MM-DD (inclusive)")
     rec.add_argument("--dry-run", action="store_true", help="report drift, repair nothing")
+
+    hooks = sub.add_parser("webhooks", help="the Stripe webhook inbox: dead letters and replay")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
+    dead = hooks_sub.add_parser("dead-letters", help="list dead-lettered events")
+    dead.add_argument("--limit", type=int, default=100)
+    rep = hooks_sub.add_parser("replay", help="process events again (audited)")
+    rep.add_argument("event_ids", nargs="*", metavar="EVENT_ID")
+    rep.add_argument("--all", action="store_true", help="replay every dead-lettered event")
     return parser
 
 
@@ -83,6 +91,12 @@ def main(argv: list[str] | None = None) -> None:
                 repair=not args.dry_run,
             )
         )
+    elif args.command == "webhooks":
+        from adapters.webhooks_cli import dead_letters_cli, replay_cli
+
+        if args.webhooks_command == "dead-letters":
+            sys.exit(dead_letters_cli(settings, sys.stdout, limit=args.limit))
+        sys.exit(replay_cli(settings, sys.stdout, args.event_ids, all_=args.all))
 
 
 if __name__ == "__main__":

@@ -14,20 +14,32 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.customers import CustomerActivities
+from activities.notifications import NotificationActivities
+from activities.stripe_events import StripeEventReads, StripeEventStore
 from activities.subscription_store import SubscriptionStore
 from activities.usage_store import UsageStore
 from adapters.db.session import Database
+from adapters.dispatch import DispatchConfig, Dispatcher
+from adapters.notification_sender import HttpxNotificationSender, NotificationSender
 from adapters.temporal import ensure_reconcile_schedule
 from billing.catalog import Aggregation, load_catalog
 from billing.payments import StripeGateway
 from config import ROOT, WORKER_ROLE, Settings
 from workflows.grace import GraceWindowWorkflow
+from workflows.notification_delivery import NotificationDeliveryWorkflow
 from workflows.reconcile import ReconcileUsageWorkflow
+from workflows.stripe_event import StripeEventWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 log = logging.getLogger("billing.worker")
 
-WORKFLOWS: Sequence[type] = (SubscriptionWorkflow, GraceWindowWorkflow, ReconcileUsageWorkflow)
+WORKFLOWS: Sequence[type] = (
+    SubscriptionWorkflow,
+    StripeEventWorkflow,
+    NotificationDeliveryWorkflow,
+    GraceWindowWorkflow,
+    ReconcileUsageWorkflow,
+)
 
 
 def gauge_metrics(catalog_path: Path = ROOT / "catalog" / "plans.toml") -> list[str]:
@@ -37,13 +49,24 @@ def gauge_metrics(catalog_path: Path = ROOT / "catalog" / "plans.toml") -> list[
 
 
 def main_queue_activities(
-    db: Database, gauges: Sequence[str] | None = None
+    db: Database,
+    sender: NotificationSender,
+    dispatcher: Dispatcher,
+    gauges: Sequence[str] | None = None,
 ) -> list[Callable[..., Any]]:
     store = SubscriptionStore(db)
+    events = StripeEventStore(db)
+    notifications = NotificationActivities(db, sender, dispatcher)
     usage = UsageStore(db, gauge_metrics() if gauges is None else gauges)
     return [
         store.record_stripe_customer,
         store.project_subscription,
+        events.resolve_stripe_event,
+        events.project_stripe_event,
+        events.mark_stripe_event,
+        notifications.send_notification,
+        notifications.deliver_notification,
+        notifications.mark_notification,
         usage.record_grace_period,
         usage.apply_grace_expiry,
         usage.reconcile_usage_days,
@@ -54,7 +77,8 @@ def main_queue_activities(
 
 def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
     customers = CustomerActivities(gateway)
-    return [customers.ensure_stripe_customer]
+    reads = StripeEventReads(gateway)
+    return [customers.ensure_stripe_customer, reads.reread_stripe_invoice]
 
 
 def build_workers(
@@ -66,13 +90,25 @@ def build_workers(
     stripe_task_queue: str,
     stripe_activities_per_second: float,
     gauges: Sequence[str] | None = None,
+    dispatch: DispatchConfig | None = None,
+    sender: NotificationSender | None = None,
+    workflows: Sequence[type] = WORKFLOWS,
 ) -> list[Worker]:
+    """`dispatch` defaults to the default retry schedules on these queues; `sender` to an httpx
+    sender with a 10 s timeout; `workflows` lets tests swap in stand-ins."""
+    if dispatch is None:
+        # Field defaults only: no environment is read here (model_construct skips it).
+        dispatch = DispatchConfig.from_settings(
+            Settings.model_construct(task_queue=task_queue, stripe_task_queue=stripe_task_queue)
+        )
+    dispatcher = Dispatcher(db, client, dispatch)
+    sender = sender or HttpxNotificationSender(timeout_seconds=10.0)
     return [
         Worker(
             client,
             task_queue=task_queue,
-            workflows=list(WORKFLOWS),
-            activities=main_queue_activities(db, gauges),
+            workflows=list(workflows),
+            activities=main_queue_activities(db, sender, dispatcher, gauges),
         ),
         # Stripe calls get their own queue so the server can cap their rate for every worker
         # together: a billing day with thousands of renewals queues instead of hitting 429s.
@@ -95,15 +131,21 @@ def build_gateway(settings: Settings) -> StripeGateway:
     )
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
+    """`lazy`: connect on first use, so the API starts (and stores webhooks) while Temporal is
+    down."""
     if settings.temporal_address is None:
         raise SystemExit("BILLING_TEMPORAL_ADDRESS is not set (run through `billing dev`)")
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    return await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy
+    )
 
 
 async def run_worker(settings: Settings) -> None:
     client = await connect_temporal(settings)
     db = Database(settings.role_url(WORKER_ROLE), pool_size=settings.db_pool_size)
+    dispatch = DispatchConfig.from_settings(settings)
+    sender = HttpxNotificationSender(timeout_seconds=settings.notification_timeout_seconds)
     workers = build_workers(
         client,
         db=db,
@@ -112,6 +154,8 @@ async def run_worker(settings: Settings) -> None:
         stripe_task_queue=settings.stripe_task_queue,
         stripe_activities_per_second=settings.stripe_activities_per_second,
         gauges=gauge_metrics(settings.catalog_path),
+        dispatch=dispatch,
+        sender=sender,
     )
     await ensure_reconcile_schedule(client, settings)
     stop = asyncio.Event()
@@ -119,6 +163,16 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runs = [asyncio.create_task(w.run()) for w in workers]
+    # Starts workflows for inbox rows and deliveries left without one (e.g. Temporal was down
+    # when the webhook arrived). Runs here, not as a Temporal schedule, for that very case.
+    redispatcher = asyncio.create_task(
+        Dispatcher(db, client, dispatch).run(
+            stop,
+            interval_seconds=settings.redispatch_interval_seconds,
+            batch=settings.redispatch_batch_size,
+            min_age_seconds=settings.redispatch_min_age_seconds,
+        )
+    )
     log.info("polling task queues %s and %s", settings.task_queue, settings.stripe_task_queue)
     try:
         done, _ = await asyncio.wait(
@@ -129,7 +183,10 @@ async def run_worker(settings: Settings) -> None:
                 raise task.exception()  # type: ignore[misc]
     finally:
         # Graceful: running activities finish (or time out) before the process exits.
+        stop.set()
+        await asyncio.gather(redispatcher, return_exceptions=True)
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        await sender.aclose()
         await db.dispose()
 
 

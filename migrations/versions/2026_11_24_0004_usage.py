@@ -9,7 +9,7 @@ transaction that moves the period counter, which runs as the RLS-enforced app ro
 COMMIT round trips of an explicit transaction (ADR 0003).
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-24 00:40:00
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 from migrations import helpers as h
 
 revision: str = "0004"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
