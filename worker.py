@@ -13,25 +13,39 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.customers import CustomerActivities
+from activities.dunning import DunningStore, DunningStripeActivities
 from activities.subscription_store import SubscriptionStore
 from adapters.db.session import Database
 from billing.payments import StripeGateway
 from config import WORKER_ROLE, Settings
+from workflows.dunning import DunningWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 log = logging.getLogger("billing.worker")
 
-WORKFLOWS: Sequence[type] = (SubscriptionWorkflow,)
+WORKFLOWS: Sequence[type] = (SubscriptionWorkflow, DunningWorkflow)
 
 
 def main_queue_activities(db: Database) -> list[Callable[..., Any]]:
     store = SubscriptionStore(db)
-    return [store.record_stripe_customer, store.project_subscription]
+    dunning = DunningStore(db)
+    return [
+        store.record_stripe_customer,
+        store.project_subscription,
+        dunning.record_dunning_attempt,
+        dunning.project_dunning_invoice,
+    ]
 
 
 def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
     customers = CustomerActivities(gateway)
-    return [customers.ensure_stripe_customer]
+    dunning = DunningStripeActivities(gateway)
+    return [
+        customers.ensure_stripe_customer,
+        dunning.reread_dunning_invoice,
+        dunning.retry_invoice_payment,
+        dunning.close_unrecovered_invoice,
+    ]
 
 
 def build_workers(
