@@ -1,0 +1,195 @@
+"""Time-skipping tests of the dunning workflow with the real worker registration, real Postgres
+and the Stripe fake (which keeps Stripe's idempotency semantics)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from adapters.db.tables import dunning_attempts, invoices, notification_deliveries
+from adapters.stripe_fake import FakeStripeGateway
+from billing.dunning import DunningPolicy
+from config import Settings
+from tests.factories.invoices import UnpaidInvoice, make_unpaid_invoice
+from tests.harness import Databases
+from workflows.dunning import DunningWorkflow, dunning_workflow_id
+from workflows.dunning_io import (
+    DunningInput,
+    DunningResult,
+    DunningState,
+    InvoicePaid,
+    PaymentMethodUpdated,
+)
+
+Handle = WorkflowHandle[DunningWorkflow, DunningResult]
+
+
+async def start_dunning(
+    env: WorkflowEnvironment,
+    settings: Settings,
+    inv: UnpaidInvoice,
+    policy: DunningPolicy | None = None,
+) -> Handle:
+    return await env.client.start_workflow(
+        DunningWorkflow.run,
+        DunningInput(
+            invoice_id=str(inv.invoice_id),
+            stripe_invoice_id=inv.stripe_invoice_id,
+            tenant_id=str(inv.tenant_id),
+            subscription_id=str(inv.subscription_id),
+            currency=inv.currency,
+            amount_due=inv.amount_due,
+            hosted_invoice_url=inv.hosted_invoice_url,
+            policy=(policy or DunningPolicy()).to_dict(),
+            stripe_task_queue=settings.stripe_task_queue,
+            invoice_version=1,
+        ),
+        id=dunning_workflow_id(str(inv.invoice_id)),
+        task_queue=settings.task_queue,
+    )
+
+
+async def wait_for(handle: Handle, predicate: Callable[[DunningState], bool]) -> DunningState:
+    """Poll the workflow's state (wall-clock polling only: no assertion depends on its timing).
+    Workflow time does not move meanwhile: only `env.sleep` and awaiting a result skip it."""
+    state = None
+    for _ in range(1000):
+        state = await handle.query(DunningWorkflow.state)
+        if predicate(state):
+            return state
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the workflow never reached the expected state; last: {state}")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt: int
+    idempotency_key: str
+    attempted_at: datetime
+    outcome: str
+
+
+async def attempts_of(dbs: Databases, inv: UnpaidInvoice) -> list[Attempt]:
+    async with dbs.admin.transaction() as conn:
+        rows = await conn.execute(
+            select(
+                dunning_attempts.c.attempt,
+                dunning_attempts.c.idempotency_key,
+                dunning_attempts.c.attempted_at,
+                dunning_attempts.c.outcome,
+            )
+            .where(dunning_attempts.c.invoice_id == inv.invoice_id)
+            .order_by(dunning_attempts.c.attempt)
+        )
+        return [Attempt(*row) for row in rows]
+
+
+async def invoice_row(dbs: Databases, inv: UnpaidInvoice) -> dict[str, Any]:
+    async with dbs.admin.transaction() as conn:
+        row = (
+            await conn.execute(select(invoices).where(invoices.c.id == inv.invoice_id))
+        ).one()
+        return dict(row._mapping)
+
+
+async def notifications_of(dbs: Databases, inv: UnpaidInvoice) -> list[tuple[str, str]]:
+    async with dbs.admin.transaction() as conn:
+        rows = await conn.execute(
+            select(notification_deliveries.c.event_type, notification_deliveries.c.message_id)
+            .where(notification_deliveries.c.tenant_id == inv.tenant_id)
+            .order_by(notification_deliveries.c.created_at, notification_deliveries.c.message_id)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+
+async def started_at(handle: Handle) -> datetime:
+    return (await handle.describe()).start_time
+
+
+def gaps(times: list[datetime]) -> list[timedelta]:
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def assert_gaps(actual: list[timedelta], expected_days: list[float]) -> None:
+    """Timers fire at their deadline in workflow time; each step's activities take a few
+    milliseconds of (skipped) time, hence the small tolerance."""
+    assert len(actual) == len(expected_days), (actual, expected_days)
+    for gap, days in zip(actual, expected_days, strict=True):
+        expected = timedelta(days=days)
+        assert expected <= gap < expected + timedelta(minutes=1), (actual, expected_days)
+
+
+def key(inv: UnpaidInvoice, attempt: int) -> str:
+    return f"pay:{inv.invoice_id}:{attempt}"
+
+
+async def test_card_update_after_three_failures_recovers_at_once(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake)
+    handle = await start_dunning(workflow_env, settings, inv)
+    start = await started_at(handle)
+
+    # Scheduled attempts 2, 3, 4 fall on days 1, 4 and 9; the next one would be day 16.
+    await workflow_env.sleep(timedelta(days=9, hours=12))
+    state = await wait_for(handle, lambda s: s.attempts == 3 and s.phase == "waiting")
+    assert state.last_attempt == 4
+    assert stripe_fake.charges_for(inv.stripe_invoice_id) == []
+
+    good_card = stripe_fake.register_card()
+    await stripe_fake.attach_payment_method(
+        inv.stripe_customer_id, good_card, idempotency_key=f"pm:{good_card}"
+    )
+    await handle.signal(
+        DunningWorkflow.payment_method_updated, PaymentMethodUpdated("evt_pm_1", good_card)
+    )
+    result = await handle.result()
+
+    assert result.outcome == "recovered"
+    assert result.attempts == 4
+    assert result.final_invoice_status == "paid"
+    charges = stripe_fake.charges_for(inv.stripe_invoice_id)
+    assert [(c.payment_method_id, c.amount) for c in charges] == [(good_card, inv.amount_due)]
+    assert stripe_fake.keys_for("pay_invoice") == [key(inv, n) for n in range(1, 6)]
+
+    attempts = await attempts_of(dbs, inv)
+    assert [(a.idempotency_key, a.outcome) for a in attempts] == [
+        (key(inv, 1), "declined"),
+        (key(inv, 2), "declined"),
+        (key(inv, 3), "declined"),
+        (key(inv, 4), "declined"),
+        (key(inv, 5), "succeeded"),
+    ]
+    scheduled = [start] + [a.attempted_at for a in attempts[1:4]]
+    assert_gaps(gaps(scheduled), [1, 3, 5])
+    # The card update did not wait for day 16.
+    assert attempts[4].attempted_at - attempts[3].attempted_at < timedelta(days=1)
+
+    row = await invoice_row(dbs, inv)
+    assert row["status"] == "paid"
+    assert row["amount_paid"] == inv.amount_due
+    assert row["attempt_count"] == 5
+    paid_at = attempts[4].attempted_at
+    assert paid_at <= row["paid_at"] < paid_at + timedelta(minutes=1)
+    assert row["version"] == result.invoice_version > 1
+
+    notes = await notifications_of(dbs, inv)
+    failed = [m for t, m in notes if t == "invoice.payment_failed"]
+    steps = [m for t, m in notes if t == "dunning.step"]
+    assert sorted(failed) == sorted(
+        f"invoice.payment_failed:{inv.invoice_id}:{n}" for n in (2, 3, 4)
+    )
+    assert sorted(steps) == sorted(f"dunning.step:{inv.invoice_id}:{n}" for n in (2, 3, 4, 5))
+    assert ("invoice.paid", f"invoice.paid:{inv.invoice_id}") in notes
