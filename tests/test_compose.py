@@ -270,6 +270,7 @@ def test_search_attributes_job_registers_what_workflows_use(
     services: dict[str, dict[str, Any]],
 ) -> None:
     from workflows import search_attributes
+
     flags = search_attributes.cli_flags()
     expected = set(flags[1::2])  # ["--search-attribute", "Name=Type", ...]
     registered = set(

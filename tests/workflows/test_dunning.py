@@ -94,9 +94,7 @@ async def attempts_of(dbs: Databases, inv: UnpaidInvoice) -> list[Attempt]:
 
 async def invoice_row(dbs: Databases, inv: UnpaidInvoice) -> dict[str, Any]:
     async with dbs.admin.transaction() as conn:
-        row = (
-            await conn.execute(select(invoices).where(invoices.c.id == inv.invoice_id))
-        ).one()
+        row = (await conn.execute(select(invoices).where(invoices.c.id == inv.invoice_id))).one()
         return dict(row._mapping)
 
 
@@ -193,3 +191,188 @@ async def test_card_update_after_three_failures_recovers_at_once(
     )
     assert sorted(steps) == sorted(f"dunning.step:{inv.invoice_id}:{n}" for n in (2, 3, 4, 5))
     assert ("invoice.paid", f"invoice.paid:{inv.invoice_id}") in notes
+
+
+async def test_exhausted_schedule_marks_the_invoice_uncollectible_and_records_each_attempt_once(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake)
+    # Transient Stripe failures on every kind of call dunning makes: retried under the same key.
+    stripe_fake.fail_next("retrieve_invoice", times=2)
+    stripe_fake.fail_next("pay_invoice", times=2)
+    stripe_fake.fail_next("mark_uncollectible")
+    handle = await start_dunning(workflow_env, settings, inv)
+    start = await started_at(handle)
+
+    result = await handle.result()
+
+    assert result.outcome == "exhausted"
+    assert result.attempts == 4
+    assert result.last_attempt == 5
+    assert result.final_invoice_status == "uncollectible"
+    assert stripe_fake.invoice(inv.stripe_invoice_id).status == "uncollectible"
+    assert stripe_fake.charges_for(inv.stripe_invoice_id) == []
+    # Replays reuse their attempt's key; no attempt ever used another attempt's key.
+    sent = stripe_fake.keys_for("pay_invoice")
+    assert sent[:3] == [key(inv, 1), key(inv, 2), key(inv, 2)]
+    assert sorted(set(sent)) == sorted(key(inv, n) for n in range(1, 6))
+    assert set(stripe_fake.keys_for("mark_uncollectible")) == {f"uncollectible:{inv.invoice_id}"}
+
+    attempts = await attempts_of(dbs, inv)
+    assert [(a.attempt, a.outcome) for a in attempts] == [(n, "declined") for n in range(1, 6)]
+    assert_gaps(gaps([start] + [a.attempted_at for a in attempts[1:]]), [1, 3, 5, 7])
+    assert result.exhausted_at is not None
+    assert datetime.fromisoformat(result.exhausted_at) >= attempts[-1].attempted_at
+
+    row = await invoice_row(dbs, inv)
+    assert (row["status"], row["attempt_count"], row["amount_paid"], row["paid_at"]) == (
+        "uncollectible",
+        5,
+        0,
+        None,
+    )
+    notes = await notifications_of(dbs, inv)
+    assert ("dunning.step", f"dunning.step:{inv.invoice_id}:exhausted") in notes
+    assert len([t for t, _ in notes if t == "invoice.payment_failed"]) == 4
+    assert not [t for t, _ in notes if t == "invoice.paid"]
+
+
+async def test_paid_out_of_band_with_a_signal_stops_at_once(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake)
+    handle = await start_dunning(workflow_env, settings, inv)
+    await workflow_env.sleep(timedelta(days=1, hours=12))
+    await wait_for(handle, lambda s: s.attempts == 1 and s.phase == "waiting")
+
+    stripe_fake.mark_paid_out_of_band(inv.stripe_invoice_id)
+    await handle.signal(DunningWorkflow.invoice_paid, InvoicePaid("evt_paid_1"))
+    result = await handle.result()
+
+    assert (result.outcome, result.attempts, result.final_invoice_status) == (
+        "paid_out_of_band",
+        1,
+        "paid",
+    )
+    assert stripe_fake.keys_for("pay_invoice") == [key(inv, 1), key(inv, 2)]
+    assert stripe_fake.charges_for(inv.stripe_invoice_id) == []
+    attempts = await attempts_of(dbs, inv)
+    assert [a.attempt for a in attempts] == [1, 2]
+    # It stopped on the signal, not at the day-4 step.
+    assert (await handle.describe()).close_time is not None
+    row = await invoice_row(dbs, inv)
+    assert (row["status"], row["amount_paid"]) == ("paid", inv.amount_due)
+    assert row["paid_at"] - attempts[1].attempted_at < timedelta(days=1)
+    assert ("invoice.paid", f"invoice.paid:{inv.invoice_id}") in await notifications_of(dbs, inv)
+
+
+async def test_paid_out_of_band_without_a_signal_is_found_by_the_next_reread(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake)
+    handle = await start_dunning(workflow_env, settings, inv)
+    start = await started_at(handle)
+    await workflow_env.sleep(timedelta(days=2))
+    await wait_for(handle, lambda s: s.attempts == 1 and s.phase == "waiting")
+
+    # Paid on the hosted page; the webhook never made it (or is still in the inbox).
+    stripe_fake.mark_paid_out_of_band(inv.stripe_invoice_id)
+    result = await handle.result()
+
+    assert (result.outcome, result.attempts) == ("paid_out_of_band", 1)
+    assert stripe_fake.keys_for("pay_invoice") == [key(inv, 1), key(inv, 2)]
+    assert stripe_fake.charges_for(inv.stripe_invoice_id) == []
+    row = await invoice_row(dbs, inv)
+    assert row["status"] == "paid"
+    # Found at the day-4 step's re-read.
+    assert_gaps([row["paid_at"] - start], [4])
+
+
+async def test_duplicate_signals_apply_once(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake)
+    handle = await start_dunning(workflow_env, settings, inv)
+    await workflow_env.sleep(timedelta(days=1, hours=12))
+    await wait_for(handle, lambda s: s.attempts == 1 and s.phase == "waiting")
+
+    # The card is still one that declines: each applied signal would cost one more attempt.
+    update = PaymentMethodUpdated("evt_pm_1", "pm_whatever")
+    await handle.signal(DunningWorkflow.payment_method_updated, update)
+    await handle.signal(DunningWorkflow.payment_method_updated, update)
+    state = await wait_for(
+        handle,
+        lambda s: s.ignored_duplicate_signals == 1 and s.attempts == 2 and s.phase == "waiting",
+    )
+    await handle.signal(DunningWorkflow.payment_method_updated, update)
+    state = await wait_for(handle, lambda s: s.ignored_duplicate_signals == 2)
+    # Still before the day-4 step: only the one immediate retry happened.
+    await workflow_env.sleep(timedelta(days=1))
+    state = await handle.query(DunningWorkflow.state)
+    assert (state.attempts, state.last_attempt, state.handled_event_ids) == (2, 3, ["evt_pm_1"])
+
+    stripe_fake.mark_paid_out_of_band(inv.stripe_invoice_id)
+    await handle.signal(DunningWorkflow.invoice_paid, InvoicePaid("evt_paid_1"))
+    await handle.signal(DunningWorkflow.invoice_paid, InvoicePaid("evt_paid_1"))
+    result = await handle.result()
+
+    assert (result.outcome, result.attempts) == ("paid_out_of_band", 2)
+    assert stripe_fake.keys_for("pay_invoice") == [key(inv, n) for n in (1, 2, 3)]
+    assert [a.attempt for a in await attempts_of(dbs, inv)] == [1, 2, 3]
+    notes = await notifications_of(dbs, inv)
+    assert notes.count(("invoice.paid", f"invoice.paid:{inv.invoice_id}")) == 1
+
+
+async def test_custom_policy_snapshot_is_honoured_and_a_stale_report_moves_no_deadline(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake)
+    policy = DunningPolicy(retry_after_days=(2, 4), final_action="void", cancel_after_days=3)
+    handle = await start_dunning(workflow_env, settings, inv, policy)
+    start = await started_at(handle)
+    await workflow_env.sleep(timedelta(days=1))
+    before = await wait_for(handle, lambda s: s.phase == "waiting")
+    assert before.next_attempt_at is not None
+    assert_gaps([datetime.fromisoformat(before.next_attempt_at) - start], [2])
+
+    # "Paid", says a premature report; Stripe still says open: nothing changes.
+    await handle.signal(DunningWorkflow.invoice_paid, InvoicePaid("evt_stale"))
+    after = await wait_for(
+        handle, lambda s: s.handled_event_ids == ["evt_stale"] and s.phase == "waiting"
+    )
+    assert after.next_attempt_at == before.next_attempt_at
+    assert after.attempts == 0
+    result = await handle.result()
+
+    assert (result.outcome, result.attempts, result.final_invoice_status) == (
+        "exhausted",
+        2,
+        "void",
+    )
+    attempts = await attempts_of(dbs, inv)
+    assert [a.attempt for a in attempts] == [1, 2, 3]
+    assert_gaps(gaps([start] + [a.attempted_at for a in attempts[1:]]), [2, 4])
+    assert stripe_fake.invoice(inv.stripe_invoice_id).status == "void"
+    assert stripe_fake.keys_for("void_invoice") == [f"void:{inv.invoice_id}"]
+    assert stripe_fake.keys_for("mark_uncollectible") == []
+    assert (await invoice_row(dbs, inv))["status"] == "void"
