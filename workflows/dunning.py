@@ -18,8 +18,10 @@ Contract with the parent (the subscription workflow; see docs/adr/0005-dunning.m
 - While it runs, the child is the only writer of the invoice row. Forward `payment_method_updated`
   and `invoice_paid` to it by id (`workflow.get_external_workflow_handle(dunning_workflow_id(..))`
   works in any run of the parent, so a parent that continued-as-new re-attaches by id).
-- Learn the outcome from the child's result (`DunningResult`) when the handle is still held,
-  otherwise from Postgres: `invoices.status` is `paid` (recovered or paid out of band),
+- Learn the outcome from the child's result (`DunningResult`) when the handle is still held;
+  in any case the child signals `dunning_finished` (payload `DunningResult`) to its parent's
+  workflow id when it ends, which reaches the parent's current run after a continue-as-new.
+  Postgres tells it too: `invoices.status` is `paid` (recovered or paid out of band),
   `uncollectible`/`void` (exhausted, or closed elsewhere) once the child has finished, and stays
   `open` while it runs.
 - On `exhausted`: suspend the tenant, then cancel the subscription `cancel_after_days` (policy)
@@ -35,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from billing.dunning import (
@@ -70,6 +72,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+# Sent to the parent (if any) when dunning ends, with the DunningResult.
+DUNNING_FINISHED_SIGNAL = "dunning_finished"
 
 Trigger = Literal["scheduled", "payment_method_updated", "invoice_paid"]
 
@@ -141,6 +146,26 @@ class DunningWorkflow:
 
     @workflow.run
     async def run(self, input: DunningInput) -> DunningResult:
+        result = await self._chase(input)
+        await self._tell_parent(result)
+        return result
+
+    async def _tell_parent(self, result: DunningResult) -> None:
+        """Signal `dunning_finished` to the parent by workflow id (no run id), so a parent that
+        continued-as-new, and so lost its child handle, still learns the outcome."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                DUNNING_FINISHED_SIGNAL, result
+            )
+        except FailureError:
+            # The parent has closed (e.g. the subscription was canceled meanwhile); the outcome
+            # stays readable in Postgres and in this workflow's result.
+            workflow.logger.info("parent %s did not take dunning_finished", parent.workflow_id)
+
+    async def _chase(self, input: DunningInput) -> DunningResult:
         self._input = input
         try:
             self._policy = DunningPolicy.from_dict(input.policy)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -20,6 +20,7 @@ from billing.dunning import DunningPolicy
 from config import Settings
 from tests.factories.invoices import UnpaidInvoice, make_unpaid_invoice
 from tests.harness import Databases
+from tests.workflows.dunning_parent import DunningParent, ParentInput
 from workflows.dunning import DunningWorkflow, dunning_workflow_id
 from workflows.dunning_io import (
     DunningInput,
@@ -32,6 +33,23 @@ from workflows.dunning_io import (
 Handle = WorkflowHandle[DunningWorkflow, DunningResult]
 
 
+def dunning_input_for(
+    settings: Settings, inv: UnpaidInvoice, policy: DunningPolicy
+) -> DunningInput:
+    return DunningInput(
+        invoice_id=str(inv.invoice_id),
+        stripe_invoice_id=inv.stripe_invoice_id,
+        tenant_id=str(inv.tenant_id),
+        subscription_id=str(inv.subscription_id),
+        currency=inv.currency,
+        amount_due=inv.amount_due,
+        hosted_invoice_url=inv.hosted_invoice_url,
+        policy=policy.to_dict(),
+        stripe_task_queue=settings.stripe_task_queue,
+        invoice_version=1,
+    )
+
+
 async def start_dunning(
     env: WorkflowEnvironment,
     settings: Settings,
@@ -40,18 +58,7 @@ async def start_dunning(
 ) -> Handle:
     return await env.client.start_workflow(
         DunningWorkflow.run,
-        DunningInput(
-            invoice_id=str(inv.invoice_id),
-            stripe_invoice_id=inv.stripe_invoice_id,
-            tenant_id=str(inv.tenant_id),
-            subscription_id=str(inv.subscription_id),
-            currency=inv.currency,
-            amount_due=inv.amount_due,
-            hosted_invoice_url=inv.hosted_invoice_url,
-            policy=(policy or DunningPolicy()).to_dict(),
-            stripe_task_queue=settings.stripe_task_queue,
-            invoice_version=1,
-        ),
+        dunning_input_for(settings, inv, policy or DunningPolicy()),
         id=dunning_workflow_id(str(inv.invoice_id)),
         task_queue=settings.task_queue,
     )
@@ -376,3 +383,43 @@ async def test_custom_policy_snapshot_is_honoured_and_a_stale_report_moves_no_de
     assert stripe_fake.keys_for("void_invoice") == [f"void:{inv.invoice_id}"]
     assert stripe_fake.keys_for("mark_uncollectible") == []
     assert (await invoice_row(dbs, inv))["status"] == "void"
+
+
+async def test_a_parent_that_continued_as_new_reattaches_by_id_and_learns_the_outcome(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake)
+    dunning_input = dunning_input_for(settings, inv, DunningPolicy())
+    parent_queue = settings.task_queue + "-parent"
+    async with Worker(workflow_env.client, task_queue=parent_queue, workflows=[DunningParent]):
+        parent = await workflow_env.client.start_workflow(
+            DunningParent.run,
+            ParentInput(dunning_input, dunning_task_queue=settings.task_queue),
+            id=f"test-parent:{inv.invoice_id}",
+            task_queue=parent_queue,
+        )
+        child: Handle = workflow_env.client.get_workflow_handle_for(
+            DunningWorkflow.run, dunning_workflow_id(str(inv.invoice_id))
+        )
+        await workflow_env.sleep(timedelta(days=1, hours=12))
+        await wait_for(child, lambda s: s.attempts == 1 and s.phase == "waiting")
+
+        good_card = stripe_fake.register_card()
+        await stripe_fake.attach_payment_method(
+            inv.stripe_customer_id, good_card, idempotency_key=f"pm:{good_card}"
+        )
+        await parent.signal(
+            DunningParent.payment_method_updated, PaymentMethodUpdated("evt_pm_1", good_card)
+        )
+        result = await parent.result()
+
+    assert (result.outcome, result.attempts, result.last_attempt) == ("recovered", 2, 3)
+    first_run = workflow_env.client.get_workflow_handle(parent.id, run_id=parent.result_run_id)
+    assert (await first_run.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert result == await child.result()
+    assert len(stripe_fake.charges_for(inv.stripe_invoice_id)) == 1
+    assert (await invoice_row(dbs, inv))["status"] == "paid"
