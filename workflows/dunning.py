@@ -24,8 +24,9 @@ Contract with the parent (the subscription workflow; see docs/adr/0005-dunning.m
   Postgres tells it too: `invoices.status` is `paid` (recovered or paid out of band),
   `uncollectible`/`void` (exhausted, or closed elsewhere) once the child has finished, and stays
   `open` while it runs.
-- On `exhausted`: suspend the tenant, then cancel the subscription `cancel_after_days` (policy)
-  after `DunningResult.exhausted_at`. The child does not touch tenants or subscriptions.
+- On `exhausted`: cancel the subscription `cancel_after_days` (policy) after
+  `DunningResult.exhausted_at` (the grace window suspends the tenant on its own clock; suspend
+  now if it has not). The child never touches tenants or subscriptions.
 
 Signals are deduplicated by `event_id`; the workflow is short-lived (a bounded number of
 attempts), so it never continues-as-new.
