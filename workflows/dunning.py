@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from billing.dunning import (
@@ -173,6 +173,13 @@ class DunningWorkflow:
         except InvalidDunningPolicy as error:
             # A bad snapshot cannot heal by retrying the workflow task: fail the workflow.
             raise ApplicationError(str(error), type=error.code, non_retryable=True) from error
+        if input.time_scale <= 0 or input.first_attempt < 1:
+            raise ApplicationError(
+                f"time_scale must be > 0 and first_attempt >= 1, got {input.time_scale} and "
+                f"{input.first_attempt}",
+                type="invalid_dunning_input",
+                non_retryable=True,
+            )
         self._last_attempt = input.first_attempt - 1
         self._version = input.invoice_version
         self._hosted_invoice_url = input.hosted_invoice_url
@@ -219,33 +226,42 @@ class DunningWorkflow:
                 return await self._finish_paid(paid_invoice, "recovered")
 
     async def _wait_for_trigger(self, deadline: datetime | None) -> Trigger:
-        """Sleep until the deadline, or less if a signal arrives (a paid report wins: it is
-        checked first and can end the sequence)."""
+        """Sleep until the deadline, or less if a signal arrives.
+
+        A step re-reads the invoice and then pays with the customer's current card, so it serves
+        every request pending when it starts: a card update that lands together with the timer
+        does not cost a second attempt. A paid report alone only re-reads."""
 
         def signalled() -> bool:
             return self._paid_reported or self._retry_requested
 
+        trigger: Trigger = "scheduled"
         if not signalled() and deadline is not None:
             remaining = deadline - workflow.now()
             if remaining > timedelta(0):
-                assert self._input is not None
-                delay = retry_delay(self._policy, self._scheduled_done)
-                summary = f"wait {_days(delay)}" if delay else "wait"
-                if self._input.time_scale != 1.0:
-                    summary += f" (time scale {self._input.time_scale:g})"
                 try:
                     await workflow.wait_condition(
-                        signalled, timeout=remaining, timeout_summary=summary
+                        signalled, timeout=remaining, timeout_summary=self._wait_summary(deadline)
                     )
                 except TimeoutError:
-                    return "scheduled"
-        if self._paid_reported:
+                    trigger = "scheduled"
+                else:
+                    trigger = "payment_method_updated" if self._retry_requested else "invoice_paid"
+        elif signalled():
+            trigger = "payment_method_updated" if self._retry_requested else "invoice_paid"
+        if trigger == "invoice_paid":
             self._paid_reported = False
-            return "invoice_paid"
-        if self._retry_requested:
-            self._retry_requested = False
-            return "payment_method_updated"
-        return "scheduled"
+        else:
+            self._paid_reported = self._retry_requested = False
+        return trigger
+
+    def _wait_summary(self, deadline: datetime) -> str:
+        assert self._input is not None
+        delay = retry_delay(self._policy, self._scheduled_done)
+        summary = f"wait {_days(delay)}" if delay else "wait"
+        if self._input.time_scale != 1.0:
+            summary += f" at time scale {self._input.time_scale:g}"
+        return summary + f" (until {deadline:%Y-%m-%d %H:%M} UTC)"
 
     async def _reread(self) -> InvoiceSnapshot:
         assert self._input is not None
@@ -288,6 +304,9 @@ class DunningWorkflow:
                 summary="retry payment",
             )
         except ActivityError as error:
+            if isinstance(error.cause, CancelledError):
+                raise  # the workflow is being cancelled: not a failed attempt
+            # Stripe never answered within the window: record it; the next step re-reads first.
             outcome = "error"
             failure_message = str(error.cause or error)
             succeeded = False

@@ -72,7 +72,7 @@ class DunningState:
     """Answer of the `state` query (for operators and tests; the API reads Postgres)."""
 
     invoice_id: str
-    # waiting | attempting | finished
+    # waiting | attempting | closing | finished
     phase: str
     attempts: int
     last_attempt: int

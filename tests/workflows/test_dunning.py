@@ -21,6 +21,7 @@ from config import Settings
 from tests.factories.invoices import UnpaidInvoice, make_unpaid_invoice
 from tests.harness import Databases
 from tests.workflows.dunning_parent import DunningParent, ParentInput
+from workflows import search_attributes
 from workflows.dunning import DunningWorkflow, dunning_workflow_id
 from workflows.dunning_io import (
     DunningInput,
@@ -329,6 +330,11 @@ async def test_duplicate_signals_apply_once(
     )
     await handle.signal(DunningWorkflow.payment_method_updated, update)
     state = await wait_for(handle, lambda s: s.ignored_duplicate_signals == 2)
+    # Operators find the sequence by invoice, tenant or subscription.
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(search_attributes.INVOICE_ID) == str(inv.invoice_id)
+    assert attributes.get(search_attributes.TENANT_ID) == str(inv.tenant_id)
+    assert attributes.get(search_attributes.SUBSCRIPTION_ID) == str(inv.subscription_id)
     # Still before the day-4 step: only the one immediate retry happened.
     await workflow_env.sleep(timedelta(days=1))
     state = await handle.query(DunningWorkflow.state)
