@@ -4,13 +4,14 @@ and the Stripe fake (which keeps Stripe's idempotency semantics)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -19,8 +20,7 @@ from adapters.stripe_fake import FakeStripeGateway
 from billing.dunning import DunningPolicy
 from config import Settings
 from tests.factories.invoices import UnpaidInvoice, make_unpaid_invoice
-from tests.harness import Databases
-from tests.workflows.dunning_parent import DunningParent, ParentInput
+from tests.harness import Databases, start_time_skipping_env
 from workflows import search_attributes
 from workflows.dunning import DunningWorkflow, dunning_workflow_id
 from workflows.dunning_io import (
@@ -32,6 +32,17 @@ from workflows.dunning_io import (
 )
 
 Handle = WorkflowHandle[DunningWorkflow, DunningResult]
+
+
+@pytest.fixture(scope="module")
+async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
+    """This module's own time-skipping server. On the shared one, a workflow another module left
+    running (a subscription asleep until its renewal, its worker gone) gets a workflow task
+    nobody polls when skipped time reaches its timer, and a pending task stops time skipping
+    for everyone: these tests would hang."""
+    env = await start_time_skipping_env()
+    yield env
+    await env.shutdown()
 
 
 def dunning_input_for(
@@ -391,7 +402,7 @@ async def test_custom_policy_snapshot_is_honoured_and_a_stale_report_moves_no_de
     assert (await invoice_row(dbs, inv))["status"] == "void"
 
 
-async def test_a_parent_that_continued_as_new_reattaches_by_id_and_learns_the_outcome(
+async def test_an_invoice_voided_elsewhere_stops_the_sequence(
     workflow_env: WorkflowEnvironment,
     dbs: Databases,
     stripe_fake: FakeStripeGateway,
@@ -399,33 +410,43 @@ async def test_a_parent_that_continued_as_new_reattaches_by_id_and_learns_the_ou
     workers: list[Worker],
 ) -> None:
     inv = await make_unpaid_invoice(dbs, stripe_fake)
-    dunning_input = dunning_input_for(settings, inv, DunningPolicy())
-    parent_queue = settings.task_queue + "-parent"
-    async with Worker(workflow_env.client, task_queue=parent_queue, workflows=[DunningParent]):
-        parent = await workflow_env.client.start_workflow(
-            DunningParent.run,
-            ParentInput(dunning_input, dunning_task_queue=settings.task_queue),
-            id=f"test-parent:{inv.invoice_id}",
-            task_queue=parent_queue,
-        )
-        child: Handle = workflow_env.client.get_workflow_handle_for(
-            DunningWorkflow.run, dunning_workflow_id(str(inv.invoice_id))
-        )
-        await workflow_env.sleep(timedelta(days=1, hours=12))
-        await wait_for(child, lambda s: s.attempts == 1 and s.phase == "waiting")
+    handle = await start_dunning(workflow_env, settings, inv)
+    await workflow_env.sleep(timedelta(days=2))
+    await wait_for(handle, lambda s: s.attempts == 1 and s.phase == "waiting")
 
-        good_card = stripe_fake.register_card()
-        await stripe_fake.attach_payment_method(
-            inv.stripe_customer_id, good_card, idempotency_key=f"pm:{good_card}"
-        )
-        await parent.signal(
-            DunningParent.payment_method_updated, PaymentMethodUpdated("evt_pm_1", good_card)
-        )
-        result = await parent.result()
+    # An operator voided it in the Stripe dashboard.
+    await stripe_fake.void_invoice(inv.stripe_invoice_id, idempotency_key="operator-void")
+    result = await handle.result()
 
-    assert (result.outcome, result.attempts, result.last_attempt) == ("recovered", 2, 3)
-    first_run = workflow_env.client.get_workflow_handle(parent.id, run_id=parent.result_run_id)
-    assert (await first_run.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
-    assert result == await child.result()
-    assert len(stripe_fake.charges_for(inv.stripe_invoice_id)) == 1
-    assert (await invoice_row(dbs, inv))["status"] == "paid"
+    assert (result.outcome, result.attempts, result.final_invoice_status) == (
+        "voided_elsewhere",
+        1,
+        "void",
+    )
+    assert stripe_fake.keys_for("pay_invoice") == [key(inv, 1), key(inv, 2)]
+    assert (await invoice_row(dbs, inv))["status"] == "void"
+
+
+async def test_stripe_unreachable_past_the_key_window_records_an_error_and_moves_on(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake)
+    # Every payment call fails transiently for far longer than the 2-hour retry window.
+    stripe_fake.fail_next("pay_invoice", times=1_000)
+    handle = await start_dunning(workflow_env, settings, inv)
+    await workflow_env.sleep(timedelta(days=1, hours=6))
+    await wait_for(handle, lambda s: s.attempts == 1 and s.phase == "waiting")
+
+    attempts = await attempts_of(dbs, inv)
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "declined"), (2, "error")]
+    # Only ever under attempt 2's key; the next step will use a new one after a re-read.
+    assert set(stripe_fake.keys_for("pay_invoice")[1:]) == {key(inv, 2)}
+
+    stripe_fake.mark_paid_out_of_band(inv.stripe_invoice_id)
+    result = await handle.result()
+    assert (result.outcome, result.attempts) == ("paid_out_of_band", 1)
+    assert stripe_fake.charges_for(inv.stripe_invoice_id) == []
