@@ -46,7 +46,7 @@ async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 def dunning_input_for(
-    settings: Settings, inv: UnpaidInvoice, policy: DunningPolicy
+    settings: Settings, inv: UnpaidInvoice, policy: DunningPolicy, time_scale: float = 1.0
 ) -> DunningInput:
     return DunningInput(
         invoice_id=str(inv.invoice_id),
@@ -58,6 +58,7 @@ def dunning_input_for(
         hosted_invoice_url=inv.hosted_invoice_url,
         policy=policy.to_dict(),
         stripe_task_queue=settings.stripe_task_queue,
+        time_scale=time_scale,
         invoice_version=1,
     )
 
@@ -67,10 +68,11 @@ async def start_dunning(
     settings: Settings,
     inv: UnpaidInvoice,
     policy: DunningPolicy | None = None,
+    time_scale: float = 1.0,
 ) -> Handle:
     return await env.client.start_workflow(
         DunningWorkflow.run,
-        dunning_input_for(settings, inv, policy or DunningPolicy()),
+        dunning_input_for(settings, inv, policy or DunningPolicy(), time_scale),
         id=dunning_workflow_id(str(inv.invoice_id)),
         task_queue=settings.task_queue,
     )
@@ -210,6 +212,17 @@ async def test_card_update_after_three_failures_recovers_at_once(
     )
     assert sorted(steps) == sorted(f"dunning.step:{inv.invoice_id}:{n}" for n in (2, 3, 4, 5))
     assert ("invoice.paid", f"invoice.paid:{inv.invoice_id}") in notes
+    # The customer-facing failure notice links to Stripe's hosted page to pay.
+    async with dbs.admin.transaction() as conn:
+        payloads = (
+            await conn.execute(
+                select(notification_deliveries.c.payload).where(
+                    notification_deliveries.c.event_type == "invoice.payment_failed",
+                    notification_deliveries.c.tenant_id == inv.tenant_id,
+                )
+            )
+        ).scalars()
+        assert {p["hosted_invoice_url"] for p in payloads} == {inv.hosted_invoice_url}
 
 
 async def test_exhausted_schedule_marks_the_invoice_uncollectible_and_records_each_attempt_once(
@@ -450,3 +463,23 @@ async def test_stripe_unreachable_past_the_key_window_records_an_error_and_moves
     result = await handle.result()
     assert (result.outcome, result.attempts) == ("paid_out_of_band", 1)
     assert stripe_fake.charges_for(inv.stripe_invoice_id) == []
+
+
+async def test_the_demo_time_scale_compresses_the_schedule(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake)
+    # A day lasts an hour.
+    handle = await start_dunning(workflow_env, settings, inv, time_scale=24.0)
+    start = await started_at(handle)
+    result = await handle.result()
+
+    assert result.outcome == "exhausted"
+    attempts = await attempts_of(dbs, inv)
+    assert_gaps(
+        gaps([start] + [a.attempted_at for a in attempts[1:]]), [h / 24 for h in (1, 3, 5, 7)]
+    )
