@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
         help="only create one when no active operator key exists yet",
     )
     op.add_argument("--name", default="operator")
+    rec = sub.add_parser(
+        "reconcile-usage",
+        help="recompute usage aggregates from raw events for UTC days FIRST..LAST (backfill)",
+    )
+    rec.add_argument("--first", required=True, help="first UTC day, YYYY-MM-DD")
+    rec.add_argument("--last", required=True, help="last UTC day, YYYY-MM-DD (inclusive)")
+    rec.add_argument("--dry-run", action="store_true", help="report drift, repair nothing")
     return parser
 
 
@@ -63,6 +70,19 @@ def main(argv: list[str] | None = None) -> None:
         from adapters.db.operator_keys import operator_key_cli
 
         sys.exit(operator_key_cli(settings, if_absent=args.if_absent, name=args.name))
+    elif args.command == "reconcile-usage":
+        from datetime import date
+
+        from adapters.db.usage import reconcile_usage_cli
+
+        sys.exit(
+            reconcile_usage_cli(
+                settings,
+                date.fromisoformat(args.first),
+                date.fromisoformat(args.last),
+                repair=not args.dry_run,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -76,6 +76,19 @@ class Settings(BaseSettings):
 
     catalog_path: Path = ROOT / "catalog" / "plans.toml"
 
+    # Usage metering
+    usage_batch_max_size: int = Field(default=1000, ge=1, le=10_000)
+    # Grace window after a soft cap is crossed; snapshotted into each grace workflow at start.
+    soft_cap_grace_hours: float = Field(default=24.0, gt=0)
+    # The quota check gives up on the database after this long and fails closed (ADR 0003).
+    quota_check_timeout_seconds: float = Field(default=2.0, gt=0)
+    # API keys are cached in-process this long; a revocation on another API process takes effect
+    # within this delay (the process that revokes forgets the key at once). 0 disables the cache.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0)
+    # Reconciliation: how many recent UTC days the scheduled run recomputes, and how often.
+    reconcile_days: int = Field(default=3, ge=1)
+    reconcile_every_minutes: int = Field(default=60, ge=1)
+
     @model_validator(mode="before")
     @classmethod
     def _split_secrets(cls, data: object) -> object:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -15,23 +16,47 @@ from temporalio.worker import Worker
 from activities.customers import CustomerActivities
 from activities.dunning import DunningStore, DunningStripeActivities
 from activities.subscription_store import SubscriptionStore
+from activities.usage_store import UsageStore
 from adapters.db.session import Database
+from adapters.temporal import ensure_reconcile_schedule
+from billing.catalog import Aggregation, load_catalog
 from billing.payments import StripeGateway
-from config import WORKER_ROLE, Settings
+from config import ROOT, WORKER_ROLE, Settings
 from workflows.dunning import DunningWorkflow
+from workflows.grace import GraceWindowWorkflow
+from workflows.reconcile import ReconcileUsageWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 log = logging.getLogger("billing.worker")
 
-WORKFLOWS: Sequence[type] = (SubscriptionWorkflow, DunningWorkflow)
+WORKFLOWS: Sequence[type] = (
+    SubscriptionWorkflow,
+    GraceWindowWorkflow,
+    ReconcileUsageWorkflow,
+    DunningWorkflow,
+)
 
 
-def main_queue_activities(db: Database) -> list[Callable[..., Any]]:
+def gauge_metrics(catalog_path: Path = ROOT / "catalog" / "plans.toml") -> list[str]:
+    """Metrics aggregated by max (gauges): reconciliation recomputes them with max, not sum."""
+    catalog = load_catalog(catalog_path)
+    return [m.code for m in catalog.metrics.values() if m.aggregation is Aggregation.MAX]
+
+
+def main_queue_activities(
+    db: Database, gauges: Sequence[str] | None = None
+) -> list[Callable[..., Any]]:
     store = SubscriptionStore(db)
+    usage = UsageStore(db, gauge_metrics() if gauges is None else gauges)
     dunning = DunningStore(db)
     return [
         store.record_stripe_customer,
         store.project_subscription,
+        usage.record_grace_period,
+        usage.apply_grace_expiry,
+        usage.reconcile_usage_days,
+        usage.compute_period_overage,
+        usage.find_missing_grace_windows,
         dunning.record_dunning_attempt,
         dunning.project_dunning_invoice,
     ]
@@ -56,13 +81,14 @@ def build_workers(
     task_queue: str,
     stripe_task_queue: str,
     stripe_activities_per_second: float,
+    gauges: Sequence[str] | None = None,
 ) -> list[Worker]:
     return [
         Worker(
             client,
             task_queue=task_queue,
             workflows=list(WORKFLOWS),
-            activities=main_queue_activities(db),
+            activities=main_queue_activities(db, gauges),
         ),
         # Stripe calls get their own queue so the server can cap their rate for every worker
         # together: a billing day with thousands of renewals queues instead of hitting 429s.
@@ -101,7 +127,9 @@ async def run_worker(settings: Settings) -> None:
         task_queue=settings.task_queue,
         stripe_task_queue=settings.stripe_task_queue,
         stripe_activities_per_second=settings.stripe_activities_per_second,
+        gauges=gauge_metrics(settings.catalog_path),
     )
+    await ensure_reconcile_schedule(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from temporalio.client import Client
 
@@ -22,3 +23,6 @@ class Services:
     temporal: Client
     stripe: StripeGateway
     catalog: Catalog
+    # Per-process caches built on first use (API key cache, parsed plan versions, last-known
+    # quota caps): they live and die with this object, never in module globals.
+    extras: dict[str, Any] = field(default_factory=dict)
