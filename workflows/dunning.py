@@ -306,7 +306,8 @@ class DunningWorkflow:
         except ActivityError as error:
             if isinstance(error.cause, CancelledError):
                 raise  # the workflow is being cancelled: not a failed attempt
-            # Stripe never answered within the window: record it; the next step re-reads first.
+            # Stripe did not answer within the window, or refused (e.g. no card on file): record
+            # it as an error attempt and go on; the next step re-reads before paying again.
             outcome = "error"
             failure_message = str(error.cause or error)
             succeeded = False
