@@ -45,7 +45,10 @@ async def make_unpaid_invoice(
     amount_due: int = 2900,
     currency: str = "usd",
     plan_code: str = "standard",
+    card_on_file: bool = True,
 ) -> UnpaidInvoice:
+    """`card_on_file=False`: the customer has no default card (removed, or never added), so
+    Stripe refuses to collect at all."""
     tenant = await make_tenant(dbs)
     subscription_id = uuid.uuid4()
     invoice_id = uuid.uuid4()
@@ -53,17 +56,23 @@ async def make_unpaid_invoice(
     customer = await stripe.ensure_customer(
         str(tenant.id), None, tenant.name, idempotency_key=f"customer:{tenant.id}"
     )
-    card = stripe.register_card(last4="0341", behaviour="declines", decline_code="card_declined")
-    await stripe.attach_payment_method(customer.id, card, idempotency_key=f"pm:{card}")
+    if card_on_file:
+        card = stripe.register_card(
+            last4="0341", behaviour="declines", decline_code="card_declined"
+        )
+        await stripe.attach_payment_method(customer.id, card, idempotency_key=f"pm:{card}")
     stripe_invoice = await stripe.create_invoice(
         customer.id,
         [InvoiceLine("Standard plan, monthly", amount_due, currency)],
         {"invoice_id": str(invoice_id), "tenant_id": str(tenant.id)},
         idempotency_key=f"invoice:{invoice_id}",
     )
-    # The renewal's own collection: attempt 1, declined.
-    first = await stripe.pay_invoice(stripe_invoice.id, idempotency_key=f"pay:{invoice_id}:1")
-    assert not first.succeeded
+    # The renewal's own collection: attempt 1, declined (or refused: no card).
+    decline_code = "payment_method_missing"
+    if card_on_file:
+        first = await stripe.pay_invoice(stripe_invoice.id, idempotency_key=f"pay:{invoice_id}:1")
+        assert not first.succeeded
+        decline_code = first.decline_code or "card_declined"
 
     async with dbs.worker.transaction() as conn:
         plan_id = (
@@ -111,8 +120,8 @@ async def make_unpaid_invoice(
                 attempt=1,
                 idempotency_key=f"pay:{invoice_id}:1",
                 attempted_at=datetime.now(UTC),
-                outcome="declined",
-                decline_code=first.decline_code,
+                outcome="declined" if card_on_file else "error",
+                decline_code=decline_code,
             )
         )
         endpoint_id = (

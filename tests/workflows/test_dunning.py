@@ -483,3 +483,28 @@ async def test_the_demo_time_scale_compresses_the_schedule(
     assert_gaps(
         gaps([start] + [a.attempted_at for a in attempts[1:]]), [h / 24 for h in (1, 3, 5, 7)]
     )
+
+
+async def test_no_card_on_file_is_an_error_attempt_and_a_new_card_recovers(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    stripe_fake: FakeStripeGateway,
+    settings: Settings,
+    workers: list[Worker],
+) -> None:
+    inv = await make_unpaid_invoice(dbs, stripe_fake, card_on_file=False)
+    handle = await start_dunning(workflow_env, settings, inv)
+    await workflow_env.sleep(timedelta(days=1, hours=12))
+    await wait_for(handle, lambda s: s.attempts == 1 and s.phase == "waiting")
+    attempts = await attempts_of(dbs, inv)
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "error"), (2, "error")]
+
+    card = stripe_fake.register_card()
+    await stripe_fake.attach_payment_method(
+        inv.stripe_customer_id, card, idempotency_key=f"pm:{card}"
+    )
+    await handle.signal(DunningWorkflow.payment_method_updated, PaymentMethodUpdated("evt_1", card))
+    result = await handle.result()
+
+    assert (result.outcome, result.last_attempt) == ("recovered", 3)
+    assert [c.amount for c in stripe_fake.charges_for(inv.stripe_invoice_id)] == [inv.amount_due]
