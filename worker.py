@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.customers import CustomerActivities
+from activities.dunning import DunningStore, DunningStripeActivities
 from activities.notifications import NotificationActivities
 from activities.stripe_events import StripeEventReads, StripeEventStore
 from activities.subscription_store import SubscriptionStore
@@ -25,6 +26,7 @@ from adapters.temporal import ensure_reconcile_schedule
 from billing.catalog import Aggregation, load_catalog
 from billing.payments import StripeGateway
 from config import ROOT, WORKER_ROLE, Settings
+from workflows.dunning import DunningWorkflow
 from workflows.grace import GraceWindowWorkflow
 from workflows.notification_delivery import NotificationDeliveryWorkflow
 from workflows.reconcile import ReconcileUsageWorkflow
@@ -39,6 +41,7 @@ WORKFLOWS: Sequence[type] = (
     NotificationDeliveryWorkflow,
     GraceWindowWorkflow,
     ReconcileUsageWorkflow,
+    DunningWorkflow,
 )
 
 
@@ -58,6 +61,7 @@ def main_queue_activities(
     events = StripeEventStore(db)
     notifications = NotificationActivities(db, sender, dispatcher)
     usage = UsageStore(db, gauge_metrics() if gauges is None else gauges)
+    dunning = DunningStore(db)
     return [
         store.record_stripe_customer,
         store.project_subscription,
@@ -72,13 +76,22 @@ def main_queue_activities(
         usage.reconcile_usage_days,
         usage.compute_period_overage,
         usage.find_missing_grace_windows,
+        dunning.record_dunning_attempt,
+        dunning.project_dunning_invoice,
     ]
 
 
 def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
     customers = CustomerActivities(gateway)
     reads = StripeEventReads(gateway)
-    return [customers.ensure_stripe_customer, reads.reread_stripe_invoice]
+    dunning = DunningStripeActivities(gateway)
+    return [
+        customers.ensure_stripe_customer,
+        reads.reread_stripe_invoice,
+        dunning.reread_dunning_invoice,
+        dunning.retry_invoice_payment,
+        dunning.close_unrecovered_invoice,
+    ]
 
 
 def build_workers(

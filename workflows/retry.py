@@ -33,6 +33,10 @@ STRIPE_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
 )
 
+# Stripe keeps idempotency keys for about 24 hours: a write retried past that could take effect
+# twice, so keyed writes whose repeat would matter (payments) stop retrying well within it.
+STRIPE_WRITE_SCHEDULE_TO_CLOSE = timedelta(hours=2)
+
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,

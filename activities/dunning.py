@@ -1,0 +1,168 @@
+"""Activities of the dunning workflow: one side effect each.
+
+`DunningStripeActivities` run on the rate-limited Stripe task queue; `DunningStore` writes
+Postgres as the worker role. Both are safe to retry: Stripe writes carry the workflow's
+deterministic idempotency keys, attempt rows are inserted ON CONFLICT DO NOTHING, notifications
+have deterministic message ids, and the invoice projection is guarded by its version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import func, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio import activity
+
+from activities.errors import to_application_error
+from adapters.db.notifications import enqueue_notification
+from adapters.db.session import Database
+from adapters.db.tables import dunning_attempts, invoices
+from billing.dunning import final_action_key, parse_final_action
+from billing.errors import BillingError
+from billing.payments import StripeGateway, StripeInvalidRequest, StripeInvoice
+from workflows.dunning_io import (
+    DunningNotification,
+    FinalActionInput,
+    FinalActionResult,
+    InvoiceProjection,
+    InvoiceProjectionResult,
+    InvoiceSnapshot,
+    RecordAttemptInput,
+    RecordAttemptResult,
+    RereadInvoiceInput,
+    RetryPaymentInput,
+    RetryPaymentResult,
+)
+
+
+def _snapshot(invoice: StripeInvoice) -> InvoiceSnapshot:
+    return InvoiceSnapshot(
+        stripe_invoice_id=invoice.id,
+        status=invoice.status,
+        amount_due=invoice.amount_due,
+        amount_paid=invoice.amount_paid,
+        hosted_invoice_url=invoice.hosted_invoice_url,
+    )
+
+
+class DunningStripeActivities:
+    def __init__(self, gateway: StripeGateway) -> None:
+        self._gateway = gateway
+
+    @activity.defn(name="reread_dunning_invoice")
+    async def reread_dunning_invoice(self, input: RereadInvoiceInput) -> InvoiceSnapshot:
+        try:
+            return _snapshot(await self._gateway.retrieve_invoice(input.stripe_invoice_id))
+        except BillingError as error:
+            raise to_application_error(error) from error
+
+    @activity.defn(name="retry_invoice_payment")
+    async def retry_invoice_payment(self, input: RetryPaymentInput) -> RetryPaymentResult:
+        try:
+            outcome = await self._gateway.pay_invoice(
+                input.stripe_invoice_id, idempotency_key=input.idempotency_key
+            )
+        except BillingError as error:
+            raise to_application_error(error) from error
+        # A decline is data: the workflow records it and waits for the next step.
+        return RetryPaymentResult(
+            succeeded=outcome.succeeded,
+            requires_action=outcome.requires_action,
+            decline_code=outcome.decline_code,
+            failure_message=outcome.failure_message,
+            invoice=_snapshot(outcome.invoice),
+        )
+
+    @activity.defn(name="close_unrecovered_invoice")
+    async def close_unrecovered_invoice(self, input: FinalActionInput) -> FinalActionResult:
+        action = parse_final_action(input.action)
+        key = final_action_key(input.invoice_id, action)
+        try:
+            try:
+                if action == "void":
+                    invoice = await self._gateway.void_invoice(input.stripe_invoice_id, key)
+                else:
+                    invoice = await self._gateway.mark_uncollectible(input.stripe_invoice_id, key)
+            except StripeInvalidRequest:
+                # Stripe refuses to close a paid invoice: if it was paid since the last attempt
+                # that is the answer, not an error.
+                current = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
+                if current.status != "paid":
+                    raise
+                invoice = current
+        except BillingError as error:
+            raise to_application_error(error) from error
+        return FinalActionResult(_snapshot(invoice))
+
+
+async def _enqueue_all(
+    conn: AsyncConnection, tenant_id: UUID, notifications: list[DunningNotification]
+) -> None:
+    for note in notifications:
+        await enqueue_notification(
+            conn,
+            tenant_id=tenant_id,
+            event_type=note.event_type,
+            message_id=note.message_id,
+            payload=note.payload,
+        )
+
+
+class DunningStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @activity.defn(name="record_dunning_attempt")
+    async def record_dunning_attempt(self, input: RecordAttemptInput) -> RecordAttemptResult:
+        """Record one attempt and queue its notifications in one transaction: a retried
+        activity records once and notifies once (both writes are keyed)."""
+        tenant_id = UUID(input.tenant_id)
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                insert(dunning_attempts)
+                .values(
+                    tenant_id=tenant_id,
+                    invoice_id=UUID(input.invoice_id),
+                    attempt=input.attempt,
+                    idempotency_key=input.idempotency_key,
+                    attempted_at=datetime.fromisoformat(input.attempted_at),
+                    outcome=input.outcome,
+                    decline_code=input.decline_code,
+                    failure_message=input.failure_message,
+                )
+                .on_conflict_do_nothing()
+                .returning(dunning_attempts.c.id)
+            )
+            recorded = result.first() is not None
+            await _enqueue_all(conn, tenant_id, input.notifications)
+        return RecordAttemptResult(recorded=recorded)
+
+    @activity.defn(name="project_dunning_invoice")
+    async def project_dunning_invoice(self, input: InvoiceProjection) -> InvoiceProjectionResult:
+        """Write dunning's view of the invoice; an older version never overwrites a newer one
+        (a retried activity can land after a later one). Notifications ride along only when
+        the write applies, so a stale retry does not announce a stale state."""
+        tenant_id = UUID(input.tenant_id)
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(invoices)
+                .where(
+                    invoices.c.id == UUID(input.invoice_id),
+                    invoices.c.version < input.version,
+                )
+                .values(
+                    version=input.version,
+                    status=input.status,
+                    attempt_count=input.attempt_count,
+                    amount_paid=input.amount_paid,
+                    paid_at=datetime.fromisoformat(input.paid_at) if input.paid_at else None,
+                    updated_at=func.now(),
+                )
+            )
+            applied = result.rowcount == 1
+            if applied:
+                await _enqueue_all(conn, tenant_id, input.notifications)
+        return InvoiceProjectionResult(applied=applied)
