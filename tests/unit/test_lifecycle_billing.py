@@ -120,7 +120,8 @@ def test_composed_totals_are_non_negative_integers_and_conserve_money(
 
     lines = [Line(LineKind.PRORATION_CHARGE, "x", a) for a in amounts]
     draft = compose_invoice("usd", lines, balance)
-    assert type(draft.total) is int and draft.total >= 0
+    assert type(draft.total) is int
+    assert draft.total >= 0
     assert draft.credit_balance_after >= 0
     # Nothing created or lost: what is owed now plus the credit left equals lines minus credit.
     assert draft.total - draft.credit_balance_after == sum(amounts) - balance
@@ -139,7 +140,8 @@ def test_downgrade_credit_is_carried_forward(catalog: Catalog) -> None:
     assert (draft.subtotal, draft.total, draft.credit_balance_after) == (-22500, 0, 22500)
     renewal = compose_invoice("usd", [_base(catalog, "standard")], draft.credit_balance_after)
     assert (renewal.total, renewal.credit_applied, renewal.credit_balance_after) == (0, 4900, 17600)
-    assert renewal.lines[-1].kind is LineKind.CREDIT and renewal.lines[-1].amount == -4900
+    assert renewal.lines[-1].kind is LineKind.CREDIT
+    assert renewal.lines[-1].amount == -4900
 
 
 def test_overage_billed_from_usage(catalog: Catalog) -> None:
