@@ -12,7 +12,9 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.billing_store import BillingStore
 from activities.customers import CustomerActivities
+from activities.stripe_billing import StripeBillingActivities
 from activities.subscription_store import SubscriptionStore
 from adapters.db.session import Database
 from billing.payments import StripeGateway
@@ -26,12 +28,27 @@ WORKFLOWS: Sequence[type] = (SubscriptionWorkflow,)
 
 def main_queue_activities(db: Database) -> list[Callable[..., Any]]:
     store = SubscriptionStore(db)
-    return [store.record_stripe_customer, store.project_subscription]
+    billing = BillingStore(db)
+    return [
+        store.record_stripe_customer,
+        store.project_subscription,
+        billing.read_period_usage,
+        billing.record_invoice,
+        billing.project_invoice,
+        billing.record_subscription_change,
+        billing.record_payment_method,
+    ]
 
 
 def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
     customers = CustomerActivities(gateway)
-    return [customers.ensure_stripe_customer]
+    invoicing = StripeBillingActivities(gateway)
+    return [
+        customers.ensure_stripe_customer,
+        invoicing.create_stripe_invoice,
+        invoicing.collect_invoice,
+        invoicing.attach_payment_method,
+    ]
 
 
 def build_workers(

@@ -26,6 +26,11 @@ NON_RETRYABLE_ERROR_TYPES = [
     "quota_exceeded",
 ]
 
+# Stripe remembers idempotency keys for about 24 hours. A Stripe write retried after that could
+# act twice, so its retries stop well inside the window; past it, the workflow decides (and a
+# later collection attempt re-reads the invoice first, with a new attempt number and key).
+STRIPE_WRITE_SCHEDULE_TO_CLOSE = timedelta(hours=6)
+
 STRIPE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
