@@ -59,6 +59,7 @@ def build_workers(
     task_queue: str,
     stripe_task_queue: str,
     stripe_activities_per_second: float,
+    max_cached_workflows: int = 1000,
 ) -> list[Worker]:
     return [
         Worker(
@@ -66,6 +67,7 @@ def build_workers(
             task_queue=task_queue,
             workflows=list(WORKFLOWS),
             activities=main_queue_activities(db),
+            max_cached_workflows=max_cached_workflows,
         ),
         # Stripe calls get their own queue so the server can cap their rate for every worker
         # together: a billing day with thousands of renewals queues instead of hitting 429s.

@@ -6,15 +6,18 @@ Nothing here downloads anything."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Interceptor, OutboundInterceptor, StartWorkflowInput, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -111,10 +114,40 @@ async def dbs(_session_databases: Databases) -> Databases:
     return _session_databases
 
 
+class _StartedWorkflows(Interceptor):
+    """Remembers every workflow a test starts, so the `workers` fixture can terminate them: on
+    the time-skipping server a leftover workflow whose timer fires with no worker polling its
+    queue holds time skipping for every later test."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        tracker = self
+
+        class _Outbound(OutboundInterceptor):
+            async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+                tracker.ids.add(input.id)
+                return await super().start_workflow(input)
+
+        return _Outbound(next)
+
+
+_STARTED = _StartedWorkflows()
+
+
+async def terminate_started_workflows(env: WorkflowEnvironment) -> None:
+    ids, _STARTED.ids = _STARTED.ids, set()
+    for workflow_id in ids:
+        with contextlib.suppress(Exception):  # already completed: nothing to stop
+            await env.client.get_workflow_handle(workflow_id).terminate("test finished")
+
+
 @pytest.fixture(scope="session")
 async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_executable("temporal-test-server")
+        test_server_existing_path=venv_executable("temporal-test-server"),
+        interceptors=[_STARTED],
     )
     # The time-skipping server has no --search-attribute flag; without registration, workflows
     # that upsert them fail their tasks in a loop.
@@ -176,6 +209,7 @@ async def workers(
     )
     tasks = [asyncio.create_task(w.run()) for w in built]
     yield built
+    await terminate_started_workflows(workflow_env)
     await asyncio.gather(*(w.shutdown() for w in built), return_exceptions=True)
     await asyncio.gather(*tasks, return_exceptions=True)
 

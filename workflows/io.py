@@ -37,6 +37,9 @@ class SubscriptionInput:
     trial_days: int | None = None
     # At trial end without a payment method: "pause" (default) or "cancel".
     trial_end_policy: str = "pause"
+    # Business instant the subscription starts at (None: now). Lets a subscription migrated from
+    # the system being replaced keep its anchor day, and tests pin a calendar date.
+    business_start: str | None = None
     # Set by continue-as-new: the state the previous run ended with.
     carry: SubscriptionCarry | None = None
 
@@ -119,6 +122,8 @@ class SubscriptionState:
     paused_at: str | None = None
     resume_at: str | None = None
     has_payment_method: bool = False
+    # The billing clock's current instant (differs from the wall clock under a demo time scale).
+    business_now: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,8 @@ class PreviewRequest:
     plan: PlanSnapshot | None = None
     timing: str = "default"
     proration_date: str | None = None
+    # The caller's wall-clock instant: a query only knows the time of the last workflow task.
+    as_of: str | None = None
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ class SubscriptionWorkflow:
                 change_seq=0,
                 has_payment_method=False,
                 wall_origin=now.isoformat(),
-                business_origin=now.isoformat(),
+                business_origin=input.business_start or now.isoformat(),
             )
             async with self._lock:
                 await self._start()
@@ -218,7 +218,8 @@ class SubscriptionWorkflow:
         self._c = replace(c, customer_id=customer.customer_id)
         if inp.payment_method_id:
             await self._attach_payment_method(inp.payment_method_id)
-        now = self._business_now()
+        # Whole seconds: anchors and trial ends read as clean instants in statements and the UI.
+        now = self._business_now().replace(microsecond=0)
         trial_days = inp.trial_days if inp.trial_days is not None else _plan(inp.plan).trial_days
         if trial_days > 0:
             trial_end = now + timedelta(days=trial_days)
@@ -231,6 +232,7 @@ class SubscriptionWorkflow:
     async def _activate(self, at: datetime, actor: str, from_status: str, kind: str) -> None:
         """Open period 0 anchored at `at` and bill its base fee in advance."""
         inp, c = self._require()
+        at = at.replace(microsecond=0)
         self._c = replace(
             c,
             status=Status.ACTIVE.value,
@@ -634,7 +636,10 @@ class SubscriptionWorkflow:
             )
 
     @change_plan.validator
-    def _validate_change(self, request: ChangePlanRequest) -> None:
+    def validate_change_plan(self, request: ChangePlanRequest) -> None:
+        self._validate_change(request)
+
+    def _validate_change(self, request: ChangePlanRequest, *, now: datetime | None = None) -> None:
         c = self._require()[1]
         check_command(Command.CHANGE_PLAN, self._facts())
         if request.timing not in ("default", "immediate", "period_end"):
@@ -644,9 +649,11 @@ class SubscriptionWorkflow:
             raise InvalidTransition(f"the subscription is already on {request.plan.code}")
         if new_plan.currency != _plan(c.plan).currency:
             raise InvalidTransition("a plan change cannot switch currency")
-        self._check_proration_date(request.proration_date)
+        self._check_proration_date(request.proration_date, now=now)
 
-    def _check_proration_date(self, proration_date: str | None) -> None:
+    def _check_proration_date(
+        self, proration_date: str | None, *, now: datetime | None = None
+    ) -> None:
         at = _dt(proration_date)
         if at is None:
             return
@@ -654,7 +661,7 @@ class SubscriptionWorkflow:
         if c.anchor is None:
             return
         start, end = self._period()
-        if not start <= at <= min(end, self._business_now()):
+        if not start <= at <= min(end, now or self._business_now()):
             raise InvalidTransition(
                 "proration_date must lie in the current period and not in the future"
             )
@@ -917,6 +924,7 @@ class SubscriptionWorkflow:
             paused_at=c.paused_at,
             resume_at=c.resume_at,
             has_payment_method=c.has_payment_method,
+            business_now=self._business_now().isoformat(),
         )
 
     @workflow.query(name="preview")
@@ -925,7 +933,13 @@ class SubscriptionWorkflow:
         invoice as things stand."""
         c = self._require()[1]
         currency = _plan(c.plan).currency
-        at = self._proration_instant(request.proration_date)
+        # A query sees the time of the last workflow task, which can be long ago: the caller
+        # says what time it is (`as_of`, wall clock) and the workflow maps it onto its clock.
+        as_of = _dt(request.as_of)
+        at = _dt(request.proration_date) or (
+            self._business_at(as_of) if as_of else self._business_now()
+        )
+        at = at.replace(microsecond=0)
         if request.plan is None:
             after = c.pending_plan or c.plan
             next_at, next_draft = self._next_invoice(after, c.credit_balance)
@@ -941,9 +955,8 @@ class SubscriptionWorkflow:
                 next_invoice_total=next_draft.total if next_draft else 0,
                 currency=currency,
             )
-        self._validate_change(
-            ChangePlanRequest(request.plan, "preview", request.timing, request.proration_date)
-        )
+        self._validate_change(ChangePlanRequest(request.plan, "preview", request.timing), now=at)
+        self._check_proration_date(request.proration_date, now=at)
         kind, immediate, effective, draft = self._price_change(
             request.plan, request.timing, at.isoformat()
         )
@@ -986,10 +999,13 @@ class SubscriptionWorkflow:
         return period_bounds(anchor, self._interval(), c.period_index)
 
     def _business_now(self) -> datetime:
+        return self._business_at(workflow.now())
+
+    def _business_at(self, wall: datetime) -> datetime:
         inp, c = self._require()
         wall_origin = datetime.fromisoformat(c.wall_origin)
         business_origin = datetime.fromisoformat(c.business_origin)
-        elapsed = workflow.now() - wall_origin
+        elapsed = wall - wall_origin
         if inp.time_scale == 1.0:
             return business_origin + elapsed
         # Whole microseconds, so the same history always gives the same business instant.
