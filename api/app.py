@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from adapters.db.session import Database
 from api.errors import install_error_handlers
-from api.routes import health, operator, subscription
+from api.routes import health, invoices, operator, payment_methods, subscription
 from api.services import Services
 from billing.catalog import load_catalog
 from config import APP_ROLE, WORKER_ROLE, Settings
@@ -61,4 +61,6 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(operator.router)
     app.include_router(subscription.router)
+    app.include_router(invoices.router)
+    app.include_router(payment_methods.router)
     return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from temporalio.client import Client
 
@@ -22,3 +24,6 @@ class Services:
     temporal: Client
     stripe: StripeGateway
     catalog: Catalog
+    # The API's clock (update deadlines, preview instants). Tests align it with the
+    # time-skipping server's clock.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

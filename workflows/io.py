@@ -211,6 +211,9 @@ class ChangePlanRequest:
     # The instant prices are prorated at (from a preview), like Stripe's proration_date, so a
     # preview followed by the change bills exactly the previewed amounts. None: now.
     proration_date: str | None = None
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
 
 
 @dataclass(frozen=True)
@@ -255,12 +258,18 @@ class PreviewResult:
 class CancelRequest:
     actor: str
     at_period_end: bool = True
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
 
 
 @dataclass(frozen=True)
 class PauseRequest:
     actor: str
     resume_at: str | None = None
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +277,9 @@ class LifecycleRequest:
     """Undo a pending cancel, or resume."""
 
     actor: str
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +296,9 @@ class LifecycleResult:
 class SetPaymentMethodRequest:
     payment_method_id: str
     actor: str
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
 
 
 @dataclass(frozen=True)

@@ -118,50 +118,56 @@ def _payload(line: Line) -> InvoiceLinePayload:
     )
 
 
+def _check_apply_before(apply_before: str | None) -> None:
+    """Refuse a command accepted after its caller gave up (see ADR 0002, update timeouts)."""
+    deadline = _dt(apply_before)
+    if deadline is not None and workflow.now() > deadline:
+        raise InvalidTransition(
+            "the request expired before a worker could apply it; nothing was changed"
+        )
+
+
 def _plan(snapshot: PlanSnapshot) -> Plan:
     return Plan.from_dict(snapshot.definition)
 
 
 @workflow.defn(name="subscription")
 class SubscriptionWorkflow:
-    def __init__(self) -> None:
-        self._input: SubscriptionInput | None = None
-        self._c: SubscriptionCarry | None = None
+    @workflow.init
+    def __init__(self, input: SubscriptionInput) -> None:
+        # State exists before the first line of `run`: an Update delivered with the very first
+        # workflow task is validated against it instead of against nothing.
+        self._input: SubscriptionInput | None = input
+        now = workflow.now()
+        self._c: SubscriptionCarry | None = input.carry or SubscriptionCarry(
+            status=Status.INCOMPLETE.value,
+            plan=input.plan,
+            customer_id=None,
+            anchor=None,
+            period_index=0,
+            trial_end=None,
+            cancel_at_period_end=False,
+            canceled_at=None,
+            paused_at=None,
+            resume_at=None,
+            pending_plan=None,
+            credit_balance=0,
+            version=0,
+            invoice_version=0,
+            change_seq=0,
+            has_payment_method=False,
+            wall_origin=now.isoformat(),
+            business_origin=input.business_start or now.isoformat(),
+        )
         # One command or boundary at a time: handlers and the main loop both run activities.
         self._lock = asyncio.Lock()
         # Bumped by every handler that moves the clock's next deadline; wakes the main loop.
         self._generation = 0
-        self._done = False
-
-    # ------------------------------------------------------------------------------ main loop
 
     @workflow.run
     async def run(self, input: SubscriptionInput) -> SubscriptionResult:
-        self._input = input
-        if input.carry is not None:
-            self._c = input.carry
-        else:
-            now = workflow.now()
-            self._c = SubscriptionCarry(
-                status=Status.INCOMPLETE.value,
-                plan=input.plan,
-                customer_id=None,
-                anchor=None,
-                period_index=0,
-                trial_end=None,
-                cancel_at_period_end=False,
-                canceled_at=None,
-                paused_at=None,
-                resume_at=None,
-                pending_plan=None,
-                credit_balance=0,
-                version=0,
-                invoice_version=0,
-                change_seq=0,
-                has_payment_method=False,
-                wall_origin=now.isoformat(),
-                business_origin=input.business_start or now.isoformat(),
-            )
+        assert self._c is not None
+        if input.carry is None:
             async with self._lock:
                 await self._start()
         self._publish()
@@ -312,7 +318,6 @@ class SubscriptionWorkflow:
             )
             await self._record_change("canceled", "system", c.status, closed[1])
             await self._project()
-            self._publish()
             return
         from_plan = c.plan.code
         if c.pending_plan is not None:
@@ -331,7 +336,6 @@ class SubscriptionWorkflow:
             kind, "system", c.status, opened[0], from_plan=from_plan, to_plan=plan.code
         )
         await self._project()
-        self._publish()
 
     # ------------------------------------------------------------------------------ invoices
 
@@ -620,7 +624,6 @@ class SubscriptionWorkflow:
                     details={"kind": kind, "invoice_id": invoice_id},
                 )
             await self._project()
-            self._publish()
             self._generation += 1
             c2 = self._require()[1]
             return ChangePlanResult(
@@ -641,6 +644,7 @@ class SubscriptionWorkflow:
 
     def _validate_change(self, request: ChangePlanRequest, *, now: datetime | None = None) -> None:
         c = self._require()[1]
+        _check_apply_before(request.apply_before)
         check_command(Command.CHANGE_PLAN, self._facts())
         if request.timing not in ("default", "immediate", "period_end"):
             raise InvalidTransition(f"unknown timing {request.timing!r}")
@@ -702,7 +706,6 @@ class SubscriptionWorkflow:
                 )
                 await self._record_change("canceled", request.actor, c.status, now)
             await self._project()
-            self._publish()
             self._generation += 1
             c2 = self._require()[1]
             return LifecycleResult(
@@ -716,6 +719,7 @@ class SubscriptionWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
+        _check_apply_before(request.apply_before)
         check_cancel(self._facts(), at_period_end=request.at_period_end)
 
     @workflow.update(name="undo_cancel")
@@ -727,12 +731,12 @@ class SubscriptionWorkflow:
             now = self._business_now()
             await self._record_change("cancel_undone", request.actor, c.status, now)
             await self._project()
-            self._publish()
             self._generation += 1
             return LifecycleResult(inp.subscription_id, c.status, False, now.isoformat())
 
     @undo_cancel.validator
     def _validate_undo_cancel(self, request: LifecycleRequest) -> None:
+        _check_apply_before(request.apply_before)
         check_command(Command.UNDO_CANCEL, self._facts())
 
     @workflow.update(name="pause")
@@ -763,7 +767,6 @@ class SubscriptionWorkflow:
                 "paused", request.actor, c.status, now, details={"resume_at": request.resume_at}
             )
             await self._project()
-            self._publish()
             self._generation += 1
             return LifecycleResult(
                 inp.subscription_id,
@@ -776,6 +779,7 @@ class SubscriptionWorkflow:
 
     @pause.validator
     def _validate_pause(self, request: PauseRequest) -> None:
+        _check_apply_before(request.apply_before)
         check_command(Command.PAUSE, self._facts())
         resume_at = _dt(request.resume_at)
         if resume_at is not None and resume_at <= self._business_now():
@@ -795,6 +799,7 @@ class SubscriptionWorkflow:
 
     @resume.validator
     def _validate_resume(self, request: LifecycleRequest) -> None:
+        _check_apply_before(request.apply_before)
         check_command(Command.RESUME, self._facts())
 
     @workflow.update(name="set_payment_method")
@@ -814,12 +819,14 @@ class SubscriptionWorkflow:
             for invoice in list(c.open_invoices):
                 await self._collect(invoice)
             await self._project()
-            self._publish()
             self._generation += 1
             return card
 
     @set_payment_method.validator
     def _validate_payment_method(self, request: SetPaymentMethodRequest) -> None:
+        _check_apply_before(request.apply_before)
+        if self._require()[1].customer_id is None:
+            raise InvalidTransition("the subscription is still being set up; retry in a moment")
         check_command(Command.SET_PAYMENT_METHOD, self._facts())
         if not request.payment_method_id.strip():
             raise InvalidTransition("payment_method_id is empty")
@@ -897,7 +904,6 @@ class SubscriptionWorkflow:
                     details={"event_id": event.event_id, "invoice_id": invoice.invoice_id},
                 )  # fmt: skip
                 await self._project()
-                self._publish()
 
     # ------------------------------------------------------------------------------ queries
 
@@ -1056,6 +1062,8 @@ class SubscriptionWorkflow:
         )
 
     async def _project(self) -> None:
+        # The UI's view (search attributes, details) moves with the Postgres projection.
+        self._publish()
         inp, c = self._require()
         self._c = replace(c, version=c.version + 1)
         c = self._c

@@ -54,7 +54,8 @@ async def to_next_boundary(env: WorkflowEnvironment, handle: Handle) -> Subscrip
     deadline = before.trial_end if before.status == "trialing" else before.current_period_end
     if before.status == "paused":
         deadline = before.resume_at
-    assert deadline is not None and before.business_now is not None, before
+    assert deadline is not None, before
+    assert before.business_now is not None
     gap = datetime.fromisoformat(deadline) - datetime.fromisoformat(before.business_now)
     await env.sleep(gap + timedelta(seconds=1))
     return await until(
