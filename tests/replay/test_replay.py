@@ -39,9 +39,13 @@ def _histories() -> list[Path]:
     return sorted(HISTORIES.glob("*.json"))
 
 
-@pytest.mark.parametrize("path", _histories(), ids=lambda p: p.stem)
-async def test_committed_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+# Read at collection time (plain I/O stays out of the event loop).
+_COMMITTED = [(p.stem, p.read_text()) for p in _histories()]
+
+
+@pytest.mark.parametrize(("name", "text"), _COMMITTED, ids=[name for name, _ in _COMMITTED])
+async def test_committed_history_replays(name: str, text: str) -> None:
+    history = WorkflowHistory.from_json(name, text)
     result = await Replayer(workflows=[SubscriptionWorkflow]).replay_workflow(
         history, raise_on_replay_failure=False
     )
