@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 
+from baseline_workflow import TwelveTimers  # noqa: E402
 from temporalio import activity  # noqa: E402
 from temporalio.api.enums.v1 import IndexedValueType  # noqa: E402
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
@@ -33,7 +34,6 @@ from temporalio.worker import Worker  # noqa: E402
 from activities.customers import CustomerActivities  # noqa: E402
 from activities.stripe_billing import StripeBillingActivities  # noqa: E402
 from adapters.stripe_fake import FakeStripeGateway  # noqa: E402
-from baseline_workflow import TwelveTimers  # noqa: E402
 from billing.catalog import load_catalog  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.io import (  # noqa: E402
