@@ -47,6 +47,8 @@ def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
         customers.ensure_stripe_customer,
         invoicing.create_stripe_invoice,
         invoicing.collect_invoice,
+        invoicing.retrieve_stripe_invoice,
+        invoicing.void_stripe_invoice,
         invoicing.attach_payment_method,
     ]
 

@@ -430,3 +430,9 @@ class RecordChangeResult:
 class RecordPaymentMethodInput:
     tenant_id: str
     card: PaymentMethodResult
+
+
+@dataclass(frozen=True)
+class StripeInvoiceRef:
+    invoice_id: str
+    stripe_invoice_id: str
