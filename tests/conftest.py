@@ -136,19 +136,17 @@ class _StartedWorkflows(Interceptor):
 _STARTED = _StartedWorkflows()
 
 
-async def terminate_started_workflows(env: WorkflowEnvironment) -> None:
-    ids, _STARTED.ids = _STARTED.ids, set()
-    for workflow_id in ids:
-        with contextlib.suppress(Exception):  # already completed: nothing to stop
-            await env.client.get_workflow_handle(workflow_id).terminate("test finished")
-
-
-@pytest.fixture(scope="session")
-async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_test_server(**kwargs: Any) -> WorkflowEnvironment:
+    """A time-skipping server with the search attributes registered (for tests that need a
+    server of their own, isolated from the session's)."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_executable("temporal-test-server"),
-        interceptors=[_STARTED],
+        test_server_existing_path=venv_executable("temporal-test-server"), **kwargs
     )
+    await register_search_attributes(env)
+    return env
+
+
+async def register_search_attributes(env: WorkflowEnvironment) -> None:
     # The time-skipping server has no --search-attribute flag; without registration, workflows
     # that upsert them fail their tasks in a loop.
     types = {
@@ -163,6 +161,18 @@ async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
             },
         )
     )
+
+
+async def terminate_started_workflows(env: WorkflowEnvironment) -> None:
+    ids, _STARTED.ids = _STARTED.ids, set()
+    for workflow_id in ids:
+        with contextlib.suppress(Exception):  # already completed: nothing to stop
+            await env.client.get_workflow_handle(workflow_id).terminate("test finished")
+
+
+@pytest.fixture(scope="session")
+async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_test_server(interceptors=[_STARTED])
     yield env
     await env.shutdown()
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -271,40 +273,46 @@ async def test_auth_and_missing_subscription(api: httpx.AsyncClient, dbs: Databa
 async def test_no_worker_is_503_and_nothing_applies_later(
     api: httpx.AsyncClient,
     dbs: Databases,
-    workflow_env: WorkflowEnvironment,
     services: Services,
     task_queues: tuple[str, str],
     stripe_fake: FakeStripeGateway,
 ) -> None:
+    # A server of its own: an update left waiting for a worker holds the time-skipping server's
+    # clock, which would stall every later test sharing the session's server.
+    from tests.conftest import start_test_server
     from tests.factories.tenants import make_api_key
     from worker import build_workers
 
+    env = await start_test_server()
+    services.temporal = env.client
     services.settings = services.settings.model_copy(update={"update_timeout_seconds": 1.0})
     sub = await make_subscription(dbs, task_queues=task_queues)
-    key = await make_api_key(dbs, __import__("uuid").UUID(sub.input.tenant_id), [Scope.MANAGE])
+    key = await make_api_key(dbs, UUID(sub.input.tenant_id), [Scope.MANAGE])
     headers = {"Authorization": f"Bearer {key}"}
-    # The workflow exists, but no worker polls its queue.
-    handle = await workflow_env.client.start_workflow(
-        SubscriptionWorkflow.run, sub.input, id=sub.workflow_id, task_queue=task_queues[0]
-    )
-    await align_clock(services, workflow_env)
-    response = await api.post(f"{SUB}/pause", json={}, headers=headers)
-    # The row is still `incomplete` (nothing projected yet): the subscription is live.
-    assert response.status_code == 503, response.text
-    assert "nothing was changed" in response.json()["error"]["message"]
-
-    # A worker arrives later: the admitted update is refused by its validator (too late).
-    await workflow_env.sleep(timedelta(seconds=5))
-    workers: list[Worker] = build_workers(
-        workflow_env.client,
-        db=dbs.worker,
-        gateway=stripe_fake,
-        task_queue=task_queues[0],
-        stripe_task_queue=task_queues[1],
-        stripe_activities_per_second=100,
-    )
-    tasks = [asyncio.create_task(w.run()) for w in workers]
+    workers: list[Worker] = []
+    tasks: list[asyncio.Task[None]] = []
     try:
+        # The workflow exists, but no worker polls its queue.
+        handle = await env.client.start_workflow(
+            SubscriptionWorkflow.run, sub.input, id=sub.workflow_id, task_queue=task_queues[0]
+        )
+        await align_clock(services, env)
+        response = await api.post(f"{SUB}/pause", json={}, headers=headers)
+        # The row is still `incomplete` (nothing projected yet): the subscription is live.
+        assert response.status_code == 503, response.text
+        assert "nothing was changed" in response.json()["error"]["message"]
+
+        # A worker arrives later: the admitted update is refused by its validator (too late).
+        await asyncio.sleep(1.5)
+        workers = build_workers(
+            env.client,
+            db=dbs.worker,
+            gateway=stripe_fake,
+            task_queue=task_queues[0],
+            stripe_task_queue=task_queues[1],
+            stripe_activities_per_second=100,
+        )
+        tasks = [asyncio.create_task(w.run()) for w in workers]
         for _ in range(100):
             state = await handle.query(SubscriptionWorkflow.state)
             if state.status == "active" and not state.open_invoices:
@@ -312,10 +320,9 @@ async def test_no_worker_is_503_and_nothing_applies_later(
             await asyncio.sleep(0.05)
         assert state.status == "active"  # not paused
         kinds = [e.event_type async for e in handle.fetch_history_events()]
-        from temporalio.api.enums.v1 import EventType
-
         assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED not in kinds
+        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED not in kinds
     finally:
-        await handle.terminate("test finished")
         await asyncio.gather(*(w.shutdown() for w in workers))
         await asyncio.gather(*tasks, return_exceptions=True)
+        await env.shutdown()
