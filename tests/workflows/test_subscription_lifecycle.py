@@ -10,7 +10,9 @@ from uuid import UUID
 
 import pytest
 from sqlalchemy import insert
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -580,3 +582,62 @@ async def test_invalid_requests_are_rejected_without_a_trace(
         EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
         EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
     }
+
+
+async def test_demo_time_scale_runs_a_month_in_an_hour(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    sub = await make_subscription(
+        dbs,
+        task_queues=task_queues,
+        business_start="2027-04-01T00:00:00+00:00",
+        time_scale=720.0,  # 30 days / 720 = 1 hour
+    )
+    handle = await start(workflow_env, sub, settings.task_queue)
+    first = await until(
+        workflow_env, handle, lambda s: s.invoices_issued == 1 and not s.open_invoices
+    )
+    assert first.current_period_end is not None
+    assert first.current_period_end.startswith("2027-05-01T00:")
+    wall_before = await workflow_env.get_current_time()
+    await workflow_env.sleep(timedelta(minutes=61))
+    after = await until(workflow_env, handle, lambda s: s.invoices_issued == 2)
+    assert after.current_period_start == first.current_period_end
+    assert await workflow_env.get_current_time() - wall_before < timedelta(hours=2)
+    await until(workflow_env, handle, lambda s: not s.open_invoices)
+    assert [c.amount for c in stripe_fake.charges] == [4900, 4900]
+
+
+async def test_search_attributes_follow_the_state(
+    workflow_env: WorkflowEnvironment, dbs: Databases, settings: Settings, task_queues: tuple
+) -> None:
+    from workflows import search_attributes as sa
+
+    sub = await make_subscription(
+        dbs, task_queues=task_queues, business_start="2027-04-01T00:00:00+00:00"
+    )
+    handle = await start(workflow_env, sub, settings.task_queue)
+    await until(workflow_env, handle, lambda s: s.invoices_issued == 1 and not s.open_invoices)
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(sa.SUBSCRIPTION_STATUS) == "active"
+    assert attrs.get(sa.PLAN_CODE) == "standard"
+    assert attrs.get(sa.NEXT_BILLING_AT) == datetime(2027, 5, 1, tzinfo=UTC)
+    await handle.execute_update(SubscriptionWorkflow.pause, PauseRequest("tests"))
+    # Raw describe: the time-skipping server keeps an unset Datetime attribute as an empty
+    # payload, which the SDK's typed decoding refuses; a real server drops the key.
+    raw = await workflow_env.client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(
+            namespace=workflow_env.client.namespace,
+            execution=WorkflowExecution(workflow_id=handle.id),
+        )
+    )
+    fields = raw.workflow_execution_info.search_attributes.indexed_fields
+    assert fields["SubscriptionStatus"].data == b'"paused"'
+    unset = "NextBillingAt" not in fields or fields["NextBillingAt"].metadata["encoding"] == (
+        b"binary/null"
+    )
+    assert unset
