@@ -175,6 +175,10 @@ class SubscriptionWorkflow:
         while self._c.status != Status.CANCELED.value:
             generation = self._generation
             deadline = self._next_deadline()
+            if workflow.info().is_continue_as_new_suggested():
+                # Long quiet stretches (a pause with no end date) still get a fresh history.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(replace(input, carry=self._c))
             if deadline is None:
                 await workflow.wait_condition(self._moved_since(generation))
                 continue
@@ -241,6 +245,9 @@ class SubscriptionWorkflow:
         at = at.replace(microsecond=0)
         self._c = replace(
             c,
+            # A change scheduled "at period end" during a trial applies from activation.
+            plan=c.pending_plan or c.plan,
+            pending_plan=None,
             status=Status.ACTIVE.value,
             anchor=at.isoformat(),
             period_index=0,

@@ -641,3 +641,32 @@ async def test_search_attributes_follow_the_state(
         b"binary/null"
     )
     assert unset
+
+
+@pytest.mark.parametrize(("target", "timing"), [("enterprise", "default"), ("free", "default")])
+async def test_a_change_during_the_trial_bills_nothing_until_activation(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+    target: str,
+    timing: str,
+) -> None:
+    sub = await make_subscription(
+        dbs, task_queues=task_queues, trial_days=14, business_start="2027-04-01T00:00:00+00:00"
+    )
+    handle = await start(workflow_env, sub, settings.task_queue)
+    await until(workflow_env, handle, lambda s: s.status == "trialing")
+    result = await handle.execute_update(
+        SubscriptionWorkflow.change_plan,
+        ChangePlanRequest(await plan_snapshot(dbs, target), "tests", timing=timing),
+    )
+    assert result.invoice_id is None
+    assert result.lines == []
+    assert stripe_fake.keys_for("create_invoice") == []
+    after = await to_next_boundary(workflow_env, handle)
+    assert (after.status, after.plan_code) == ("active", target)
+    await until(workflow_env, handle, lambda s: not s.open_invoices)
+    # Enterprise bills its full first period; Free has nothing to bill.
+    assert [c.amount for c in stripe_fake.charges] == ([49900] if target == "enterprise" else [])
