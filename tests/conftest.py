@@ -6,7 +6,6 @@ Nothing here downloads anything."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +16,6 @@ import httpx
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Interceptor, OutboundInterceptor, StartWorkflowInput, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -114,28 +112,6 @@ async def dbs(_session_databases: Databases) -> Databases:
     return _session_databases
 
 
-class _StartedWorkflows(Interceptor):
-    """Remembers every workflow a test starts, so the `workers` fixture can terminate them: on
-    the time-skipping server a leftover workflow whose timer fires with no worker polling its
-    queue holds time skipping for every later test."""
-
-    def __init__(self) -> None:
-        self.ids: set[str] = set()
-
-    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
-        tracker = self
-
-        class _Outbound(OutboundInterceptor):
-            async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
-                tracker.ids.add(input.id)
-                return await super().start_workflow(input)
-
-        return _Outbound(next)
-
-
-_STARTED = _StartedWorkflows()
-
-
 async def start_test_server(**kwargs: Any) -> WorkflowEnvironment:
     """A time-skipping server with the search attributes registered (for tests that need a
     server of their own, isolated from the session's)."""
@@ -163,16 +139,12 @@ async def register_search_attributes(env: WorkflowEnvironment) -> None:
     )
 
 
-async def terminate_started_workflows(env: WorkflowEnvironment) -> None:
-    ids, _STARTED.ids = _STARTED.ids, set()
-    for workflow_id in ids:
-        with contextlib.suppress(Exception):  # already completed: nothing to stop
-            await env.client.get_workflow_handle(workflow_id).terminate("test finished")
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await start_test_server(interceptors=[_STARTED])
+    """A time-skipping server per test (it starts in about 0.1 s). Shared servers leak: a
+    workflow of an earlier test with an activity in flight, or an update waiting for a worker,
+    holds the server's clock and stalls every later test's time skipping."""
+    env = await start_test_server()
     yield env
     await env.shutdown()
 
@@ -219,10 +191,6 @@ async def workers(
     )
     tasks = [asyncio.create_task(w.run()) for w in built]
     yield built
-    await terminate_started_workflows(workflow_env)
-    # Let activities of terminated workflows finish and report: the time-skipping server keeps
-    # time locked for an activity it never hears back from, until its timeout.
-    await asyncio.sleep(0.3)
     await asyncio.gather(*(w.shutdown() for w in built), return_exceptions=True)
     await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -277,8 +277,8 @@ async def test_no_worker_is_503_and_nothing_applies_later(
     task_queues: tuple[str, str],
     stripe_fake: FakeStripeGateway,
 ) -> None:
-    # A server of its own: an update left waiting for a worker holds the time-skipping server's
-    # clock, which would stall every later test sharing the session's server.
+    # A server of its own, not the `workers` fixture's: no worker may poll this workflow's
+    # queue until the test says so.
     from tests.conftest import start_test_server
     from tests.factories.tenants import make_api_key
     from worker import build_workers
