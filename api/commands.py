@@ -28,7 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, Conflict, ServiceUnavailable
 from api.services import Services
-from billing.errors import InvalidTransition
+from billing.errors import InvalidTransition, PaymentDeclined
 
 T = TypeVar("T")
 
@@ -83,7 +83,20 @@ async def run_update(
 
 
 def _domain(error: WorkflowUpdateFailedError) -> Exception:
-    cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type == "InvalidTransition":
-        return InvalidTransition(cause.message)
-    return ServiceUnavailable(f"the subscription workflow failed the request: {cause}")
+    """The first application error in the failure's cause chain decides the answer."""
+    cause: BaseException | None = error.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    if isinstance(cause, ApplicationError):
+        if cause.type == "InvalidTransition":
+            return InvalidTransition(cause.message)
+        if cause.type == "stripe_card_rejected":
+            return PaymentDeclined(f"the card was refused: {cause.message}")
+        if cause.type in ("stripe_not_found", "stripe_invalid_request"):
+            return InvalidRequest(cause.message)
+    return ServiceUnavailable(f"the subscription workflow failed the request: {error.cause}")
+
+
+class InvalidRequest(ApiError):
+    status_code = 422
+    code = "invalid_request"

@@ -227,7 +227,12 @@ class SubscriptionWorkflow:
         )
         self._c = replace(c, customer_id=customer.customer_id)
         if inp.payment_method_id:
-            await self._attach_payment_method(inp.payment_method_id)
+            try:
+                await self._attach_payment_method(inp.payment_method_id)
+            except ActivityError as error:
+                # A card refused at sign-up must not kill the subscription: it starts without
+                # one (the trial-end policy or a failed first collection handles the rest).
+                workflow.logger.warning("payment method not attached: %s", error.cause)
         # Whole seconds: anchors and trial ends read as clean instants in statements and the UI.
         now = self._business_now().replace(microsecond=0)
         trial_days = inp.trial_days if inp.trial_days is not None else _plan(inp.plan).trial_days
@@ -594,7 +599,8 @@ class SubscriptionWorkflow:
     @workflow.update(name="change_plan")
     async def change_plan(self, request: ChangePlanRequest) -> ChangePlanResult:
         async with self._lock:
-            self._validate_change(request)  # state may have moved while waiting for the lock
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_change, request)
             inp, c = self._require()
             kind, immediate, at, draft = self._price_change(
                 request.plan, request.timing, request.proration_date
@@ -680,7 +686,8 @@ class SubscriptionWorkflow:
     @workflow.update(name="cancel")
     async def cancel(self, request: CancelRequest) -> LifecycleResult:
         async with self._lock:
-            self._validate_cancel(request)
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_cancel, request)
             inp, c = self._require()
             now = self._business_now()
             invoice_id = None
@@ -732,7 +739,8 @@ class SubscriptionWorkflow:
     @workflow.update(name="undo_cancel")
     async def undo_cancel(self, request: LifecycleRequest) -> LifecycleResult:
         async with self._lock:
-            self._validate_undo_cancel(request)
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_undo_cancel, request)
             inp, c = self._require()
             self._c = replace(c, cancel_at_period_end=False)
             now = self._business_now()
@@ -749,7 +757,8 @@ class SubscriptionWorkflow:
     @workflow.update(name="pause")
     async def pause(self, request: PauseRequest) -> LifecycleResult:
         async with self._lock:
-            self._validate_pause(request)
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_pause, request)
             inp, c = self._require()
             now = self._business_now()
             # Pausing closes the period now: usage so far is billed, unused base time becomes
@@ -795,7 +804,8 @@ class SubscriptionWorkflow:
     @workflow.update(name="resume")
     async def resume(self, request: LifecycleRequest) -> LifecycleResult:
         async with self._lock:
-            self._validate_resume(request)
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_resume, request)
             inp = self._require()[0]
             now = self._business_now()
             await self._activate(now, request.actor, Status.PAUSED.value, "resumed")
@@ -812,7 +822,8 @@ class SubscriptionWorkflow:
     @workflow.update(name="set_payment_method")
     async def set_payment_method(self, request: SetPaymentMethodRequest) -> PaymentMethodResult:
         async with self._lock:
-            self._validate_payment_method(request)
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_payment_method, request)
             card = await self._attach_payment_method(request.payment_method_id)
             c = self._require()[1]
             await self._record_change(
@@ -989,6 +1000,17 @@ class SubscriptionWorkflow:
         )
 
     # ------------------------------------------------------------------------------ plumbing
+
+    def _recheck(self, validator: Callable[[Any], None], request: Any) -> None:
+        """Validate again inside the handler. A refusal here must be an ApplicationError (any
+        other exception would fail the workflow task and retry it forever); the deadline is not
+        checked again: the update was accepted in time."""
+        try:
+            validator(replace(request, apply_before=None))
+        except InvalidTransition as error:
+            raise ApplicationError(
+                error.message, type="InvalidTransition", non_retryable=True
+            ) from error
 
     def _moved_since(self, generation: int) -> Callable[[], bool]:
         return lambda: self._generation != generation

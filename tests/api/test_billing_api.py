@@ -210,6 +210,21 @@ async def test_payment_methods(
     )  # fmt: skip
     assert bad.status_code == 422
     assert bad.json()["error"]["fields"][0]["field"] == "payment_method_id"
+    refused = await api.post(
+        "/api/billing/payment-methods",
+        json={"payment_method_id": "pm_card_visa_chargeDeclined"},
+        headers=tenant.headers,
+    )
+    assert refused.status_code == 402, refused.text
+    unknown = await api.post(
+        "/api/billing/payment-methods",
+        json={"payment_method_id": "pm_nope"},
+        headers=tenant.headers,
+    )
+    assert unknown.status_code == 422, unknown.text
+    # Neither changed the stored default.
+    listed = (await api.get("/api/billing/payment-methods", headers=tenant.headers)).json()
+    assert listed[0]["stripe_payment_method_id"] == added.json()["stripe_payment_method_id"]
 
 
 @pytest.mark.usefixtures("workers")

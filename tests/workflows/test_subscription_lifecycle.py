@@ -670,3 +670,29 @@ async def test_a_change_during_the_trial_bills_nothing_until_activation(
     await until(workflow_env, handle, lambda s: not s.open_invoices)
     # Enterprise bills its full first period; Free has nothing to bill.
     assert [c.amount for c in stripe_fake.charges] == ([49900] if target == "enterprise" else [])
+
+
+async def test_a_card_refused_at_sign_up_leaves_the_subscription_past_due(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    sub = await make_subscription(
+        dbs, task_queues=task_queues, payment_method_id="pm_card_visa_chargeDeclined"
+    )
+    handle = await start(workflow_env, sub, settings.task_queue)
+    st = await until(workflow_env, handle, lambda s: s.status == "past_due")
+    assert not st.has_payment_method
+    assert stripe_fake.charges == []
+    rows = await db_invoices(dbs, sub.input.subscription_id)
+    assert [(r["status"], r["total"], r["attempt_count"]) for r in rows] == [("open", 4900, 1)]
+    # Adding a working card collects what is owed at once.
+    await handle.execute_update(
+        SubscriptionWorkflow.set_payment_method, SetPaymentMethodRequest("pm_card_visa", "tests")
+    )
+    st = await until(workflow_env, handle, lambda s: s.status == "active")
+    assert st.open_invoices == []
+    assert [c.amount for c in stripe_fake.charges] == [4900]
+    assert stripe_fake.keys_for("pay_invoice")[-1].endswith(":2")
