@@ -31,6 +31,21 @@ def _parser() -> argparse.ArgumentParser:
         help="only create one when no active operator key exists yet",
     )
     op.add_argument("--name", default="operator")
+    rec = sub.add_parser(
+        "reconcile-usage",
+        help="recompute usage aggregates from raw events for UTC days FIRST..LAST (backfill)",
+    )
+    rec.add_argument("--first", required=True, help="first UTC day, YYYY-MM-DD")
+    rec.add_argument("--last", required=True, help="last UTC day, YYYY-MM-DD (inclusive)")
+    rec.add_argument("--dry-run", action="store_true", help="report drift, repair nothing")
+
+    hooks = sub.add_parser("webhooks", help="the Stripe webhook inbox: dead letters and replay")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
+    dead = hooks_sub.add_parser("dead-letters", help="list dead-lettered events")
+    dead.add_argument("--limit", type=int, default=100)
+    rep = hooks_sub.add_parser("replay", help="process events again (audited)")
+    rep.add_argument("event_ids", nargs="*", metavar="EVENT_ID")
+    rep.add_argument("--all", action="store_true", help="replay every dead-lettered event")
     return parser
 
 
@@ -63,6 +78,25 @@ def main(argv: list[str] | None = None) -> None:
         from adapters.db.operator_keys import operator_key_cli
 
         sys.exit(operator_key_cli(settings, if_absent=args.if_absent, name=args.name))
+    elif args.command == "reconcile-usage":
+        from datetime import date
+
+        from adapters.db.usage import reconcile_usage_cli
+
+        sys.exit(
+            reconcile_usage_cli(
+                settings,
+                date.fromisoformat(args.first),
+                date.fromisoformat(args.last),
+                repair=not args.dry_run,
+            )
+        )
+    elif args.command == "webhooks":
+        from adapters.webhooks_cli import dead_letters_cli, replay_cli
+
+        if args.webhooks_command == "dead-letters":
+            sys.exit(dead_letters_cli(settings, sys.stdout, limit=args.limit))
+        sys.exit(replay_cli(settings, sys.stdout, args.event_ids, all_=args.all))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,28 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     stripe_webhook_tolerance_seconds: int = 300
+    # Larger bodies are refused with 413 before they are read in full (Stripe events are small).
+    stripe_webhook_max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    # How long the endpoint waits for Temporal before acknowledging anyway; the row is stored and
+    # the re-dispatcher starts the workflow later.
+    webhook_dispatch_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Processing attempts of one event (exponential backoff between them), then dead-letter.
+    # Snapshotted into each `stripe_event` workflow when it starts.
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_initial_backoff_seconds: float = Field(default=2.0, gt=0)
+    webhook_max_backoff_seconds: float = Field(default=600.0, gt=0)
+    # Re-dispatcher (worker process): starts workflows for inbox rows and notification deliveries
+    # left without one (Temporal was down, the process died between commit and start).
+    redispatch_interval_seconds: float = Field(default=5.0, gt=0)
+    redispatch_batch_size: int = Field(default=100, ge=1)
+    # Rows younger than this are the endpoint's own to dispatch.
+    redispatch_min_age_seconds: float = Field(default=10.0, ge=0)
+
+    # Outbound notifications (Standard Webhooks), snapshotted into each delivery workflow.
+    notification_max_attempts: int = Field(default=8, ge=1)
+    notification_initial_backoff_seconds: float = Field(default=5.0, gt=0)
+    notification_max_backoff_seconds: float = Field(default=3600.0, gt=0)
+    notification_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # API
     api_host: str = "127.0.0.1"
@@ -75,6 +97,19 @@ class Settings(BaseSettings):
     time_scale: float = Field(default=1.0, gt=0)
 
     catalog_path: Path = ROOT / "catalog" / "plans.toml"
+
+    # Usage metering
+    usage_batch_max_size: int = Field(default=1000, ge=1, le=10_000)
+    # Grace window after a soft cap is crossed; snapshotted into each grace workflow at start.
+    soft_cap_grace_hours: float = Field(default=24.0, gt=0)
+    # The quota check gives up on the database after this long and fails closed (ADR 0003).
+    quota_check_timeout_seconds: float = Field(default=2.0, gt=0)
+    # API keys are cached in-process this long; a revocation on another API process takes effect
+    # within this delay (the process that revokes forgets the key at once). 0 disables the cache.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0)
+    # Reconciliation: how many recent UTC days the scheduled run recomputes, and how often.
+    reconcile_days: int = Field(default=3, ge=1)
+    reconcile_every_minutes: int = Field(default=60, ge=1)
 
     @model_validator(mode="before")
     @classmethod

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -14,21 +15,52 @@ from temporalio.worker import Worker
 
 from activities.billing_store import BillingStore
 from activities.customers import CustomerActivities
+from activities.notifications import NotificationActivities
 from activities.stripe_billing import StripeBillingActivities
+from activities.stripe_events import StripeEventReads, StripeEventStore
 from activities.subscription_store import SubscriptionStore
+from activities.usage_store import UsageStore
 from adapters.db.session import Database
+from adapters.dispatch import DispatchConfig, Dispatcher
+from adapters.notification_sender import HttpxNotificationSender, NotificationSender
+from adapters.temporal import ensure_reconcile_schedule
+from billing.catalog import Aggregation, load_catalog
 from billing.payments import StripeGateway
-from config import WORKER_ROLE, Settings
+from config import ROOT, WORKER_ROLE, Settings
+from workflows.grace import GraceWindowWorkflow
+from workflows.notification_delivery import NotificationDeliveryWorkflow
+from workflows.reconcile import ReconcileUsageWorkflow
+from workflows.stripe_event import StripeEventWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 log = logging.getLogger("billing.worker")
 
-WORKFLOWS: Sequence[type] = (SubscriptionWorkflow,)
+WORKFLOWS: Sequence[type] = (
+    SubscriptionWorkflow,
+    StripeEventWorkflow,
+    NotificationDeliveryWorkflow,
+    GraceWindowWorkflow,
+    ReconcileUsageWorkflow,
+)
 
 
-def main_queue_activities(db: Database) -> list[Callable[..., Any]]:
+def gauge_metrics(catalog_path: Path = ROOT / "catalog" / "plans.toml") -> list[str]:
+    """Metrics aggregated by max (gauges): reconciliation recomputes them with max, not sum."""
+    catalog = load_catalog(catalog_path)
+    return [m.code for m in catalog.metrics.values() if m.aggregation is Aggregation.MAX]
+
+
+def main_queue_activities(
+    db: Database,
+    sender: NotificationSender,
+    dispatcher: Dispatcher,
+    gauges: Sequence[str] | None = None,
+) -> list[Callable[..., Any]]:
     store = SubscriptionStore(db)
     billing = BillingStore(db)
+    events = StripeEventStore(db)
+    notifications = NotificationActivities(db, sender, dispatcher)
+    usage = UsageStore(db, gauge_metrics() if gauges is None else gauges)
     return [
         store.record_stripe_customer,
         store.project_subscription,
@@ -37,12 +69,24 @@ def main_queue_activities(db: Database) -> list[Callable[..., Any]]:
         billing.project_invoice,
         billing.record_subscription_change,
         billing.record_payment_method,
+        events.resolve_stripe_event,
+        events.project_stripe_event,
+        events.mark_stripe_event,
+        notifications.send_notification,
+        notifications.deliver_notification,
+        notifications.mark_notification,
+        usage.record_grace_period,
+        usage.apply_grace_expiry,
+        usage.reconcile_usage_days,
+        usage.compute_period_overage,
+        usage.find_missing_grace_windows,
     ]
 
 
 def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
     customers = CustomerActivities(gateway)
     invoicing = StripeBillingActivities(gateway)
+    reads = StripeEventReads(gateway)
     return [
         customers.ensure_stripe_customer,
         invoicing.create_stripe_invoice,
@@ -50,6 +94,7 @@ def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
         invoicing.retrieve_stripe_invoice,
         invoicing.void_stripe_invoice,
         invoicing.attach_payment_method,
+        reads.reread_stripe_invoice,
     ]
 
 
@@ -61,14 +106,27 @@ def build_workers(
     task_queue: str,
     stripe_task_queue: str,
     stripe_activities_per_second: float,
+    gauges: Sequence[str] | None = None,
+    dispatch: DispatchConfig | None = None,
+    sender: NotificationSender | None = None,
+    workflows: Sequence[type] = WORKFLOWS,
     max_cached_workflows: int = 1000,
 ) -> list[Worker]:
+    """`dispatch` defaults to the default retry schedules on these queues; `sender` to an httpx
+    sender with a 10 s timeout; `workflows` lets tests swap in stand-ins."""
+    if dispatch is None:
+        # Field defaults only: no environment is read here (model_construct skips it).
+        dispatch = DispatchConfig.from_settings(
+            Settings.model_construct(task_queue=task_queue, stripe_task_queue=stripe_task_queue)
+        )
+    dispatcher = Dispatcher(db, client, dispatch)
+    sender = sender or HttpxNotificationSender(timeout_seconds=10.0)
     return [
         Worker(
             client,
             task_queue=task_queue,
-            workflows=list(WORKFLOWS),
-            activities=main_queue_activities(db),
+            workflows=list(workflows),
+            activities=main_queue_activities(db, sender, dispatcher, gauges),
             max_cached_workflows=max_cached_workflows,
         ),
         # Stripe calls get their own queue so the server can cap their rate for every worker
@@ -92,15 +150,21 @@ def build_gateway(settings: Settings) -> StripeGateway:
     )
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
+    """`lazy`: connect on first use, so the API starts (and stores webhooks) while Temporal is
+    down."""
     if settings.temporal_address is None:
         raise SystemExit("BILLING_TEMPORAL_ADDRESS is not set (run through `billing dev`)")
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    return await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy
+    )
 
 
 async def run_worker(settings: Settings) -> None:
     client = await connect_temporal(settings)
     db = Database(settings.role_url(WORKER_ROLE), pool_size=settings.db_pool_size)
+    dispatch = DispatchConfig.from_settings(settings)
+    sender = HttpxNotificationSender(timeout_seconds=settings.notification_timeout_seconds)
     workers = build_workers(
         client,
         db=db,
@@ -108,13 +172,27 @@ async def run_worker(settings: Settings) -> None:
         task_queue=settings.task_queue,
         stripe_task_queue=settings.stripe_task_queue,
         stripe_activities_per_second=settings.stripe_activities_per_second,
+        gauges=gauge_metrics(settings.catalog_path),
+        dispatch=dispatch,
+        sender=sender,
     )
+    await ensure_reconcile_schedule(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runs = [asyncio.create_task(w.run()) for w in workers]
-    log.warning("worker polling %s and %s", settings.task_queue, settings.stripe_task_queue)
+    # Starts workflows for inbox rows and deliveries left without one (e.g. Temporal was down
+    # when the webhook arrived). Runs here, not as a Temporal schedule, for that very case.
+    redispatcher = asyncio.create_task(
+        Dispatcher(db, client, dispatch).run(
+            stop,
+            interval_seconds=settings.redispatch_interval_seconds,
+            batch=settings.redispatch_batch_size,
+            min_age_seconds=settings.redispatch_min_age_seconds,
+        )
+    )
+    log.info("polling task queues %s and %s", settings.task_queue, settings.stripe_task_queue)
     try:
         done, _ = await asyncio.wait(
             [*runs, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
@@ -124,10 +202,14 @@ async def run_worker(settings: Settings) -> None:
                 raise task.exception()  # type: ignore[misc]
     finally:
         # Graceful: running activities finish (or time out) before the process exits.
+        stop.set()
+        await asyncio.gather(redispatcher, return_exceptions=True)
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        await sender.aclose()
         await db.dispose()
 
 
 def main(settings: Settings) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("billing").setLevel(logging.INFO)
     asyncio.run(run_worker(settings))

@@ -10,7 +10,18 @@ from fastapi import FastAPI
 
 from adapters.db.session import Database
 from api.errors import install_error_handlers
-from api.routes import health, invoices, operator, payment_methods, subscription
+from api.routes import (
+    health,
+    invoices,
+    notification_endpoints,
+    operator,
+    operator_webhooks,
+    payment_methods,
+    subscription,
+    usage,
+    usage_operator,
+    webhooks,
+)
 from api.services import Services
 from billing.catalog import load_catalog
 from config import APP_ROLE, WORKER_ROLE, Settings
@@ -25,7 +36,7 @@ async def build_services(settings: Settings) -> Services:
         system_db=Database(
             settings.role_url(WORKER_ROLE), pool_size=max(2, settings.db_pool_size // 2)
         ),
-        temporal=await connect_temporal(settings),
+        temporal=await connect_temporal(settings, lazy=True),
         stripe=build_gateway(settings),
         catalog=load_catalog(settings.catalog_path),
     )
@@ -63,4 +74,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(subscription.router)
     app.include_router(invoices.router)
     app.include_router(payment_methods.router)
+    app.include_router(usage.router)
+    app.include_router(usage_operator.router)
+    app.include_router(webhooks.router)
+    app.include_router(operator_webhooks.router)
+    app.include_router(notification_endpoints.router)
     return app

@@ -6,8 +6,9 @@ reach their own tenant's rows (RLS does the filtering; a foreign id simply is no
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -38,7 +39,45 @@ class Principal:
         return self.tenant_id
 
 
-def get_services(request: Request) -> Services:
+@dataclass
+class ApiKeyCache:
+    """Recently verified keys by hash, for `ttl_seconds`, so hot endpoints (the quota check) do
+    not pay a database round trip per request for authentication.
+
+    Revocation: the process that revokes a key forgets it at once (`forget`); other API
+    processes keep accepting it for at most `ttl_seconds` (5 s by default; ADR 0003). Unknown
+    and revoked keys are never cached, so a key issued a moment ago works immediately.
+    """
+
+    ttl_seconds: float
+    _entries: dict[bytes, tuple[float, Principal]] = field(default_factory=dict)
+    max_entries: int = 10_000
+
+    def get(self, key_hash: bytes) -> Principal | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            self._entries.pop(key_hash, None)
+            return None
+        return entry[1]
+
+    def put(self, key_hash: bytes, principal: Principal) -> None:
+        if self.ttl_seconds <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # crude but bounded; refilling costs one lookup per key
+        self._entries[key_hash] = (time.monotonic() + self.ttl_seconds, principal)
+
+    def forget(self, key_id: UUID) -> None:
+        for key_hash, (_, principal) in list(self._entries.items()):
+            if principal.key_id == key_id:
+                self._entries.pop(key_hash, None)
+
+
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
+    # per request that cost more than the whole quota read (ADR 0003).
     services: Services = request.app.state.services
     return services
 
@@ -52,17 +91,52 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    key = credentials.credentials
+    return await principal_for_key(services, credentials.credentials)
+
+
+async def authorize_request(request: Request, scope: Scope) -> tuple[Services, Principal]:
+    """`require(scope)` without dependency injection, for the quota check: solving the
+    dependency chain cost as much as the database read (ADR 0003). Same rules, same errors."""
+    services: Services = request.app.state.services
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+    principal = await principal_for_key(services, key.strip())
+    if scope not in principal.scopes:
+        raise Forbidden(f"this API key lacks the `{scope}` scope")
+    if scope is not Scope.OPERATOR:
+        principal.require_tenant()
+    return services, principal
+
+
+async def principal_for_key(services: Services, key: str) -> Principal:
     if not is_well_formed(key):
         raise Unauthorized("malformed API key")
     key_hash = hash_key(key, services.settings.api_key_pepper.get_secret_value())
+    cache = key_cache(services)
+    cached = cache.get(key_hash)
+    if cached is not None:
+        return cached
     async with services.system_db.transaction() as conn:
         row = await tenant_repo.find_api_key(conn, key_hash)
     if row is None:
         raise Unauthorized("unknown API key")
     if row.revoked_at is not None:
         raise Unauthorized("this API key has been revoked")
-    return Principal(row.id, row.tenant_id, implied_scopes(frozenset(row.scopes)))
+    principal = Principal(row.id, row.tenant_id, implied_scopes(frozenset(row.scopes)))
+    cache.put(key_hash, principal)
+    return principal
+
+
+def key_cache(services: Services) -> ApiKeyCache:
+    """The API process's key cache, created on first use (kept on the Services object, which
+    lives as long as the app)."""
+    cache = services.extras.get("api_key_cache")
+    if not isinstance(cache, ApiKeyCache):
+        cache = services.extras["api_key_cache"] = ApiKeyCache(
+            services.settings.api_key_cache_seconds
+        )
+    return cache
 
 
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:

@@ -40,6 +40,20 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class FieldInvalid(ApiError):
+    """A value that parsed but breaks a business rule: answered like a validation error (422
+    naming the field), so callers handle both the same way."""
+
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(self, field: str, message: str, location: str = "body") -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.field_message = message
+        self.location = location
+
+
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = "service_unavailable"
@@ -73,6 +87,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FieldInvalid)
+    async def _field_invalid(_: Request, exc: FieldInvalid) -> JSONResponse:
+        fields = [{"field": exc.field, "location": exc.location, "message": exc.field_message}]
+        return JSONResponse(
+            error_body(exc.code, exc.message, fields=fields), status_code=exc.status_code
+        )
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None

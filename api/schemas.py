@@ -228,3 +228,49 @@ class PaymentMethodOut(BaseModel):
     exp_year: int | None
     is_default: bool
     created_at: datetime | None = None
+
+
+class WebhookEventOut(BaseModel):
+    stripe_event_id: str
+    type: str
+    status: str
+    tenant_id: UUID | None
+    attempts: int
+    last_error: str | None
+    replay_count: int
+    received_at: datetime
+    processed_at: datetime | None
+
+
+class WebhookReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Event ids to replay; omit and set `all_dead_lettered` to replay every dead letter.
+    event_ids: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    all_dead_lettered: bool = False
+
+
+class WebhookReplayOut(BaseModel):
+    event_id: str
+    replay: int
+    workflow_id: str
+    started: bool
+
+
+class NotificationEndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://")
+    # None: every event type.
+    event_types: list[str] | None = None
+
+
+class NotificationEndpointOut(BaseModel):
+    id: UUID
+    url: str
+    event_types: list[str] | None
+    enabled: bool
+    created_at: datetime
+
+
+class NotificationEndpointCreated(NotificationEndpointOut):
+    # Shown once: the tenant verifies our signatures with it.
+    secret: str

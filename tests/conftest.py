@@ -31,6 +31,7 @@ from tests.harness import (
     Databases,
     external_database_url,
     free_port,
+    run_server_sql,
     unique_database_name,
     venv_executable,
     with_database,
@@ -49,21 +50,10 @@ def postgres_server_url() -> Iterator[str]:
     """Admin URL of a server with an empty database for this run."""
     external = external_database_url()
     if external is not None:
-        import asyncpg
-
         name = unique_database_name()
-        admin = external.replace("postgresql+asyncpg://", "postgresql://")
-
-        async def _ddl(sql: str) -> None:
-            conn = await asyncpg.connect(admin)
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-
-        asyncio.run(_ddl(f'CREATE DATABASE "{name}"'))
+        run_server_sql(external, f'CREATE DATABASE "{name}"')
         yield with_database(external, name)
-        asyncio.run(_ddl(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_server_sql(external, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         return
 
     from devstack.postgres import EmbeddedPostgres

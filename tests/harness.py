@@ -52,6 +52,22 @@ def external_database_url() -> str | None:
     return url or None
 
 
+def run_server_sql(url: str, sql: str) -> None:
+    """Run one statement outside any transaction (CREATE/DROP DATABASE) on the server of `url`."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def unique_database_name() -> str:
     return f"billing_test_{uuid.uuid4().hex[:12]}"
 

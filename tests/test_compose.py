@@ -269,7 +269,8 @@ def test_engine_commands_are_cli_subcommands(services: dict[str, dict[str, Any]]
 def test_search_attributes_job_registers_what_workflows_use(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    search_attributes = pytest.importorskip("workflows.search_attributes")
+    from workflows import search_attributes
+
     flags = search_attributes.cli_flags()
     expected = set(flags[1::2])  # ["--search-attribute", "Name=Type", ...]
     registered = set(

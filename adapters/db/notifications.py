@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import or_, select
+from sqlalchemy import any_, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,7 +36,7 @@ async def enqueue_notification(
                 notification_endpoints.c.enabled.is_(True),
                 or_(
                     notification_endpoints.c.event_types.is_(None),
-                    notification_endpoints.c.event_types.any(event_type),
+                    literal(event_type) == any_(notification_endpoints.c.event_types),
                 ),
             )
         )

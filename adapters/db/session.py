@@ -8,10 +8,13 @@ Repositories receive the connection and never commit; the context manager commit
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from uuid import UUID
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -20,6 +23,10 @@ SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, application_name: str = "billing"):
+        self._pool_size = pool_size
+        self._application_name = application_name
+        self._raw_pool: Any = None
+        self._raw_pool_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -44,5 +51,29 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
+    async def raw_pool(self) -> Any:
+        """A small asyncpg pool beside the SQLAlchemy engine, for the one hot single-statement
+        read (the quota check): SQLAlchemy's checkout, greenlet hop and reset-on-return cost more
+        than the query (ADR 0003). Created on first use; nothing may leave session state on
+        these connections, so release skips asyncpg's reset round trip."""
+        async with self._raw_pool_lock:
+            if self._raw_pool is None:
+                url = self.engine.url.set(drivername="postgresql")
+                self._raw_pool = await asyncpg.create_pool(
+                    url.render_as_string(hide_password=False),
+                    min_size=1,
+                    max_size=self._pool_size,
+                    server_settings={"application_name": self._application_name},
+                    reset=_no_reset,
+                )
+        return self._raw_pool
+
     async def dispose(self) -> None:
+        if self._raw_pool is not None:
+            await self._raw_pool.close()
+            self._raw_pool = None
         await self.engine.dispose()
+
+
+async def _no_reset(_connection: Any) -> None:
+    return None

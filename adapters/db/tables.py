@@ -374,6 +374,8 @@ webhook_events = Table(
     _tenant_fk(nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text, nullable=True),
+    # Operator replays so far: replay n runs as workflow `stripe-event:{event_id}:replay:{n}`.
+    Column("replay_count", Integer, nullable=False, server_default=text("0")),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("dispatched_at", DateTime(timezone=True), nullable=True),
     Column("processed_at", DateTime(timezone=True), nullable=True),
@@ -457,6 +459,8 @@ notification_deliveries = Table(
     Column("status", Text, nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text, nullable=True),
+    # When its delivery workflow was started; NULL rows are the re-dispatcher's to start.
+    Column("started_at", DateTime(timezone=True), nullable=True),
     Column("delivered_at", DateTime(timezone=True), nullable=True),
     _created_at(),
     _updated_at(),

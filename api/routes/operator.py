@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from adapters.api_keys import display_prefix, generate_key, hash_key
 from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
-from api.auth import OperatorPrincipal, ServicesDep
+from api.auth import OperatorPrincipal, ServicesDep, key_cache
 from api.errors import NotFound, error_responses
 from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, TenantCreate, TenantOut
 
@@ -120,4 +120,6 @@ async def revoke_api_key(
             subject_id=str(key_id),
             tenant_id=row.tenant_id,
         )
+    # This process stops accepting the key now; other API processes within the cache TTL.
+    key_cache(services).forget(key_id)
     return ApiKeyOut.model_validate(row, from_attributes=True)

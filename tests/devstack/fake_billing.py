@@ -46,7 +46,7 @@ def main(command: str) -> int:
     elif command == "worker":
         for name in sorted(os.environ):
             if name.startswith("BILLING_") and name != "BILLING_STRIPE_API_KEY":
-                print(f"{name}={os.environ[name]}")
+                print(f"{name}={os.environ[name]}", flush=True)
         if os.environ.get("FAKE_BILLING_CRASH") == "worker":
             return 3
         signal.pause()

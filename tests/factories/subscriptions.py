@@ -1,77 +1,71 @@
-"""Subscriptions for workflow tests: the tenant, the subscription row (projections update it),
-and the workflow input snapshot, as the API would build them."""
+"""Live subscriptions inserted straight into Postgres, so usage tests need no subscription
+workflow: a tenant on a plan with an open billing period."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
-from adapters.db import plans as plan_repo
-from adapters.db import subscriptions as subscription_repo
-from adapters.db import tenants as tenant_repo
+from sqlalchemy import text
+
+from adapters.db.plans import latest_plan
 from tests.harness import Databases
-from workflows.io import PlanSnapshot, SubscriptionInput
-from workflows.subscription import workflow_id
 
 
-async def plan_snapshot(dbs: Databases, code: str) -> PlanSnapshot:
-    async with dbs.worker.transaction() as conn:
-        plan = await plan_repo.latest_plan(conn, code)
-    assert plan is not None, code
-    return PlanSnapshot(str(plan.id), plan.code, plan.version, plan.definition)
-
-
-@dataclass(frozen=True)
-class SubscriptionFixture:
-    input: SubscriptionInput
-
-    @property
-    def workflow_id(self) -> str:
-        return workflow_id(self.input.subscription_id)
+def current_period(days_before: int = 5, length_days: int = 30) -> tuple[datetime, datetime]:
+    """A period that started `days_before` days ago (whole seconds, UTC)."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days_before)
+    return start, start + timedelta(days=length_days)
 
 
 async def make_subscription(
     dbs: Databases,
+    tenant_id: UUID,
     *,
-    task_queues: tuple[str, str],
     plan_code: str = "standard",
-    interval: str = "month",
-    trial_days: int | None = 0,
-    payment_method_id: str | None = "pm_card_visa",
-    business_start: str | None = None,
-    trial_end_policy: str = "pause",
-    time_scale: float = 1.0,
-) -> SubscriptionFixture:
-    snapshot = await plan_snapshot(dbs, plan_code)
+    period: tuple[datetime, datetime] | None = None,
+    status: str = "active",
+) -> UUID:
+    start, end = period or current_period()
+    subscription_id = uuid.uuid4()
     async with dbs.worker.transaction() as conn:
-        tenant = await tenant_repo.create_tenant(
-            conn, name=f"Tenant {uuid.uuid4().hex[:6]}", email=None
+        plan = await latest_plan(conn, plan_code)
+        assert plan is not None, plan_code
+        await conn.execute(
+            text(
+                "INSERT INTO subscriptions (id, tenant_id, plan_id, plan_code, interval, currency, "
+                "status, workflow_id, current_period_start, current_period_end) VALUES "
+                "(:id, :t, :p, :code, 'month', 'usd', :status, :wf, :start, :end)"
+            ),
+            {
+                "id": subscription_id,
+                "t": tenant_id,
+                "p": plan.id,
+                "code": plan_code,
+                "status": status,
+                "wf": f"subscription:{subscription_id}",
+                "start": start,
+                "end": end,
+            },
         )
-        subscription_id = uuid.uuid4()
-        await subscription_repo.insert_subscription(
-            conn,
-            subscription_id=subscription_id,
-            tenant_id=tenant.id,
-            plan_id=uuid.UUID(snapshot.plan_id),
-            plan_code=plan_code,
-            interval=interval,
-            currency="usd",
-            workflow_id=workflow_id(str(subscription_id)),
+    return subscription_id
+
+
+async def change_plan(dbs: Databases, subscription_id: UUID, plan_code: str) -> None:
+    """What an upgrade's projection does to the row (issue 3's workflow writes it for real)."""
+    async with dbs.worker.transaction() as conn:
+        plan = await latest_plan(conn, plan_code)
+        assert plan is not None, plan_code
+        await conn.execute(
+            text("UPDATE subscriptions SET plan_id = :p, plan_code = :c WHERE id = :id"),
+            {"p": plan.id, "c": plan_code, "id": subscription_id},
         )
-    return SubscriptionFixture(
-        SubscriptionInput(
-            subscription_id=str(subscription_id),
-            tenant_id=str(tenant.id),
-            tenant_name=tenant.name,
-            tenant_email=None,
-            plan=snapshot,
-            interval=interval,
-            stripe_task_queue=task_queues[1],
-            actor="tests",
-            time_scale=time_scale,
-            payment_method_id=payment_method_id,
-            trial_days=trial_days,
-            trial_end_policy=trial_end_policy,
-            business_start=business_start,
+
+
+async def set_access_status(dbs: Databases, tenant_id: UUID, status: str) -> None:
+    async with dbs.worker.transaction() as conn:
+        await conn.execute(
+            text("UPDATE tenants SET access_status = :s WHERE id = :t"),
+            {"s": status, "t": tenant_id},
         )
-    )

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.tables import invoice_items, invoices, subscription_changes, subscriptions
-from tests.factories.subscriptions import SubscriptionFixture
+from tests.factories.subscription_workflows import SubscriptionFixture
 from tests.harness import Databases
 from workflows.io import SubscriptionState
 from workflows.subscription import SubscriptionWorkflow

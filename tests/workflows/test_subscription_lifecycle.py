@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 from adapters.db.tables import usage_period_counters
 from adapters.stripe_fake import FakeStripeGateway
 from config import Settings
-from tests.factories.subscriptions import make_subscription, plan_snapshot
+from tests.factories.subscription_workflows import make_subscription, plan_snapshot
 from tests.harness import Databases
 from tests.workflows.helpers import (
     db_changes,

@@ -3,7 +3,8 @@
 A change that would break running workflows (a reordered activity, a renamed handler, a new
 command without `workflow.patched`) fails here. Regenerate after an intended, compatible change:
 
-    BILLING_RECORD_HISTORIES=1 .venv/bin/pytest tests/replay -k record
+    BILLING_RECORD_HISTORIES=1 .venv/bin/pytest \
+        tests/replay/test_subscription_histories.py -k record
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from temporalio.worker import Replayer
 
 from adapters.stripe_fake import FakeStripeGateway
 from config import Settings
-from tests.factories.subscriptions import make_subscription, plan_snapshot
+from tests.factories.subscription_workflows import make_subscription, plan_snapshot
 from tests.harness import Databases
 from tests.workflows.helpers import Handle, start, to_next_boundary, until
 from workflows.io import (
@@ -31,7 +32,7 @@ from workflows.io import (
 )
 from workflows.subscription import SubscriptionWorkflow
 
-HISTORIES = Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parent / "histories" / "subscription"
 RECORD = os.environ.get("BILLING_RECORD_HISTORIES") == "1"
 
 

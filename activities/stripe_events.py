@@ -1,0 +1,217 @@
+"""Activities of the `stripe_event` workflow: resolve what an inbox event concerns, re-read the
+invoice from Stripe, update local projections, record the outcome on the inbox row."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import to_application_error
+from adapters.db import webhook_inbox as inbox
+from adapters.db.audit import record_audit
+from adapters.db.session import Database
+from adapters.db.tables import invoices, payment_methods, subscriptions, tenants
+from billing.errors import BillingError
+from billing.payments import StripeGateway
+from billing.stripe_events import (
+    CUSTOMER_DELETED,
+    PAYMENT_METHOD_EVENTS,
+    EventRefs,
+    event_object,
+    event_refs,
+    handling_for,
+)
+from workflows.io import (
+    MarkStripeEventInput,
+    MarkStripeEventResult,
+    ProjectStripeEventInput,
+    ProjectStripeEventResult,
+    RereadInvoiceInput,
+    RereadInvoiceResult,
+    ResolvedStripeEvent,
+    ResolveStripeEventInput,
+)
+
+
+def _uuid(value: str | None) -> UUID | None:
+    if value is None:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+async def _load(conn: AsyncConnection, event_id: str) -> inbox.InboxEvent:
+    event = await inbox.get_event(conn, event_id)
+    if event is None:
+        raise ApplicationError(f"event {event_id} is not in the inbox", type="billing_error")
+    return event
+
+
+class StripeEventStore:
+    """Database side (main task queue)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @activity.defn(name="resolve_stripe_event")
+    async def resolve_stripe_event(self, input: ResolveStripeEventInput) -> ResolvedStripeEvent:
+        async with self._db.transaction() as conn:
+            event = await _load(conn, input.event_id)
+            # The run has started: the endpoint leaves this to the workflow, saving a
+            # transaction per accepted webhook.
+            await inbox.mark_dispatched(conn, event.stripe_event_id)
+            refs = event_refs(event.type, event_object(event.payload))
+            tenant_id, subscription_id, invoice_id = await _locate(conn, refs)
+            if tenant_id is not None and event.tenant_id is None:
+                await inbox.set_tenant(conn, event.stripe_event_id, tenant_id)
+        return ResolvedStripeEvent(
+            event_id=event.stripe_event_id,
+            event_type=event.type,
+            handling=handling_for(event.type).value,
+            stripe_object_id=refs.object_id,
+            tenant_id=str(tenant_id) if tenant_id else None,
+            subscription_id=str(subscription_id) if subscription_id else None,
+            invoice_id=str(invoice_id) if invoice_id else None,
+            stripe_invoice_id=refs.stripe_invoice_id,
+            stripe_customer_id=refs.stripe_customer_id,
+            stripe_payment_method_id=refs.stripe_payment_method_id,
+            invoice_status=refs.invoice_status,
+            amount_paid=refs.amount_paid,
+            hosted_invoice_url=refs.hosted_invoice_url,
+            failure_message=refs.failure_message,
+        )
+
+    @activity.defn(name="project_stripe_event")
+    async def project_stripe_event(
+        self, input: ProjectStripeEventInput
+    ) -> ProjectStripeEventResult:
+        """Local projections the event carries data for; idempotent (last write of the same facts
+        wins, and a re-read is unnecessary: brand/last4/expiry only ever describe one card)."""
+        tenant_id = _uuid(input.tenant_id)
+        async with self._db.transaction() as conn:
+            event = await _load(conn, input.event_id)
+            obj = event_object(event.payload)
+            refs = event_refs(event.type, obj)
+            if tenant_id is None:
+                return ProjectStripeEventResult(applied=False)
+            if event.type in PAYMENT_METHOD_EVENTS and refs.object_id and refs.card:
+                card = refs.card
+                values: dict[str, Any] = {
+                    "brand": card.brand,
+                    "last4": card.last4,
+                    "exp_month": card.exp_month,
+                    "exp_year": card.exp_year,
+                }
+                await conn.execute(
+                    insert(payment_methods)
+                    .values(tenant_id=tenant_id, stripe_payment_method_id=refs.object_id, **values)
+                    .on_conflict_do_update(
+                        index_elements=["stripe_payment_method_id"],
+                        set_={**values, "updated_at": func.now()},
+                    )
+                )
+                return ProjectStripeEventResult(applied=True)
+            if event.type == CUSTOMER_DELETED and refs.object_id:
+                result = await conn.execute(
+                    update(tenants)
+                    .where(
+                        tenants.c.id == tenant_id, tenants.c.stripe_customer_id == refs.object_id
+                    )
+                    .values(stripe_customer_id=None, updated_at=func.now())
+                )
+                if result.rowcount:
+                    await record_audit(
+                        conn,
+                        actor=f"stripe:{event.stripe_event_id}",
+                        action="tenant.stripe_customer_deleted",
+                        subject_type="tenant",
+                        subject_id=str(tenant_id),
+                        tenant_id=tenant_id,
+                        details={"stripe_customer_id": refs.object_id},
+                    )
+                return ProjectStripeEventResult(applied=bool(result.rowcount))
+        return ProjectStripeEventResult(applied=False)
+
+    @activity.defn(name="mark_stripe_event")
+    async def mark_stripe_event(self, input: MarkStripeEventInput) -> MarkStripeEventResult:
+        async with self._db.transaction() as conn:
+            updated = await inbox.record_outcome(
+                conn,
+                input.event_id,
+                status=input.status,
+                attempts=input.attempts,
+                error=input.error,
+            )
+        return MarkStripeEventResult(updated=updated)
+
+
+async def _locate(conn: AsyncConnection, refs: EventRefs) -> tuple[UUID | None, ...]:
+    """(tenant, subscription, invoice): the engine's metadata first, then lookups by Stripe id."""
+    tenant_id = _uuid(refs.tenant_id)
+    subscription_id = _uuid(refs.subscription_id)
+    invoice_id = _uuid(refs.invoice_id)
+    if invoice_id is None and refs.stripe_invoice_id is not None:
+        row = (
+            await conn.execute(
+                select(invoices.c.id, invoices.c.tenant_id, invoices.c.subscription_id).where(
+                    invoices.c.stripe_invoice_id == refs.stripe_invoice_id
+                )
+            )
+        ).first()
+        if row is not None:
+            invoice_id = row.id
+            tenant_id = tenant_id or row.tenant_id
+            subscription_id = subscription_id or row.subscription_id
+    if tenant_id is None and refs.stripe_customer_id is not None:
+        tenant_id = (
+            await conn.execute(
+                select(tenants.c.id).where(tenants.c.stripe_customer_id == refs.stripe_customer_id)
+            )
+        ).scalar_one_or_none()
+    if tenant_id is not None:
+        # Metadata may name ids that do not exist here (another environment's objects).
+        exists = (
+            await conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id))
+        ).scalar_one_or_none()
+        if exists is None:
+            return None, None, None
+    if subscription_id is None and tenant_id is not None:
+        # The tenant's most recent subscription (at most one is live).
+        subscription_id = (
+            await conn.execute(
+                select(subscriptions.c.id)
+                .where(subscriptions.c.tenant_id == tenant_id)
+                .order_by(subscriptions.c.created_at.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+    return tenant_id, subscription_id, invoice_id
+
+
+class StripeEventReads:
+    """Stripe side (rate-limited Stripe task queue)."""
+
+    def __init__(self, gateway: StripeGateway) -> None:
+        self._gateway = gateway
+
+    @activity.defn(name="reread_stripe_invoice")
+    async def reread_stripe_invoice(self, input: RereadInvoiceInput) -> RereadInvoiceResult:
+        try:
+            invoice = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
+        except BillingError as error:
+            raise to_application_error(error) from error
+        return RereadInvoiceResult(
+            stripe_invoice_id=invoice.id,
+            status=invoice.status,
+            amount_paid=invoice.amount_paid,
+            hosted_invoice_url=invoice.hosted_invoice_url,
+            metadata=dict(invoice.metadata),
+        )

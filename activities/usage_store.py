@@ -1,0 +1,191 @@
+"""Postgres side effects of the grace window and of usage reconciliation (worker role)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from uuid import UUID
+
+from sqlalchemy import text
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from adapters.db import usage as usage_repo
+from adapters.db.audit import record_audit
+from adapters.db.session import Database
+from billing.catalog import Plan
+from billing.usage import effective_entitlement, overage_lines, period_key
+from workflows.grace_io import (
+    GraceEffectInput,
+    GraceEffectResult,
+    GraceInput,
+    GraceProjected,
+    GraceProjection,
+    MissingGraceWindows,
+    OverageLineOut,
+    PeriodOverageInput,
+    PeriodOverageResult,
+    ReconcileInput,
+    ReconcileResult,
+)
+
+_UPSERT_GRACE = text(
+    "INSERT INTO grace_periods (tenant_id, kind, subject, workflow_id, started_at, expires_at, "
+    "resolved_at, resolution, actor) VALUES (:tenant_id, :kind, :subject, :workflow_id, "
+    ":started_at, :expires_at, :resolved_at, :resolution, :actor) "
+    "ON CONFLICT (workflow_id) DO UPDATE SET expires_at = EXCLUDED.expires_at, "
+    "resolved_at = EXCLUDED.resolved_at, resolution = EXCLUDED.resolution, "
+    "actor = EXCLUDED.actor, updated_at = now() "
+    # Once resolved, a late retry of an earlier projection must not reopen the row.
+    "WHERE grace_periods.resolved_at IS NULL"
+)
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class UsageStore:
+    def __init__(self, db: Database, gauge_metrics: Sequence[str]) -> None:
+        self._db = db
+        self._gauges = tuple(gauge_metrics)
+
+    @activity.defn(name="record_grace_period")
+    async def record_grace_period(self, input: GraceProjection) -> GraceProjected:
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                _UPSERT_GRACE,
+                {
+                    "tenant_id": UUID(input.tenant_id),
+                    "kind": input.kind,
+                    "subject": input.subject,
+                    "workflow_id": input.workflow_id,
+                    "started_at": _ts(input.started_at),
+                    "expires_at": _ts(input.expires_at),
+                    "resolved_at": _ts(input.resolved_at),
+                    "resolution": input.resolution,
+                    "actor": input.actor,
+                },
+            )
+        return GraceProjected(written=bool(result.rowcount))
+
+    @activity.defn(name="apply_grace_expiry")
+    async def apply_grace_expiry(self, input: GraceEffectInput) -> GraceEffectResult:
+        """The kind-specific effect of an expired window; idempotent (safe to retry)."""
+        tenant_id = UUID(input.tenant_id)
+        async with self._db.transaction() as conn:
+            if input.kind == "soft_cap":
+                period_start = datetime.fromisoformat(input.period_start)
+                applied = await usage_repo.set_blocked(
+                    conn, tenant_id, input.subject, period_start, blocked=True
+                )
+                action = "usage.metric_blocked"
+            elif input.kind == "payment":
+                result = await conn.execute(
+                    text(
+                        "UPDATE tenants SET access_status = 'suspended', updated_at = now() "
+                        "WHERE id = :t AND access_status = 'active'"
+                    ),
+                    {"t": tenant_id},
+                )
+                applied = bool(result.rowcount)
+                action = "tenant.suspended"
+            else:
+                raise ApplicationError(f"unknown grace kind {input.kind!r}", non_retryable=True)
+            if applied:
+                await record_audit(
+                    conn,
+                    actor=input.actor,
+                    action=action,
+                    subject_type=input.kind,
+                    subject_id=input.subject,
+                    tenant_id=tenant_id,
+                    details={"period_start": input.period_start},
+                )
+        return GraceEffectResult(applied=applied)
+
+    @activity.defn(name="reconcile_usage_days")
+    async def reconcile_usage_days(self, input: ReconcileInput) -> ReconcileResult:
+        first, last = date.fromisoformat(input.first), date.fromisoformat(input.last)
+        async with self._db.transaction() as conn:
+            drift = await usage_repo.find_drift(conn, first, last, self._gauges)
+            if drift and input.repair:
+                await usage_repo.repair_drift(conn, drift, self._gauges)
+        for d in drift:
+            activity.logger.warning("usage drift: %s", d)
+        return ReconcileResult(
+            first=input.first,
+            last=input.last,
+            drift_found=len(drift),
+            repaired=len(drift) if input.repair else 0,
+        )
+
+    @activity.defn(name="compute_period_overage")
+    async def compute_period_overage(self, input: PeriodOverageInput) -> PeriodOverageResult:
+        """Overage lines of one period for the renewal invoice (read-only; safe to retry).
+
+        Reads the period counters (the same numbers quota checks used) and the tenant's
+        operator overrides, and prices them with the plan snapshot given by the workflow."""
+        tenant_id = UUID(input.tenant_id)
+        plan = Plan.from_dict(input.plan_definition)
+        async with self._db.transaction() as conn:
+            counters = await usage_repo.period_counters(
+                conn, tenant_id, datetime.fromisoformat(input.period_start)
+            )
+            overrides = await usage_repo.overrides(conn, tenant_id)
+        effective = {
+            metric: effective_entitlement(
+                plan.entitlement(metric), override_included=inc, override_cap=cap
+            )
+            for metric, (inc, cap) in overrides.items()
+            if metric in plan.metrics
+        }
+        lines = overage_lines(
+            plan, {m: c.quantity for m, c in counters.items()}, overrides=effective
+        )
+        out = [
+            OverageLineOut(
+                metric=line.metric,
+                used=line.used,
+                included=line.included,
+                units=line.units,
+                unit_size=line.unit_size,
+                unit_price=line.unit_price,
+                amount=line.amount,
+                description=line.description,
+            )
+            for line in lines
+        ]
+        return PeriodOverageResult(lines=out, total=sum(line.amount for line in lines))
+
+    @activity.defn(name="find_missing_grace_windows")
+    async def find_missing_grace_windows(self, input: ReconcileInput) -> MissingGraceWindows:
+        async with self._db.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT c.tenant_id, c.metric, c.period_start FROM usage_period_counters c "
+                        "WHERE c.soft_cap_exceeded_at IS NOT NULL AND c.blocked_at IS NULL "
+                        "AND c.period_end > now() AND NOT EXISTS (SELECT 1 FROM grace_periods g "
+                        "WHERE g.workflow_id = 'grace:' || c.tenant_id || ':' || c.metric || ':' "
+                        # the same key as billing.usage.period_key()
+                        "|| to_char(c.period_start AT TIME ZONE 'UTC', "
+                        '\'YYYYMMDD"T"HH24MISS"Z"\'))'
+                    )
+                )
+            ).all()
+        return MissingGraceWindows(
+            windows=[
+                GraceInput(
+                    tenant_id=str(tenant_id),
+                    kind="soft_cap",
+                    subject=metric,
+                    period_key=period_key(period_start),
+                    period_start=period_start.isoformat(),
+                    duration_seconds=input.soft_cap_grace_seconds,
+                    actor="workflow:reconcile_usage",
+                    time_scale=input.time_scale,
+                )
+                for tenant_id, metric, period_start in rows
+            ]
+        )

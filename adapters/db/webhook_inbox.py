@@ -1,0 +1,195 @@
+"""The Stripe webhook inbox (`webhook_events`), used with the worker role: events arrive before
+anyone knows their tenant. Repositories never commit; callers own the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.db.tables import webhook_events
+
+RECEIVED = "received"
+DISPATCHED = "dispatched"
+PROCESSED = "processed"
+IGNORED = "ignored"
+DEAD_LETTERED = "dead_lettered"
+FINAL_STATUSES = frozenset({PROCESSED, IGNORED, DEAD_LETTERED})
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    id: UUID
+    stripe_event_id: str
+    type: str
+    status: str
+    tenant_id: UUID | None
+    attempts: int
+    last_error: str | None
+    replay_count: int
+    received_at: datetime
+    processed_at: datetime | None
+    payload: Mapping[str, Any]
+
+
+_COLUMNS = (
+    webhook_events.c.id,
+    webhook_events.c.stripe_event_id,
+    webhook_events.c.type,
+    webhook_events.c.status,
+    webhook_events.c.tenant_id,
+    webhook_events.c.attempts,
+    webhook_events.c.last_error,
+    webhook_events.c.replay_count,
+    webhook_events.c.received_at,
+    webhook_events.c.processed_at,
+    webhook_events.c.payload,
+)
+
+
+@dataclass(frozen=True)
+class Stored:
+    inserted: bool
+    # The row's status after the insert (the existing row's when it was a duplicate).
+    status: str
+    replay_count: int
+
+
+async def store_event(
+    conn: AsyncConnection,
+    *,
+    event_id: str,
+    event_type: str,
+    api_version: str | None,
+    livemode: bool,
+    payload: Mapping[str, Any],
+    status: str,
+) -> Stored:
+    """Insert the event unless its id is already in the inbox (Stripe delivers at least once)."""
+    final = status in FINAL_STATUSES
+    row = (
+        await conn.execute(
+            insert(webhook_events)
+            .values(
+                stripe_event_id=event_id,
+                type=event_type,
+                api_version=api_version,
+                livemode=livemode,
+                payload=dict(payload),
+                status=status,
+                processed_at=func.now() if final else None,
+            )
+            .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+            .returning(webhook_events.c.status, webhook_events.c.replay_count)
+        )
+    ).first()
+    if row is not None:
+        return Stored(True, row.status, row.replay_count)
+    existing = (
+        await conn.execute(
+            select(webhook_events.c.status, webhook_events.c.replay_count).where(
+                webhook_events.c.stripe_event_id == event_id
+            )
+        )
+    ).one()
+    return Stored(False, existing.status, existing.replay_count)
+
+
+async def get_event(conn: AsyncConnection, event_id: str) -> InboxEvent | None:
+    row = (
+        await conn.execute(select(*_COLUMNS).where(webhook_events.c.stripe_event_id == event_id))
+    ).first()
+    return InboxEvent(**row._mapping) if row is not None else None
+
+
+async def mark_dispatched(conn: AsyncConnection, event_id: str) -> None:
+    # Only from `received`: the workflow may already have finished and marked the row.
+    await conn.execute(
+        update(webhook_events)
+        .where(webhook_events.c.stripe_event_id == event_id, webhook_events.c.status == RECEIVED)
+        .values(status=DISPATCHED, dispatched_at=func.now(), updated_at=func.now())
+    )
+
+
+async def claim_undispatched(
+    conn: AsyncConnection, *, limit: int, min_age_seconds: float
+) -> list[tuple[str, int]]:
+    """Lock up to `limit` rows still `received` after `min_age_seconds` (SKIP LOCKED: several
+    dispatchers share the work); returns (event id, replay count) pairs, oldest first."""
+    rows = await conn.execute(
+        select(webhook_events.c.stripe_event_id, webhook_events.c.replay_count)
+        .where(
+            webhook_events.c.status == RECEIVED,
+            webhook_events.c.received_at
+            < func.now() - text("make_interval(secs => :age)").bindparams(age=min_age_seconds),
+        )
+        .order_by(webhook_events.c.received_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [(r.stripe_event_id, r.replay_count) for r in rows]
+
+
+async def set_tenant(conn: AsyncConnection, event_id: str, tenant_id: UUID) -> None:
+    await conn.execute(
+        update(webhook_events)
+        .where(webhook_events.c.stripe_event_id == event_id)
+        .values(tenant_id=tenant_id, updated_at=func.now())
+    )
+
+
+async def record_outcome(
+    conn: AsyncConnection, event_id: str, *, status: str | None, attempts: int, error: str | None
+) -> bool:
+    values: dict[str, Any] = {"attempts": attempts, "last_error": error, "updated_at": func.now()}
+    if status is not None:
+        values["status"] = status
+        values["processed_at"] = func.now()
+    result = await conn.execute(
+        update(webhook_events).where(webhook_events.c.stripe_event_id == event_id).values(values)
+    )
+    return result.rowcount == 1
+
+
+async def list_by_status(
+    conn: AsyncConnection, status: str, *, limit: int = 100, after: datetime | None = None
+) -> list[InboxEvent]:
+    query = select(*_COLUMNS).where(webhook_events.c.status == status)
+    if after is not None:
+        query = query.where(webhook_events.c.received_at > after)
+    rows = await conn.execute(query.order_by(webhook_events.c.received_at).limit(limit))
+    return [InboxEvent(**r._mapping) for r in rows]
+
+
+async def prepare_replay(
+    conn: AsyncConnection, event_ids: Sequence[str] | None
+) -> list[tuple[str, int]]:
+    """Reset the named events (or, with None, every dead-lettered one) to `received` with the
+    next replay number; the caller then starts `stripe-event:{id}:replay:{n}` after the commit.
+    If that start fails, the re-dispatcher finds the row `received` and starts the same id."""
+    condition = (
+        webhook_events.c.stripe_event_id.in_(list(event_ids))
+        if event_ids is not None
+        else webhook_events.c.status == DEAD_LETTERED
+    )
+    rows = await conn.execute(
+        update(webhook_events)
+        .where(condition)
+        .values(
+            status=RECEIVED,
+            replay_count=webhook_events.c.replay_count + 1,
+            attempts=0,
+            last_error=None,
+            dispatched_at=None,
+            processed_at=None,
+            updated_at=func.now(),
+        )
+        .returning(webhook_events.c.stripe_event_id, webhook_events.c.replay_count)
+    )
+    return [(r.stripe_event_id, r.replay_count) for r in rows]

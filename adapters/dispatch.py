@@ -1,0 +1,201 @@
+"""Starting the workflows behind the two outboxes: Stripe inbox events (`stripe_event`) and
+notification deliveries (`notification_delivery`).
+
+Every start uses a business id with USE_EXISTING + REJECT_DUPLICATE, so starting twice (the
+endpoint and the re-dispatcher racing, a replayed request) runs the work once. The re-dispatcher
+is a plain loop, not a Temporal schedule: it exists for the times Temporal was unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from adapters.db import notification_deliveries as deliveries_repo
+from adapters.db import webhook_inbox as inbox
+from adapters.db.session import Database
+from config import Settings
+from workflows import notification_delivery, stripe_event
+from workflows.io import NotificationDeliveryInput, RetrySchedule, StripeEventInput
+
+log = logging.getLogger("billing.dispatch")
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    task_queue: str
+    stripe_task_queue: str
+    stripe_event_schedule: RetrySchedule
+    notification_schedule: RetrySchedule
+    start_timeout_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DispatchConfig:
+        return cls(
+            task_queue=settings.task_queue,
+            stripe_task_queue=settings.stripe_task_queue,
+            stripe_event_schedule=RetrySchedule(
+                settings.webhook_max_attempts,
+                settings.webhook_initial_backoff_seconds,
+                settings.webhook_max_backoff_seconds,
+            ),
+            notification_schedule=RetrySchedule(
+                settings.notification_max_attempts,
+                settings.notification_initial_backoff_seconds,
+                settings.notification_max_backoff_seconds,
+            ),
+            start_timeout_seconds=settings.webhook_dispatch_timeout_seconds,
+        )
+
+
+class Dispatcher:
+    def __init__(self, db: Database, client: Client, config: DispatchConfig) -> None:
+        self._db = db
+        self._client = client
+        self._config = config
+
+    async def start_stripe_event(self, event_id: str, replay: int = 0) -> None:
+        """Start (or find) the event's workflow; raises when Temporal cannot be reached."""
+        try:
+            await asyncio.wait_for(
+                self._client.start_workflow(
+                    stripe_event.StripeEventWorkflow.run,
+                    StripeEventInput(
+                        event_id=event_id,
+                        schedule=self._config.stripe_event_schedule,
+                        stripe_task_queue=self._config.stripe_task_queue,
+                        replay=replay,
+                    ),
+                    id=stripe_event.workflow_id(event_id, replay),
+                    task_queue=self._config.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    static_summary=f"Stripe event {event_id}",
+                ),
+                timeout=self._config.start_timeout_seconds,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # already ran to completion under this id: nothing to start
+
+    async def dispatch_stripe_event(self, event_id: str, replay: int = 0) -> bool:
+        """Start the workflow; False (row left `received` for the re-dispatcher) when Temporal
+        is unavailable. Never raises for Temporal trouble. The workflow's first step marks the
+        row `dispatched`; until then the re-dispatcher may start the same id again, a no-op."""
+        try:
+            await self.start_stripe_event(event_id, replay)
+        except Exception as exc:  # noqa: BLE001 - any Temporal failure means "later"
+            log.warning("could not start stripe_event for %s: %r", event_id, exc)
+            return False
+        return True
+
+    async def start_notification(self, delivery_id: str) -> None:
+        try:
+            await asyncio.wait_for(
+                self._client.start_workflow(
+                    notification_delivery.NotificationDeliveryWorkflow.run,
+                    NotificationDeliveryInput(delivery_id, self._config.notification_schedule),
+                    id=notification_delivery.workflow_id(delivery_id),
+                    task_queue=self._config.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    static_summary=f"notification delivery {delivery_id}",
+                ),
+                timeout=self._config.start_timeout_seconds,
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+
+    async def redispatch_once(self, *, batch: int, min_age_seconds: float) -> int:
+        """One bounded pass: start workflows for inbox rows still `received` and deliveries never
+        attempted. Returns how many were started; stops at the first Temporal failure."""
+        started = 0
+        async with self._db.transaction() as conn:
+            # The rows stay locked (SKIP LOCKED for other dispatchers) until the pass commits.
+            for event_id, replay in await inbox.claim_undispatched(
+                conn, limit=batch, min_age_seconds=min_age_seconds
+            ):
+                try:
+                    await self.start_stripe_event(event_id, replay)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("re-dispatch paused, Temporal unavailable: %r", exc)
+                    return started
+                await inbox.mark_dispatched(conn, event_id)
+                started += 1
+        async with self._db.transaction() as conn:
+            pending = await deliveries_repo.claim_unstarted(
+                conn, limit=batch, min_age_seconds=min_age_seconds
+            )
+            for delivery_id in pending:
+                try:
+                    await self.start_notification(str(delivery_id))
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("re-dispatch paused, Temporal unavailable: %r", exc)
+                    return started
+                await deliveries_repo.mark_started(conn, delivery_id)
+                started += 1
+        return started
+
+    async def run(
+        self, stop: asyncio.Event, *, interval_seconds: float, batch: int, min_age_seconds: float
+    ) -> None:
+        """Re-dispatch until `stop` is set; a full batch goes again at once."""
+        while not stop.is_set():
+            try:
+                started = await self.redispatch_once(batch=batch, min_age_seconds=min_age_seconds)
+            except Exception:  # the database may be down too; the loop must survive it
+                log.exception("re-dispatch pass failed")
+                started = 0
+            if started >= batch:
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+            except TimeoutError:
+                pass
+
+
+@dataclass(frozen=True)
+class Replayed:
+    event_id: str
+    replay: int
+    workflow_id: str
+    # False: Temporal unavailable; the re-dispatcher starts the same id later.
+    started: bool
+
+
+async def replay_stripe_events(
+    db: Database, dispatcher: Dispatcher, event_ids: list[str] | None, *, actor: str
+) -> list[Replayed]:
+    """Replay the named inbox events (None: every dead-lettered one), audited per event.
+
+    The row goes back to `received` with the next replay number n, committed first; then
+    `stripe-event:{id}:replay:{n}` starts. The subscription workflow remembers event ids it has
+    applied, so replaying an event that was already applied changes nothing."""
+    from adapters.db.audit import record_audit
+
+    async with db.transaction() as conn:
+        prepared = await inbox.prepare_replay(conn, event_ids)
+        for event_id, replay in prepared:
+            await record_audit(
+                conn,
+                actor=actor,
+                action="webhook_event.replayed",
+                subject_type="webhook_event",
+                subject_id=event_id,
+                tenant_id=None,
+                details={
+                    "replay": replay,
+                    "workflow_id": stripe_event.workflow_id(event_id, replay),
+                },
+            )
+    results = []
+    for event_id, replay in prepared:
+        started = await dispatcher.dispatch_stripe_event(event_id, replay)
+        results.append(
+            Replayed(event_id, replay, stripe_event.workflow_id(event_id, replay), started)
+        )
+    return results

@@ -1,0 +1,689 @@
+"""`/api/billing/usage`: ingestion (single and batch), the quota check, and usage reads.
+
+Usage never flows through workflows (DESIGN §2.8): a batch is one Postgres transaction that
+inserts the new events and moves the daily totals and the period counter. The only Temporal call
+is opening a soft-cap grace window, made after that transaction committed, with an idempotent
+workflow id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg  # type: ignore[import-untyped]
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio.service import RPCError
+
+from adapters.api_keys import Scope
+from adapters.db import usage as usage_repo
+from adapters.db.notifications import enqueue_notification
+from adapters.temporal import start_grace_window
+from api.auth import ManagePrincipal, ReadPrincipal, ServicesDep, authorize_request
+from api.errors import Conflict, FieldInvalid, NotFound, error_responses
+from api.services import Services
+from api.usage_schemas import (
+    DailyUsage,
+    MetricSeriesOut,
+    MetricUsage,
+    QuotaCheckOut,
+    QuotaOut,
+    UsageBatchIn,
+    UsageBatchOut,
+    UsageEventIn,
+    UsageEventOut,
+    UsageSummaryOut,
+)
+from billing.catalog import Aggregation, CapKind, Entitlement, Plan
+from billing.usage import (
+    QuotaDecision,
+    check_event,
+    crossed_thresholds,
+    decide_quota,
+    effective_entitlement,
+    period_key,
+)
+from workflows.grace_io import GraceInput
+
+router = APIRouter(prefix="/api/billing/usage", tags=["usage"])
+log = logging.getLogger("billing.api.usage")
+
+# Errors that mean "the database is not answering", as opposed to a bug in a query.
+DB_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    OperationalError,
+    InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+)
+# One encoder for every event: json.dumps with options builds a new encoder per call.
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Two concurrent batches can still collide on a unique-index wait; retrying is always safe
+# because the whole batch is one transaction.
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+# --- Shared helpers ----------------------------------------------------------------------------
+
+
+def plan_cache(services: Services) -> usage_repo.PlanCache:
+    cache = services.extras.get("plan_cache")
+    if not isinstance(cache, usage_repo.PlanCache):
+        cache = services.extras["plan_cache"] = usage_repo.PlanCache()
+    return cache
+
+
+def gauges(services: Services) -> list[str]:
+    return [m.code for m in services.catalog.metrics.values() if m.aggregation is Aggregation.MAX]
+
+
+def _text(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    return format(value.normalize(), "f")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _entitlement(
+    plan: Plan, metric: str, overrides: dict[str, tuple[int | None, str | None]]
+) -> Entitlement:
+    included, cap = overrides.get(metric, (None, None))
+    return effective_entitlement(
+        plan.entitlement(metric), override_included=included, override_cap=cap
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Crossing:
+    metric: str
+    period_start: datetime
+
+
+# --- Ingestion -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    results: list[dict[str, Any]]
+    accepted: int
+    duplicates: int
+    rejected: int
+    crossings: list[_Crossing]
+
+
+async def _ingest(
+    services: Services, tenant_id: UUID, events: Sequence[UsageEventIn], *, strict: bool
+) -> _Outcome:
+    """Validate, dedupe and record a batch. `strict` (the single-event endpoint) turns the first
+    rejected event into a 422 naming its field, with nothing written."""
+    catalog_metrics = services.catalog.metrics
+    now = datetime.now(UTC)
+    for attempt in range(3):
+        try:
+            async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+                period = await usage_repo.open_period(conn, tenant_id)
+                if period is None:
+                    raise NotFound("tenant not found")
+                if period.period_start is None or period.period_end is None:
+                    raise Conflict("this tenant has no subscription with an open billing period")
+                results: list[dict[str, Any]] = []
+                seen: set[str] = set()
+                rows: list[tuple[str, str, Decimal, datetime, str | None]] = []
+                rejected = duplicates = 0
+                for index, event in enumerate(events):
+                    metadata_json = None if event.metadata is None else _json(event.metadata)
+                    problem = check_event(
+                        metric_known=event.metric in catalog_metrics,
+                        quantity=event.quantity,
+                        occurred_at=event.timestamp,
+                        metadata_bytes=len(metadata_json.encode()) if metadata_json else 0,
+                        now=now,
+                        period_start=period.period_start,
+                        period_end=period.period_end,
+                    )
+                    key = event.idempotency_key
+                    if problem is not None:
+                        if strict:
+                            raise FieldInvalid(problem.field, problem.message)
+                        rejected += 1
+                        results.append(
+                            {
+                                "index": index,
+                                "idempotency_key": key,
+                                "status": "rejected",
+                                "field": problem.field,
+                                "reason": problem.message,
+                            }
+                        )
+                        continue
+                    results.append({"index": index, "idempotency_key": key, "status": None})
+                    if key in seen:
+                        continue  # the first occurrence in the batch decides; this one is a dup
+                    seen.add(key)
+                    rows.append((key, event.metric, event.quantity, event.timestamp, metadata_json))
+                rows.sort(key=lambda r: r[0])
+                inserted: frozenset[str] = frozenset()
+                crossings: list[_Crossing] = []
+                if rows:
+                    written = await usage_repo.ingest_events(
+                        conn,
+                        tenant_id=tenant_id,
+                        events=usage_repo.EventColumns(
+                            keys=[r[0] for r in rows],
+                            metrics=[r[1] for r in rows],
+                            quantities=[str(r[2]) for r in rows],
+                            occurred_at=[r[3] for r in rows],
+                            metadata_json=[r[4] for r in rows],
+                        ),
+                        gauge_metrics=gauges(services),
+                        period_start=period.period_start,
+                        period_end=period.period_end,
+                    )
+                    inserted = written.inserted_keys
+                    crossings = await _after_counters(
+                        services, conn, tenant_id, period, written.counters
+                    )
+                accepted = 0
+                first_seen: set[str] = set()
+                for result in results:
+                    if result["status"] is not None:
+                        continue
+                    key = result["idempotency_key"]
+                    if key in inserted and key not in first_seen:
+                        result["status"] = "accepted"
+                        accepted += 1
+                    else:
+                        result["status"] = "duplicate"
+                        duplicates += 1
+                    first_seen.add(key)
+            return _Outcome(results, accepted, duplicates, rejected, crossings)
+        except (DBAPIError, asyncpg.PostgresError) as error:
+            # The batch statement runs on the asyncpg connection itself: its errors arrive
+            # unwrapped; anything else through SQLAlchemy arrives as DBAPIError.
+            sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None)
+            if sqlstate in _RETRYABLE_SQLSTATES and attempt < 2:
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+async def _after_counters(
+    services: Services,
+    conn: AsyncConnection,
+    tenant_id: UUID,
+    period: usage_repo.OpenPeriod,
+    counters: Sequence[usage_repo.CounterAfter],
+) -> list[_Crossing]:
+    """Quota notifications (80 %, 100 %; once per period and metric) and soft-cap crossings,
+    decided on the counters as this batch left them, in the batch's transaction."""
+    assert period.plan_id is not None
+    assert period.period_start is not None
+    plan = await plan_cache(services).get(conn, period.plan_id)
+    overrides = period.overrides
+    crossings: list[_Crossing] = []
+    for counter in counters:
+        if counter.metric not in plan.metrics:
+            continue
+        entitlement = _entitlement(plan, counter.metric, overrides)
+        limit = entitlement.included
+        for threshold in crossed_thresholds(limit, counter.quantity, counter.notified_threshold):
+            if await usage_repo.mark_threshold_notified(
+                conn, tenant_id, counter.metric, period.period_start, threshold
+            ):
+                key = period_key(period.period_start)
+                await enqueue_notification(
+                    conn,
+                    tenant_id=tenant_id,
+                    event_type="quota.threshold",
+                    message_id=f"quota.threshold:{tenant_id}:{counter.metric}:{key}:{threshold}",
+                    payload={
+                        "metric": counter.metric,
+                        "threshold_percent": threshold,
+                        "used": _text(counter.quantity),
+                        "limit": limit,
+                        "cap": entitlement.cap.value,
+                        "period_start": period.period_start.isoformat(),
+                    },
+                )
+        if (
+            entitlement.cap is CapKind.SOFT
+            and limit is not None
+            and counter.quantity > limit
+            and not counter.soft_cap_exceeded
+            and await usage_repo.mark_soft_cap_exceeded(
+                conn, tenant_id, counter.metric, period.period_start
+            )
+        ):
+            crossings.append(_Crossing(counter.metric, period.period_start))
+    return crossings
+
+
+async def _open_grace_windows(
+    services: Services, tenant_id: UUID, crossings: Sequence[_Crossing], actor: str
+) -> None:
+    """After the commit: one grace window per soft cap crossed. A failure here is logged, not
+    returned: the events are recorded, and usage stays allowed (soft cap) until a window runs
+    out, so a missing window errs towards the customer (the reconciliation job re-opens it)."""
+    settings = services.settings
+    for crossing in crossings:
+        try:
+            await start_grace_window(
+                services.temporal,
+                GraceInput(
+                    tenant_id=str(tenant_id),
+                    kind="soft_cap",
+                    subject=crossing.metric,
+                    period_key=period_key(crossing.period_start),
+                    period_start=crossing.period_start.isoformat(),
+                    duration_seconds=settings.soft_cap_grace_hours * 3600,
+                    actor=actor,
+                    time_scale=settings.time_scale,
+                ),
+                task_queue=settings.task_queue,
+            )
+        except RPCError:
+            log.exception("could not open the grace window for %s/%s", tenant_id, crossing.metric)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=UsageEventOut,
+    responses={
+        **error_responses(401, 403, 404, 409, 422),
+        200: {"description": "duplicate (already recorded)", "model": UsageEventOut},
+    },
+)
+async def record_usage(
+    event: UsageEventIn, principal: ManagePrincipal, services: ServicesDep
+) -> JSONResponse:
+    """Record one usage event. 201 when recorded, 200 when its idempotency key was already."""
+    tenant_id = principal.require_tenant()
+    outcome = await _ingest(services, tenant_id, [event], strict=True)
+    await _open_grace_windows(services, tenant_id, outcome.crossings, principal.actor)
+    status = outcome.results[0]["status"]
+    return JSONResponse(
+        {"idempotency_key": event.idempotency_key, "status": status},
+        status_code=201 if status == "accepted" else 200,
+    )
+
+
+def _batch_body_schema() -> dict[str, Any]:
+    schema = UsageBatchIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)  # UsageEventIn is in the components already (single endpoint)
+    return schema
+
+
+@router.post(
+    "/batch",
+    response_model=UsageBatchOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _batch_body_schema()}},
+        }
+    },
+)
+async def record_usage_batch(
+    request: Request, principal: ManagePrincipal, services: ServicesDep
+) -> JSONResponse:
+    """Record up to `usage_batch_max_size` events in one transaction. Each event is reported as
+    accepted, duplicate (its key was recorded before, or earlier in this batch) or rejected
+    (with the field and reason; rejected events do not stop the others)."""
+    tenant_id = principal.require_tenant()
+    # Parsed by pydantic straight from the bytes (its JSON parser is in Rust): the body is the
+    # hot path, and json.loads + validation of 1,000 events cost twice as much. Errors are
+    # raised as FastAPI's own, so the one error mapping (422 naming fields) still applies.
+    try:
+        batch = UsageBatchIn.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None
+    limit = services.settings.usage_batch_max_size
+    if len(batch.events) > limit:
+        raise FieldInvalid("events", f"at most {limit} events per batch")
+    outcome = await _ingest(services, tenant_id, batch.events, strict=False)
+    await _open_grace_windows(services, tenant_id, outcome.crossings, principal.actor)
+    # Built by hand rather than through the response model: 1,000 result objects validated
+    # again on the way out would cost more than the database write.
+    return JSONResponse(
+        {
+            "accepted": outcome.accepted,
+            "duplicates": outcome.duplicates,
+            "rejected": outcome.rejected,
+            "results": outcome.results,
+        }
+    )
+
+
+# --- Quota check -------------------------------------------------------------------------------
+
+
+def _quota_headers(decision: QuotaDecision, reset: datetime | None) -> dict[str, str]:
+    headers = {
+        "X-Quota-Limit": "unlimited" if decision.limit is None else str(decision.limit),
+        "X-Quota-Used": _text(decision.used) or "0",
+        "X-Quota-Remaining": "unlimited"
+        if decision.remaining is None
+        else (_text(decision.remaining) or "0"),
+    }
+    if reset is not None:
+        headers["X-Quota-Reset"] = _utc(reset).isoformat().replace("+00:00", "Z")
+    return headers
+
+
+def _last_known(services: Services) -> dict[tuple[UUID, str], bool]:
+    """(tenant, metric) -> may be allowed while the database is down: only soft-capped,
+    unblocked metrics of active tenants, as seen by the last successful check."""
+    cache = services.extras.get("quota_last_known")
+    if not isinstance(cache, dict):
+        cache = services.extras["quota_last_known"] = {}
+    return cache
+
+
+_CHECK_PARAMETERS = [
+    {
+        "name": "metric",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    },
+    {
+        "name": "quantity",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": r"^\d+(\.\d{1,6})?$", "default": "1"},
+        "description": "quantity about to be used (decimal, default 1)",
+    },
+]
+
+
+def _query_quantity(raw: str | None) -> Decimal:
+    if raw is None:
+        return Decimal(1)
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise FieldInvalid("quantity", "must be a decimal number", "query") from None
+    if not value.is_finite() or value < 0:
+        raise FieldInvalid("quantity", "must be a finite, non-negative number", "query")
+    return value
+
+
+@router.get(
+    "/check",
+    response_model=QuotaCheckOut,
+    responses={
+        **error_responses(401, 403, 404, 422, 503),
+        402: {"description": "blocked", "model": QuotaCheckOut},
+    },
+    openapi_extra={"parameters": _CHECK_PARAMETERS, "security": [{"HTTPBearer": []}]},
+)
+async def check_quota(request: Request) -> JSONResponse:
+    """May the tenant use `quantity` more of `metric` now? 200 allowed, 402 blocked (reason in
+    the body), with X-Quota-Limit/Used/Remaining/Reset. Read-only: it reserves nothing.
+
+    Fails closed: when the database does not answer within `quota_check_timeout_seconds`, the
+    answer is 503 (not allowed), except for a metric the last successful check saw soft-capped
+    and unblocked (a soft cap promises continued service; ADR 0003).
+
+    The hot path of the API: authorization and parameters are handled here rather than through
+    dependency injection (the same rules and errors; see `authorize_request`)."""
+    services, principal = await authorize_request(request, Scope.READ)
+    tenant_id = principal.require_tenant()
+    metric = request.query_params.get("metric") or ""
+    if not metric:
+        raise FieldInvalid("metric", "is required", "query")
+    quantity = _query_quantity(request.query_params.get("quantity"))
+    if metric not in services.catalog.metrics:
+        raise FieldInvalid("metric", "unknown metric", "query")
+    try:
+        async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
+            # One statement as the app role; see usage_quota_row (migration 0004).
+            pool = await services.tenant_db.raw_pool()
+            async with pool.acquire() as connection:
+                row = await usage_repo.quota_row(connection, tenant_id, metric)
+            plan = None
+            if row is not None and row.plan_id is not None:
+                plan = plan_cache(services).cached(row.plan_id)
+                if plan is None:  # first check for this plan version in this process
+                    async with services.tenant_db.engine.connect() as conn:
+                        plan = await plan_cache(services).get(conn, row.plan_id)
+    except DB_UNAVAILABLE:
+        log.warning("quota check: database unavailable", exc_info=True)
+        soft_ok = _last_known(services).get((tenant_id, metric), False)
+        body = {
+            "allowed": soft_ok,
+            "metric": metric,
+            "reason": None if soft_ok else "quota_unavailable",
+            "degraded": True,
+        }
+        return JSONResponse(
+            body,
+            status_code=200 if soft_ok else 503,
+            headers={"Retry-After": "1", "X-Quota-Degraded": "true"},
+        )
+    if row is None:
+        raise NotFound("tenant not found")
+    if plan is None or row.period_end is None:
+        body = {"allowed": False, "metric": metric, "reason": "no_active_subscription"}
+        return JSONResponse(body, status_code=402)
+    entitlement = effective_entitlement(
+        plan.entitlement(metric),
+        override_included=row.override_included,
+        override_cap=row.override_cap,
+    )
+    decision = decide_quota(
+        entitlement,
+        used=row.used,
+        requested=quantity,
+        access_status=row.access_status,
+        blocked=row.blocked,
+    )
+    _last_known(services)[(tenant_id, metric)] = (
+        entitlement.cap is CapKind.SOFT and not row.blocked and row.access_status == "active"
+    )
+    body = {
+        "allowed": decision.allowed,
+        "metric": metric,
+        "reason": decision.reason.value if decision.reason else None,
+        "limit": decision.limit,
+        "used": _text(decision.used),
+        "remaining": _text(decision.remaining),
+        "reset": _utc(row.period_end).isoformat(),
+        "in_grace": decision.in_grace,
+    }
+    return JSONResponse(
+        body,
+        status_code=200 if decision.allowed else 402,
+        headers=_quota_headers(decision, row.period_end),
+    )
+
+
+# --- Reads ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Period:
+    start: datetime
+    end: datetime
+    plan: Plan
+    overrides: dict[str, tuple[int | None, str | None]]
+
+
+async def _current_period(services: Services, conn: AsyncConnection, tenant_id: UUID) -> _Period:
+    period = await usage_repo.open_period(conn, tenant_id)
+    if period is None:
+        raise NotFound("tenant not found")
+    if period.plan_id is None or period.period_start is None or period.period_end is None:
+        raise NotFound("this tenant has no subscription with an open billing period")
+    plan = await plan_cache(services).get(conn, period.plan_id)
+    return _Period(period.period_start, period.period_end, plan, period.overrides)
+
+
+@router.get("", response_model=UsageSummaryOut, responses=error_responses(401, 403, 404))
+async def usage_summary(principal: ReadPrincipal, services: ServicesDep) -> UsageSummaryOut:
+    """This period's usage of every metric: used, limit, remaining, percent, reset."""
+    tenant_id = principal.require_tenant()
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        period = await _current_period(services, conn, tenant_id)
+        counters = await usage_repo.period_counters(conn, tenant_id, period.start)
+    metrics = []
+    for code, definition in services.catalog.metrics.items():
+        if code not in period.plan.metrics:
+            continue
+        entitlement = _entitlement(period.plan, code, period.overrides)
+        counter = counters.get(code)
+        used = counter.quantity if counter else Decimal(0)
+        limit = entitlement.included
+        metrics.append(
+            MetricUsage(
+                metric=code,
+                unit=definition.unit,
+                aggregation=definition.aggregation.value,
+                used=_text(used) or "0",
+                limit=limit,
+                remaining=None if limit is None else _text(max(Decimal(0), limit - used)),
+                percent=None if not limit else round(float(used * 100 / limit), 2),
+                cap=entitlement.cap.value,
+                blocked=bool(counter and counter.blocked and limit is not None and used >= limit),
+                reset=period.end,
+            )
+        )
+    return UsageSummaryOut(period_start=period.start, period_end=period.end, metrics=metrics)
+
+
+@router.get("/quotas", response_model=list[QuotaOut], responses=error_responses(401, 403, 404))
+async def quotas(principal: ReadPrincipal, services: ServicesDep) -> list[QuotaOut]:
+    """The entitlements in force: the plan's, with operator overrides applied."""
+    tenant_id = principal.require_tenant()
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        period = await _current_period(services, conn, tenant_id)
+    out = []
+    for code in period.plan.metrics:
+        e = _entitlement(period.plan, code, period.overrides)
+        out.append(
+            QuotaOut(
+                metric=code,
+                included=e.included,
+                cap=e.cap.value,
+                overage_unit_price=e.overage_unit_price,
+                overage_unit_size=e.overage_unit_size,
+                overridden=code in period.overrides,
+            )
+        )
+    return out
+
+
+@router.get(
+    "/export.csv",
+    response_class=StreamingResponse,
+    responses={**error_responses(401, 403, 422), 200: {"content": {"text/csv": {}}}},
+)
+async def export_events(
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    start: Annotated[date, Query(description="first UTC day, inclusive")],
+    end: Annotated[date, Query(description="last UTC day, inclusive")],
+) -> StreamingResponse:
+    """Raw events with occurred_at in [start, end] (UTC days) as CSV, streamed from a cursor."""
+    tenant_id = principal.require_tenant()
+    if end < start:
+        raise FieldInvalid("end", "must not be before start")
+    if (end - start).days > 366:
+        raise FieldInvalid("end", "a range covers at most 366 days")
+    first = datetime.combine(start, time(), tzinfo=UTC)
+    after = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
+
+    async def lines() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(
+            ["occurred_at", "metric", "quantity", "idempotency_key", "metadata", "received_at"]
+        )
+        async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+            count = 0
+            async for (
+                occurred,
+                metric,
+                quantity,
+                key,
+                metadata,
+                received,
+            ) in usage_repo.stream_events(conn, tenant_id, first, after):
+                writer.writerow(
+                    [
+                        _utc(occurred).isoformat(),
+                        metric,
+                        _text(quantity),
+                        key,
+                        metadata or "",
+                        _utc(received).isoformat(),
+                    ]
+                )
+                count += 1
+                if count % 500 == 0:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+
+    filename = f"usage-{start.isoformat()}-{end.isoformat()}.csv"
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get(
+    "/{metric}", response_model=MetricSeriesOut, responses=error_responses(401, 403, 404, 422)
+)
+async def metric_series(
+    metric: str, principal: ReadPrincipal, services: ServicesDep
+) -> MetricSeriesOut:
+    """This period's daily series of one metric (days with no usage are absent)."""
+    tenant_id = principal.require_tenant()
+    if metric not in services.catalog.metrics:
+        raise FieldInvalid("metric", "unknown metric")
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        period = await _current_period(services, conn, tenant_id)
+        days = await usage_repo.daily_series(
+            conn,
+            tenant_id,
+            metric,
+            _utc(period.start).date(),
+            _utc(period.end - timedelta(microseconds=1)).date(),
+        )
+        counters = await usage_repo.period_counters(conn, tenant_id, period.start)
+    counter = counters.get(metric)
+    return MetricSeriesOut(
+        metric=metric,
+        period_start=period.start,
+        period_end=period.end,
+        used=_text(counter.quantity if counter else Decimal(0)) or "0",
+        days=[
+            DailyUsage(date=d.usage_date, quantity=_text(d.quantity) or "0", events=d.event_count)
+            for d in days
+        ],
+    )

@@ -1,0 +1,135 @@
+"""POST /api/billing/webhooks/stripe: public, authenticated by Stripe's signature.
+
+The answer is 2xx only once the event is committed to the inbox; Postgres trouble -> 503 so
+Stripe retries; Temporal trouble -> still 2xx (the re-dispatcher starts the workflow later).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.background import BackgroundTasks
+
+from adapters.db import webhook_inbox as inbox
+from adapters.dispatch import DispatchConfig, Dispatcher
+from adapters.stripe_webhooks import WebhookRejected, verify_stripe_event
+from api.auth import ServicesDep
+from api.errors import error_body, error_responses
+from billing.stripe_events import EventHandling, handling_for
+
+log = logging.getLogger("billing.webhooks")
+router = APIRouter(prefix="/api/billing/webhooks", tags=["webhooks"])
+
+# What the inbox row starts as, per handling: only handled types get a workflow.
+_INITIAL_STATUS = {
+    EventHandling.SIGNAL: inbox.RECEIVED,
+    EventHandling.PROJECT: inbox.RECEIVED,
+    EventHandling.RECORD: inbox.PROCESSED,
+    EventHandling.IGNORE: inbox.IGNORED,
+}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (before reading it all) anything over `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@router.post(
+    "/stripe",
+    responses=error_responses(400, 413, 503),
+    summary="Stripe webhook endpoint (signature-verified, deduplicated by event id)",
+)
+async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONResponse:
+    background = BackgroundTasks()
+    settings = services.settings
+    try:
+        body = await _read_body(request, settings.stripe_webhook_max_body_bytes)
+    except _TooLarge:
+        return JSONResponse(
+            error_body("payload_too_large", "webhook body exceeds the configured limit"),
+            status_code=413,
+        )
+    secrets = [s.get_secret_value() for s in settings.stripe_webhook_secrets]
+    if not secrets:
+        # Our misconfiguration, not a bad request: a 5xx keeps Stripe retrying until it is fixed.
+        return JSONResponse(
+            error_body("service_unavailable", "no webhook signing secret is configured"),
+            status_code=503,
+        )
+    try:
+        event = verify_stripe_event(
+            body,
+            request.headers.get("stripe-signature"),
+            secrets,
+            tolerance_seconds=settings.stripe_webhook_tolerance_seconds,
+        )
+    except WebhookRejected as exc:
+        return JSONResponse(error_body("invalid_webhook", str(exc)), status_code=400)
+
+    event_id: str = event["id"]
+    event_type: str = event["type"]
+    handling = handling_for(event_type)
+    api_version: Any = event.get("api_version")
+    try:
+        async with services.system_db.transaction() as conn:
+            stored = await inbox.store_event(
+                conn,
+                event_id=event_id,
+                event_type=event_type,
+                api_version=api_version if isinstance(api_version, str) else None,
+                livemode=event.get("livemode") is True,
+                payload=event,
+                status=_INITIAL_STATUS[handling],
+            )
+    except Exception as exc:
+        if not _database_unavailable(exc):
+            raise
+        log.warning("webhook %s not stored, database unavailable: %r", event_id, exc)
+        return JSONResponse(
+            error_body("service_unavailable", "the event could not be stored; retry later"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    if stored.status == inbox.RECEIVED:
+        # Committed: from here on the event cannot be lost. The workflow is started after the
+        # answer is sent, so Stripe's request never waits on Temporal (or on its timeout when
+        # Temporal is down); if this process dies first, the re-dispatcher starts it.
+        dispatcher = Dispatcher(
+            services.system_db, services.temporal, DispatchConfig.from_settings(settings)
+        )
+        background.add_task(_dispatch, dispatcher, event_id, stored.replay_count)
+    return JSONResponse(
+        {"received": True, "duplicate": not stored.inserted, "status": stored.status},
+        status_code=200,
+        background=background,
+    )
+
+
+async def _dispatch(dispatcher: Dispatcher, event_id: str, replay: int) -> None:
+    try:
+        await dispatcher.dispatch_stripe_event(event_id, replay)
+    except Exception as exc:  # the row is stored; the re-dispatcher will retry
+        log.warning("webhook %s stored but not dispatched: %r", event_id, exc)

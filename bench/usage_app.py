@@ -1,0 +1,36 @@
+"""The app the usage benchmark serves: the product API (real routes, real Postgres roles) plus
+one bare route, `/bench/bare`, that touches nothing. The bare route exists only here, never in
+the product API. No Temporal: the bench tenant never crosses a soft cap, so no grace window is
+opened (the client slot stays None)."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from adapters.db.session import Database
+from adapters.stripe_fake import FakeStripeGateway
+from api.app import create_app
+from api.services import Services
+from billing.catalog import load_catalog
+from config import APP_ROLE, WORKER_ROLE, Settings
+
+
+def create() -> FastAPI:
+    settings = Settings(database_url=os.environ["BILLING_DATABASE_URL"])
+    services = Services(
+        settings=settings,
+        tenant_db=Database(settings.role_url(APP_ROLE), pool_size=settings.db_pool_size),
+        system_db=Database(settings.role_url(WORKER_ROLE), pool_size=settings.db_pool_size),
+        temporal=None,  # type: ignore[arg-type]
+        stripe=FakeStripeGateway(),
+        catalog=load_catalog(settings.catalog_path),
+    )
+    app = create_app(settings, services=services)
+
+    @app.get("/bench/bare")
+    async def bare() -> dict[str, bool]:
+        return {"allowed": True}
+
+    return app

@@ -1,0 +1,21 @@
+"""The API as `billing api` builds it (settings from the environment), plus one bare route as
+the benchmark's baseline on the same server. Served by bench_webhooks.py with uvicorn --factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+
+from api.app import create_app
+from config import load_settings
+
+
+def build() -> FastAPI:
+    app = create_app(load_settings())
+
+    @app.post("/bench/bare")
+    async def bare(request: Request) -> dict[str, bool]:
+        # Reads the body like the webhook route does, and does nothing else.
+        await request.body()
+        return {"received": True}
+
+    return app

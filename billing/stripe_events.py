@@ -1,0 +1,179 @@
+"""Which Stripe events the engine handles and what each one refers to (pure: plain dicts in).
+
+Stripe delivers at least once and in any order, so this module only *reads* an event: it says
+what kind of handling the type gets and which objects the event points at. Deciding what the
+event changes is the receiving workflow's job, after the object was re-read from Stripe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class EventHandling(StrEnum):
+    # Routed to the subscription workflow of the invoice/customer it concerns.
+    SIGNAL = "signal"
+    # Updates a local projection (payment method details, customer link), then signals.
+    PROJECT = "project"
+    # Recorded and acknowledged only (the engine owns subscription state, DESIGN.md §2.1).
+    RECORD = "record"
+    # Not a type the engine knows: stored and acknowledged.
+    IGNORE = "ignore"
+
+
+INVOICE_EVENTS = frozenset(
+    {
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "invoice.payment_failed",
+        "invoice.finalized",
+        "invoice.updated",
+        "invoice.voided",
+        "invoice.marked_uncollectible",
+    }
+)
+PAYMENT_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "charge.succeeded",
+        "charge.failed",
+        "charge.refunded",
+        "charge.dispute.created",
+    }
+)
+PAYMENT_METHOD_EVENTS = frozenset(
+    {
+        "payment_method.attached",
+        "payment_method.updated",
+        "payment_method.automatically_updated",
+    }
+)
+CUSTOMER_DELETED = "customer.deleted"
+SUBSCRIPTION_PREFIX = "customer.subscription."
+
+HANDLED_EVENT_TYPES = INVOICE_EVENTS | PAYMENT_EVENTS | PAYMENT_METHOD_EVENTS | {CUSTOMER_DELETED}
+
+
+def handling_for(event_type: str) -> EventHandling:
+    if event_type in INVOICE_EVENTS or event_type in PAYMENT_EVENTS:
+        return EventHandling.SIGNAL
+    if event_type in PAYMENT_METHOD_EVENTS or event_type == CUSTOMER_DELETED:
+        return EventHandling.PROJECT
+    if event_type.startswith(SUBSCRIPTION_PREFIX):
+        return EventHandling.RECORD
+    return EventHandling.IGNORE
+
+
+@dataclass(frozen=True)
+class EventRefs:
+    """What an event points at, read defensively from the object (shapes vary by API version)."""
+
+    object_id: str | None
+    stripe_customer_id: str | None
+    stripe_invoice_id: str | None
+    stripe_payment_method_id: str | None
+    # From the metadata the engine writes on Stripe objects.
+    tenant_id: str | None
+    subscription_id: str | None
+    invoice_id: str | None
+    failure_message: str | None
+    amount_paid: int | None
+    hosted_invoice_url: str | None
+    invoice_status: str | None
+    card: CardFacts | None
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+
+
+def _id(value: Any) -> str | None:
+    """An expandable field: either an id string or an object with an `id`."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, Mapping):
+        inner = value.get("id")
+        return inner if isinstance(inner, str) and inner else None
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    # bool is an int subclass; a float amount would be a money bug: both are refused.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _failure_message(event_type: str, obj: Mapping[str, Any]) -> str | None:
+    if event_type.startswith("charge."):
+        return _str(obj.get("failure_message"))
+    error = obj.get("last_payment_error") or obj.get("last_finalization_error")
+    if isinstance(error, Mapping):
+        return _str(error.get("message"))
+    return None
+
+
+def _invoice_of(event_type: str, obj: Mapping[str, Any]) -> str | None:
+    if event_type.startswith("invoice."):
+        return _id(obj.get("id"))
+    # Older API versions put the invoice on charges and payment intents; current ones do not
+    # (payments hang off the invoice), so the engine's metadata is the other way in.
+    return _id(obj.get("invoice")) or _str(_metadata(obj).get("stripe_invoice_id"))
+
+
+def _card(obj: Mapping[str, Any]) -> CardFacts | None:
+    card = obj.get("card")
+    if not isinstance(card, Mapping):
+        return None
+    return CardFacts(
+        brand=_str(card.get("brand")),
+        last4=_str(card.get("last4")),
+        exp_month=_int(card.get("exp_month")),
+        exp_year=_int(card.get("exp_year")),
+    )
+
+
+def event_refs(event_type: str, obj: Mapping[str, Any]) -> EventRefs:
+    meta = _metadata(obj)
+    object_id = _id(obj.get("id"))
+    is_invoice = event_type.startswith("invoice.")
+    is_pm = event_type in PAYMENT_METHOD_EVENTS
+    if event_type == CUSTOMER_DELETED:
+        customer = object_id
+    else:
+        customer = _id(obj.get("customer"))
+    return EventRefs(
+        object_id=object_id,
+        stripe_customer_id=customer,
+        stripe_invoice_id=_invoice_of(event_type, obj),
+        stripe_payment_method_id=object_id if is_pm else _id(obj.get("payment_method")),
+        tenant_id=_str(meta.get("tenant_id")),
+        subscription_id=_str(meta.get("subscription_id")),
+        invoice_id=_str(meta.get("invoice_id")),
+        failure_message=_failure_message(event_type, obj),
+        amount_paid=_int(obj.get("amount_paid")) if is_invoice else None,
+        hosted_invoice_url=_str(obj.get("hosted_invoice_url")) if is_invoice else None,
+        invoice_status=_str(obj.get("status")) if is_invoice else None,
+        card=_card(obj) if is_pm else None,
+    )
+
+
+def event_object(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    return obj if isinstance(obj, Mapping) else {}

@@ -1,0 +1,256 @@
+"""Usage ingestion over HTTP: idempotency, validation, gauges, counters, notifications."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from tests.factories.subscriptions import current_period, make_subscription
+from tests.factories.tenants import TenantWithKey, make_tenant
+from tests.harness import Databases
+
+
+def event(
+    key: str, metric: str = "llm_tokens", quantity: Any = 100, **extra: Any
+) -> dict[str, Any]:
+    body = {
+        "metric": metric,
+        "quantity": quantity,
+        "timestamp": (extra.pop("timestamp", None) or datetime.now(UTC)).isoformat(),
+        "idempotency_key": key,
+    }
+    body.update(extra)
+    return body
+
+
+async def counts(dbs: Databases, tenant: TenantWithKey) -> dict[str, Any]:
+    async with dbs.admin.transaction() as conn:
+        events = (
+            await conn.execute(
+                text("SELECT count(*) FROM usage_events WHERE tenant_id = :t"), {"t": tenant.id}
+            )
+        ).scalar_one()
+        counters = dict(
+            (
+                await conn.execute(
+                    text("SELECT metric, quantity FROM usage_period_counters WHERE tenant_id = :t"),
+                    {"t": tenant.id},
+                )
+            ).all()
+        )
+        daily = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT metric, sum(quantity) FROM usage_daily_totals "
+                        "WHERE tenant_id = :t GROUP BY metric"
+                    ),
+                    {"t": tenant.id},
+                )
+            ).all()
+        )
+    return {"events": events, "counters": counters, "daily": daily}
+
+
+@pytest.fixture
+async def tenant(dbs: Databases) -> TenantWithKey:
+    tenant = await make_tenant(dbs)
+    await make_subscription(dbs, tenant.id)
+    return tenant
+
+
+async def test_single_event_recorded_once(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    first = await api.post("/api/billing/usage", json=event("k1"), headers=tenant.headers)
+    again = await api.post("/api/billing/usage", json=event("k1"), headers=tenant.headers)
+    assert (first.status_code, first.json()["status"]) == (201, "accepted")
+    assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+    state = await counts(dbs, tenant)
+    assert state["events"] == 1
+    assert state["counters"] == {"llm_tokens": Decimal(100)}
+    assert state["daily"] == {"llm_tokens": Decimal(100)}
+
+
+async def test_same_key_in_one_batch_and_across_batches_counts_once(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    batch = {"events": [event("a", quantity=10), event("a", quantity=10), event("b", quantity=5)]}
+    response = await api.post("/api/billing/usage/batch", json=batch, headers=tenant.headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["status"] for r in body["results"]] == ["accepted", "duplicate", "accepted"]
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (2, 1, 0)
+
+    second = {"events": [event("b", quantity=5), event("c", quantity=1)]}
+    body = (await api.post("/api/billing/usage/batch", json=second, headers=tenant.headers)).json()
+    assert [r["status"] for r in body["results"]] == ["duplicate", "accepted"]
+    assert (await counts(dbs, tenant))["counters"] == {"llm_tokens": Decimal(16)}
+
+
+async def test_concurrent_requests_with_the_same_keys_count_once(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    events = [event(f"key-{i}", quantity=1) for i in range(50)]
+    responses = await asyncio.gather(
+        *(
+            api.post("/api/billing/usage/batch", json={"events": events}, headers=tenant.headers)
+            for _ in range(6)
+        ),
+        *(api.post("/api/billing/usage", json=events[0], headers=tenant.headers) for _ in range(4)),
+    )
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    accepted = sum(r.json().get("accepted", 0) for r in responses[:6]) + sum(
+        r.status_code == 201 for r in responses[6:]
+    )
+    assert accepted == 50
+    state = await counts(dbs, tenant)
+    assert state["events"] == 50
+    assert state["counters"] == {"llm_tokens": Decimal(50)}
+    assert state["daily"] == {"llm_tokens": Decimal(50)}
+
+
+async def test_gauges_take_the_max(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    batch = {
+        "events": [
+            event("s1", "storage_gb", "12.5"),
+            event("s2", "storage_gb", "40.25"),
+            event("s3", "storage_gb", "7"),
+        ]
+    }
+    await api.post("/api/billing/usage/batch", json=batch, headers=tenant.headers)
+    await api.post(
+        "/api/billing/usage", json=event("s4", "storage_gb", "30"), headers=tenant.headers
+    )
+    state = await counts(dbs, tenant)
+    assert state["counters"] == {"storage_gb": Decimal("40.25")}
+    assert state["daily"] == {"storage_gb": Decimal("40.25")}
+
+
+async def test_late_event_inside_the_open_period_is_accepted(
+    api: httpx.AsyncClient, tenant: TenantWithKey
+) -> None:
+    late = datetime.now(UTC) - timedelta(days=4)
+    response = await api.post(
+        "/api/billing/usage", json=event("late", timestamp=late), headers=tenant.headers
+    )
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"metric": "gpu_hours"}, "metric"),
+        ({"quantity": -1}, "quantity"),
+        ({"quantity": "NaN"}, "quantity"),
+        ({"quantity": "Infinity"}, "quantity"),
+        ({"timestamp": datetime.now(UTC) + timedelta(minutes=10)}, "timestamp"),
+        ({"timestamp": datetime.now(UTC) - timedelta(days=6)}, "timestamp"),
+        ({"metadata": {"blob": "x" * 5000}}, "metadata"),
+        ({"idempotency_key": ""}, "idempotency_key"),
+    ],
+)
+async def test_each_validation_error_is_a_422_naming_the_field_and_writes_nothing(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    tenant: TenantWithKey,
+    overrides: dict[str, Any],
+    field: str,
+) -> None:
+    body = event("bad", **{k: v for k, v in overrides.items() if k == "timestamp"})
+    body.update({k: v for k, v in overrides.items() if k != "timestamp"})
+    response = await api.post("/api/billing/usage", json=body, headers=tenant.headers)
+    assert response.status_code == 422, response.text
+    assert [f["field"] for f in response.json()["error"]["fields"]] == [field]
+    assert (await counts(dbs, tenant)) == {"events": 0, "counters": {}, "daily": {}}
+
+
+async def test_batch_reports_rejected_events_and_records_the_rest(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    batch = {"events": [event("ok", quantity=3), event("neg", quantity=-3), event("x", "nope")]}
+    body = (await api.post("/api/billing/usage/batch", json=batch, headers=tenant.headers)).json()
+    assert [(r["status"], r.get("field")) for r in body["results"]] == [
+        ("accepted", None),
+        ("rejected", "quantity"),
+        ("rejected", "metric"),
+    ]
+    assert (await counts(dbs, tenant))["counters"] == {"llm_tokens": Decimal(3)}
+
+
+async def test_batch_larger_than_the_setting_is_refused(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    batch = {"events": [event(f"k{i}") for i in range(1001)]}
+    response = await api.post("/api/billing/usage/batch", json=batch, headers=tenant.headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "events"
+    assert (await counts(dbs, tenant))["events"] == 0
+
+
+async def test_tenant_without_open_period_gets_409(api: httpx.AsyncClient, dbs: Databases) -> None:
+    tenant = await make_tenant(dbs)
+    response = await api.post("/api/billing/usage", json=event("k"), headers=tenant.headers)
+    assert response.status_code == 409
+
+
+async def test_quota_notifications_queued_once_at_80_and_100_percent(
+    api: httpx.AsyncClient, dbs: Databases
+) -> None:
+    tenant = await make_tenant(dbs)
+    await make_subscription(dbs, tenant.id, plan_code="free", period=current_period())
+    async with dbs.worker.transaction() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO notification_endpoints (tenant_id, url, secret) "
+                "VALUES (:t, 'https://example.test/hook', 'whsec_test')"
+            ),
+            {"t": tenant.id},
+        )
+    # free: 100 agent executions, hard cap
+    for key, quantity in (("a", 70), ("b", 15), ("c", 5), ("d", 10), ("e", 1)):
+        await api.post(
+            "/api/billing/usage",
+            json=event(key, "agent_executions", quantity),
+            headers=tenant.headers,
+        )
+    async with dbs.admin.transaction() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT message_id FROM notification_deliveries WHERE tenant_id = :t "
+                    "ORDER BY created_at"
+                ),
+                {"t": tenant.id},
+            )
+        ).scalars()
+        ids = list(rows)
+    assert [i.rsplit(":", 1)[1] for i in ids] == ["80", "100"]
+    assert all(i.startswith(f"quota.threshold:{tenant.id}:agent_executions:") for i in ids)
+
+
+async def test_malformed_batch_is_a_422_naming_the_event_field(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    bad = event("k")
+    del bad["quantity"]
+    response = await api.post(
+        "/api/billing/usage/batch", json={"events": [event("ok"), bad]}, headers=tenant.headers
+    )
+    assert response.status_code == 422
+    assert [f["field"] for f in response.json()["error"]["fields"]] == ["events.1.quantity"]
+    not_json = await api.post(
+        "/api/billing/usage/batch",
+        content=b"{nope",
+        headers={**tenant.headers, "content-type": "application/json"},
+    )
+    assert not_json.status_code == 422
+    assert (await counts(dbs, tenant))["events"] == 0

@@ -1,0 +1,28 @@
+"""The reconciliation schedule is created once, whatever the number of worker starts."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.testing import WorkflowEnvironment
+
+from adapters.temporal import ensure_reconcile_schedule
+from config import Settings
+from workflows.reconcile import SCHEDULE_ID
+
+
+async def test_schedule_is_created_idempotently(settings: Settings) -> None:
+    # The Java time-skipping server has no schedules; the local dev server does.
+    from tests.harness import venv_executable
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_executable("temporal"),
+        namespace=f"ns-{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        assert await ensure_reconcile_schedule(env.client, settings) is True
+        assert await ensure_reconcile_schedule(env.client, settings) is False
+        described = await env.client.get_schedule_handle(SCHEDULE_ID).describe()
+        assert described.schedule.spec.intervals[0].every.total_seconds() == 3600
+    finally:
+        await env.shutdown()
