@@ -31,14 +31,15 @@ with workflow.unsafe.imports_passed_through():
     from billing.invoicing import (
         InvoiceDraft,
         Line,
+        LineKind,
         base_line,
         compose_invoice,
-        overage_lines,
         proration_lines,
     )
     from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
     from billing.periods import period_bounds
     from workflows import search_attributes as sa
+    from workflows.grace_io import PeriodOverageInput, PeriodOverageResult
     from workflows.io import (
         AttachPaymentMethodInput,
         CancelRequest,
@@ -56,8 +57,6 @@ with workflow.unsafe.imports_passed_through():
         OpenInvoice,
         PauseRequest,
         PaymentMethodResult,
-        PeriodUsage,
-        PeriodUsageInput,
         PlanSnapshot,
         PreviewRequest,
         PreviewResult,
@@ -316,9 +315,8 @@ class SubscriptionWorkflow:
         """Close the current period (overage in arrears) and open the next (base in advance)."""
         inp, c = self._require()
         closed = self._period()
-        usage = await self._read_usage(closed)
         closing_plan = _plan(c.plan)
-        lines: list[Line] = list(overage_lines(closing_plan, usage, closed))
+        lines: list[Line] = list(await self._overage(closed, c.plan))
         if c.cancel_at_period_end:
             draft = compose_invoice(closing_plan.currency, lines, c.credit_balance)
             await self._issue(draft, "final", f"final:{closed[0].isoformat()}", closed)
@@ -524,17 +522,33 @@ class SubscriptionWorkflow:
             summary=f"project invoice {status}",
         )
 
-    async def _read_usage(self, period: tuple[datetime, datetime]) -> dict[str, int]:
+    async def _overage(
+        self, period: tuple[datetime, datetime], plan: PlanSnapshot
+    ) -> tuple[Line, ...]:
+        """Overage of the period's usage so far, in arrears, priced by the usage side's
+        `compute_period_overage` (period counters plus the tenant's entitlement overrides)."""
         inp = self._require()[0]
-        usage: PeriodUsage = await workflow.execute_activity(
-            "read_period_usage",
-            PeriodUsageInput(inp.tenant_id, period[0].isoformat(), period[1].isoformat()),
-            result_type=PeriodUsage,
+        result: PeriodOverageResult = await workflow.execute_activity(
+            "compute_period_overage",
+            PeriodOverageInput(inp.tenant_id, period[0].isoformat(), plan.definition),
+            result_type=PeriodOverageResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
-            summary="close period: read usage",
+            summary="close period: price usage overage",
         )
-        return usage.quantities
+        return tuple(
+            Line(
+                LineKind.OVERAGE,
+                line.description,
+                line.amount,
+                metric=line.metric,
+                quantity=line.used,
+                period_start=period[0],
+                period_end=period[1],
+            )
+            for line in result.lines
+            if line.amount
+        )
 
     # ------------------------------------------------------------------------------ pricing
 
@@ -702,10 +716,9 @@ class SubscriptionWorkflow:
                     # Final invoice: usage of the period so far, in arrears. Unused base time
                     # is not refunded (ADR 0002).
                     start, _ = self._period()
-                    usage = await self._read_usage((start, now))
                     plan = _plan(c.plan)
                     draft = compose_invoice(
-                        plan.currency, overage_lines(plan, usage, (start, now)), c.credit_balance
+                        plan.currency, await self._overage((start, now), c.plan), c.credit_balance
                     )
                     invoice_id = await self._issue(
                         draft, "final", f"final:{start.isoformat()}", (start, now)
@@ -765,9 +778,8 @@ class SubscriptionWorkflow:
             # credit; resuming opens a fresh period anchored at the resume instant.
             start, end = self._period()
             plan = _plan(c.plan)
-            usage = await self._read_usage((start, now))
             lines = [
-                *overage_lines(plan, usage, (start, now)),
+                *await self._overage((start, now), c.plan),
                 *proration_lines(plan, plan, self._interval(), (start, end), now)[:1],
             ]
             draft = compose_invoice(plan.currency, lines, c.credit_balance)
