@@ -36,6 +36,7 @@ from activities.stripe_billing import StripeBillingActivities  # noqa: E402
 from adapters.stripe_fake import FakeStripeGateway  # noqa: E402
 from billing.catalog import load_catalog  # noqa: E402
 from workflows import search_attributes  # noqa: E402
+from workflows.grace_io import PeriodOverageInput, PeriodOverageResult  # noqa: E402
 from workflows.io import (  # noqa: E402
     InvoiceProjection,
     PeriodUsage,
@@ -72,6 +73,10 @@ class InMemoryStore:
     @activity.defn(name="read_period_usage")
     async def read_period_usage(self, input: PeriodUsageInput) -> PeriodUsage:
         return PeriodUsage({})
+
+    @activity.defn(name="compute_period_overage")
+    async def compute_period_overage(self, input: PeriodOverageInput) -> PeriodOverageResult:
+        return PeriodOverageResult()
 
     @activity.defn(name="record_invoice")
     async def record_invoice(self, input: RecordInvoiceInput) -> RecordInvoiceResult:
@@ -135,6 +140,7 @@ async def main(n: int) -> None:
                     store.record_stripe_customer,
                     store.project_subscription,
                     store.read_period_usage,
+                    store.compute_period_overage,
                     store.record_invoice,
                     store.project_invoice,
                     store.record_subscription_change,
