@@ -13,9 +13,11 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.billing_store import BillingStore
 from activities.customers import CustomerActivities
 from activities.dunning import DunningStore, DunningStripeActivities
 from activities.notifications import NotificationActivities
+from activities.stripe_billing import StripeBillingActivities
 from activities.stripe_events import StripeEventReads, StripeEventStore
 from activities.subscription_store import SubscriptionStore
 from activities.usage_store import UsageStore
@@ -58,6 +60,7 @@ def main_queue_activities(
     gauges: Sequence[str] | None = None,
 ) -> list[Callable[..., Any]]:
     store = SubscriptionStore(db)
+    billing = BillingStore(db)
     events = StripeEventStore(db)
     notifications = NotificationActivities(db, sender, dispatcher)
     usage = UsageStore(db, gauge_metrics() if gauges is None else gauges)
@@ -65,6 +68,11 @@ def main_queue_activities(
     return [
         store.record_stripe_customer,
         store.project_subscription,
+        billing.read_period_usage,
+        billing.record_invoice,
+        billing.project_invoice,
+        billing.record_subscription_change,
+        billing.record_payment_method,
         events.resolve_stripe_event,
         events.project_stripe_event,
         events.mark_stripe_event,
@@ -83,10 +91,16 @@ def main_queue_activities(
 
 def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
     customers = CustomerActivities(gateway)
+    invoicing = StripeBillingActivities(gateway)
     reads = StripeEventReads(gateway)
     dunning = DunningStripeActivities(gateway)
     return [
         customers.ensure_stripe_customer,
+        invoicing.create_stripe_invoice,
+        invoicing.collect_invoice,
+        invoicing.retrieve_stripe_invoice,
+        invoicing.void_stripe_invoice,
+        invoicing.attach_payment_method,
         reads.reread_stripe_invoice,
         dunning.reread_dunning_invoice,
         dunning.retry_invoice_payment,
@@ -106,6 +120,7 @@ def build_workers(
     dispatch: DispatchConfig | None = None,
     sender: NotificationSender | None = None,
     workflows: Sequence[type] = WORKFLOWS,
+    max_cached_workflows: int = 1000,
 ) -> list[Worker]:
     """`dispatch` defaults to the default retry schedules on these queues; `sender` to an httpx
     sender with a 10 s timeout; `workflows` lets tests swap in stand-ins."""
@@ -122,6 +137,7 @@ def build_workers(
             task_queue=task_queue,
             workflows=list(workflows),
             activities=main_queue_activities(db, sender, dispatcher, gauges),
+            max_cached_workflows=max_cached_workflows,
         ),
         # Stripe calls get their own queue so the server can cap their rate for every worker
         # together: a billing day with thousands of renewals queues instead of hitting 429s.

@@ -12,9 +12,11 @@ from adapters.db.session import Database
 from api.errors import install_error_handlers
 from api.routes import (
     health,
+    invoices,
     notification_endpoints,
     operator,
     operator_webhooks,
+    payment_methods,
     subscription,
     usage,
     usage_operator,
@@ -70,6 +72,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(operator.router)
     app.include_router(subscription.router)
+    app.include_router(invoices.router)
+    app.include_router(payment_methods.router)
     app.include_router(usage.router)
     app.include_router(usage_operator.router)
     app.include_router(webhooks.router)

@@ -90,6 +90,146 @@ class Readiness(BaseModel):
     components: dict[str, ComponentHealth]
 
 
+class PlanChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan_code: str = Field(min_length=1, max_length=50)
+    timing: Literal["default", "immediate", "period_end"] = Field(
+        default="default",
+        description="default: upgrades now (prorated invoice), downgrades at period end",
+    )
+    proration_date: datetime | None = Field(
+        default=None,
+        description="Price the change at this instant (from a preview), like Stripe's "
+        "proration_date: the change then bills exactly the previewed amounts",
+    )
+
+
+class PreviewQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan_code: str = Field(min_length=1, max_length=50)
+    timing: Literal["default", "immediate", "period_end"] = "default"
+    proration_date: datetime | None = None
+
+
+class LineOut(BaseModel):
+    kind: str
+    description: str
+    amount: int
+    metric: str | None = None
+    quantity: int | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+class PreviewOut(BaseModel):
+    kind: str
+    currency: str
+    effective_at: datetime
+    proration_date: datetime
+    lines: list[LineOut]
+    total: int
+    credit_balance_after: int
+    next_invoice_at: datetime | None
+    next_invoice_lines: list[LineOut]
+    next_invoice_total: int
+
+
+class PlanChangeOut(BaseModel):
+    subscription_id: UUID
+    kind: str
+    effective_at: datetime
+    scheduled: bool
+    lines: list[LineOut]
+    invoice_id: UUID | None
+    invoice_total: int
+    credit_balance: int
+    status: str
+
+
+class PauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resume_at: datetime | None = None
+
+
+class LifecycleOut(BaseModel):
+    subscription_id: UUID
+    status: str
+    cancel_at_period_end: bool
+    effective_at: datetime | None
+    invoice_id: UUID | None = None
+    invoice_total: int = 0
+
+
+class ChangeOut(BaseModel):
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    from_plan_code: str | None
+    to_plan_code: str | None
+    effective_at: datetime
+    actor: str
+    details: dict[str, object]
+    created_at: datetime
+
+
+class InvoiceItemOut(BaseModel):
+    position: int
+    kind: str
+    description: str
+    metric: str | None
+    amount: int
+    currency: str
+    period_start: datetime | None
+    period_end: datetime | None
+
+
+class InvoiceOut(BaseModel):
+    id: UUID
+    subscription_id: UUID | None
+    status: str
+    billing_reason: str
+    currency: str
+    subtotal: int
+    total: int
+    amount_paid: int
+    amount_due: int
+    period_start: datetime | None
+    period_end: datetime | None
+    hosted_invoice_url: str | None
+    attempt_count: int
+    paid_at: datetime | None
+    created_at: datetime
+
+
+class InvoiceDetailOut(InvoiceOut):
+    items: list[InvoiceItemOut]
+
+
+class InvoicePage(BaseModel):
+    data: list[InvoiceOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: end")
+
+
+class InvoiceDocument(BaseModel):
+    invoice_pdf: str | None
+    hosted_invoice_url: str | None
+
+
+class PaymentMethodIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payment_method_id: str = Field(min_length=1, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$")
+
+
+class PaymentMethodOut(BaseModel):
+    stripe_payment_method_id: str
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+    is_default: bool
+    created_at: datetime | None = None
+
+
 class WebhookEventOut(BaseModel):
     stripe_event_id: str
     type: str

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client
@@ -26,3 +28,6 @@ class Services:
     # Per-process caches built on first use (API key cache, parsed plan versions, last-known
     # quota caps): they live and die with this object, never in module globals.
     extras: dict[str, Any] = field(default_factory=dict)
+    # The API's clock (update deadlines, preview instants). Tests align it with the
+    # time-skipping server's clock.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

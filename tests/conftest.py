@@ -98,8 +98,11 @@ async def dbs(_session_databases: Databases) -> Databases:
     return _session_databases
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server per test (it starts in about 0.1 s). Shared servers leak: a
+    workflow of an earlier test with an activity in flight, or an update waiting for a worker,
+    holds the server's clock and stalls every later test's time skipping."""
     env = await start_time_skipping_env()
     yield env
     await env.shutdown()

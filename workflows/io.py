@@ -33,6 +33,15 @@ class SubscriptionInput:
     # Demo clock: durations of the billing calendar are divided by this factor (1.0 = real time).
     time_scale: float = 1.0
     payment_method_id: str | None = None
+    # Trial length snapshotted at start (None: the plan's trial_days).
+    trial_days: int | None = None
+    # At trial end without a payment method: "pause" (default) or "cancel".
+    trial_end_policy: str = "pause"
+    # Business instant the subscription starts at (None: now). Lets a subscription migrated from
+    # the system being replaced keep its anchor day, and tests pin a calendar date.
+    business_start: str | None = None
+    # Set by continue-as-new: the state the previous run ended with.
+    carry: SubscriptionCarry | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,16 @@ class SubscriptionState:
     trial_end: str | None
     version: int
     details: dict[str, Any] = field(default_factory=dict)
+    cancel_at_period_end: bool = False
+    pending_plan_code: str | None = None
+    credit_balance: int = 0
+    open_invoices: list[OpenInvoice] = field(default_factory=list)
+    invoices_issued: int = 0
+    paused_at: str | None = None
+    resume_at: str | None = None
+    has_payment_method: bool = False
+    # The billing clock's current instant (differs from the wall clock under a demo time scale).
+    business_now: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +145,297 @@ class StripeEventSignal:
     hosted_invoice_url: str | None = None
     stripe_payment_method_id: str | None = None
     failure_message: str | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Subscription lifecycle (issue 3). Timestamps cross history as ISO 8601 strings (UTC).
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceLinePayload:
+    kind: str
+    description: str
+    amount: int
+    metric: str | None = None
+    quantity: int | None = None
+    period_start: str | None = None
+    period_end: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenInvoice:
+    """An invoice the workflow has issued and not yet seen paid."""
+
+    invoice_id: str
+    stripe_invoice_id: str | None
+    total: int
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class SubscriptionCarry:
+    """Everything a run hands to the next one at continue-as-new."""
+
+    status: str
+    plan: PlanSnapshot
+    customer_id: str | None
+    # The billing clock: periods are `period_bounds(anchor, interval, period_index)`.
+    anchor: str | None
+    period_index: int
+    trial_end: str | None
+    cancel_at_period_end: bool
+    canceled_at: str | None
+    paused_at: str | None
+    resume_at: str | None
+    pending_plan: PlanSnapshot | None
+    credit_balance: int
+    version: int
+    invoice_version: int
+    change_seq: int
+    has_payment_method: bool
+    # Demo clock origin: business time = business_origin + (now - wall_origin) * time_scale.
+    wall_origin: str
+    business_origin: str
+    seen_event_ids: list[str] = field(default_factory=list)
+    open_invoices: list[OpenInvoice] = field(default_factory=list)
+    invoices_issued: int = 0
+
+
+@dataclass(frozen=True)
+class ChangePlanRequest:
+    plan: PlanSnapshot
+    actor: str
+    # "default": upgrades now, downgrades at period end; "immediate"; "period_end".
+    timing: str = "default"
+    # The instant prices are prorated at (from a preview), like Stripe's proration_date, so a
+    # preview followed by the change bills exactly the previewed amounts. None: now.
+    proration_date: str | None = None
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangePlanResult:
+    subscription_id: str
+    kind: str  # upgrade | downgrade | lateral
+    effective_at: str
+    scheduled: bool
+    lines: list[InvoiceLinePayload]
+    invoice_id: str | None
+    invoice_total: int
+    credit_balance: int
+    status: str
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    plan: PlanSnapshot | None = None
+    timing: str = "default"
+    proration_date: str | None = None
+    # The caller's wall-clock instant: a query only knows the time of the last workflow task.
+    as_of: str | None = None
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    """The change's invoice now (if any) and the next renewal invoice, same code as billing."""
+
+    kind: str
+    effective_at: str
+    proration_date: str
+    lines: list[InvoiceLinePayload]
+    total: int
+    credit_balance_after: int
+    next_invoice_at: str | None
+    next_invoice_lines: list[InvoiceLinePayload]
+    next_invoice_total: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    actor: str
+    at_period_end: bool = True
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
+
+
+@dataclass(frozen=True)
+class PauseRequest:
+    actor: str
+    resume_at: str | None = None
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
+
+
+@dataclass(frozen=True)
+class LifecycleRequest:
+    """Undo a pending cancel, or resume."""
+
+    actor: str
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
+
+
+@dataclass(frozen=True)
+class LifecycleResult:
+    subscription_id: str
+    status: str
+    cancel_at_period_end: bool
+    effective_at: str | None
+    invoice_id: str | None = None
+    invoice_total: int = 0
+
+
+@dataclass(frozen=True)
+class SetPaymentMethodRequest:
+    payment_method_id: str
+    actor: str
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentMethodResult:
+    payment_method_id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class AttachPaymentMethodInput:
+    tenant_id: str
+    customer_id: str
+    payment_method_id: str
+
+
+@dataclass(frozen=True)
+class PeriodUsageInput:
+    tenant_id: str
+    period_start: str
+    period_end: str
+
+
+@dataclass(frozen=True)
+class PeriodUsage:
+    quantities: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RecordInvoiceInput:
+    invoice_id: str
+    tenant_id: str
+    subscription_id: str
+    billing_key: str
+    billing_reason: str
+    currency: str
+    subtotal: int
+    total: int
+    lines: list[InvoiceLinePayload]
+    period_start: str | None
+    period_end: str | None
+    version: int
+
+
+@dataclass(frozen=True)
+class RecordInvoiceResult:
+    invoice_id: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class CreateStripeInvoiceInput:
+    invoice_id: str
+    customer_id: str
+    currency: str
+    lines: list[InvoiceLinePayload]
+    tenant_id: str
+    subscription_id: str
+
+
+@dataclass(frozen=True)
+class StripeInvoiceResult:
+    stripe_invoice_id: str
+    status: str
+    amount_due: int
+    amount_paid: int
+    hosted_invoice_url: str | None
+    invoice_pdf: str | None
+
+
+@dataclass(frozen=True)
+class CollectInvoiceInput:
+    invoice_id: str
+    stripe_invoice_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class CollectInvoiceResult:
+    # paid | already_paid | declined | requires_action | no_payment_method
+    outcome: str
+    invoice: StripeInvoiceResult
+    decline_code: str | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceProjection:
+    invoice_id: str
+    version: int
+    status: str
+    amount_paid: int = 0
+    stripe_invoice_id: str | None = None
+    hosted_invoice_url: str | None = None
+    invoice_pdf: str | None = None
+    attempt_count: int = 0
+    paid_at: str | None = None
+    # When set, one dunning_attempts row is recorded for this collection attempt.
+    attempt_outcome: str | None = None
+    decline_code: str | None = None
+    failure_message: str | None = None
+    attempted_at: str | None = None
+    tenant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    tenant_id: str
+    subscription_id: str
+    change_key: str
+    kind: str
+    effective_at: str
+    actor: str
+    from_status: str | None = None
+    to_status: str | None = None
+    from_plan_code: str | None = None
+    to_plan_code: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordChangeResult:
+    recorded: bool
+
+
+@dataclass(frozen=True)
+class RecordPaymentMethodInput:
+    tenant_id: str
+    card: PaymentMethodResult
+
+
+@dataclass(frozen=True)
+class StripeInvoiceRef:
+    invoice_id: str
+    stripe_invoice_id: str
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ STRIPE_RETRY = RetryPolicy(
 )
 
 # Stripe keeps idempotency keys for about 24 hours: a write retried past that could take effect
-# twice, so keyed writes whose repeat would matter (payments) stop retrying well within it.
+# twice, so keyed writes stop retrying well within it; past it, the workflow decides (a later
+# collection attempt re-reads the invoice first, with a new attempt number and key).
 STRIPE_WRITE_SCHEDULE_TO_CLOSE = timedelta(hours=2)
 
 DB_RETRY = RetryPolicy(

@@ -1,143 +1,1156 @@
 """SubscriptionWorkflow (`subscription:{id}`): one subscription's whole life.
 
-Walking skeleton: ensure the Stripe customer, record it, activate (trial or first period),
-project the state to Postgres, keep the search attributes current, and wait for the period end.
+The workflow owns the billing clock. Each run covers one stretch between boundaries (trial end or
+a period end); at a boundary it bills, then continues as new carrying `SubscriptionCarry`, so a
+subscription that lives for years keeps a short history.
+
+Amounts come from `billing.invoicing` only, so `preview` and the real change use the same code.
+Commands arrive as Updates whose validators call `billing.lifecycle`: a refused command leaves no
+trace in history. Every state change is projected to Postgres with a growing version, and
+recorded in `subscription_changes` + `audit_log` with the actor.
+
+Demo clock: business time runs `time_scale` times faster than workflow time. Business instants
+(period bounds, proration) come from `_business_now()`; only timer durations are scaled.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from billing.catalog import Interval
+    from billing.catalog import Interval, Plan
+    from billing.errors import InvalidTransition
+    from billing.invoicing import (
+        InvoiceDraft,
+        Line,
+        LineKind,
+        base_line,
+        compose_invoice,
+        proration_lines,
+    )
+    from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
     from billing.periods import period_bounds
     from workflows import search_attributes as sa
+    from workflows.grace_io import PeriodOverageInput, PeriodOverageResult
     from workflows.io import (
+        AttachPaymentMethodInput,
+        CancelRequest,
+        ChangePlanRequest,
+        ChangePlanResult,
+        CollectInvoiceInput,
+        CollectInvoiceResult,
+        CreateStripeInvoiceInput,
         EnsureCustomerInput,
         EnsureCustomerResult,
+        InvoiceLinePayload,
+        InvoiceProjection,
+        LifecycleRequest,
+        LifecycleResult,
+        OpenInvoice,
+        PauseRequest,
+        PaymentMethodResult,
+        PlanSnapshot,
+        PreviewRequest,
+        PreviewResult,
         ProjectionResult,
+        RecordChangeResult,
         RecordCustomerInput,
         RecordCustomerResult,
+        RecordInvoiceInput,
+        RecordInvoiceResult,
+        RecordPaymentMethodInput,
+        SetPaymentMethodRequest,
+        StripeEventSignal,
+        StripeInvoiceResult,
+        SubscriptionCarry,
+        SubscriptionChange,
         SubscriptionInput,
         SubscriptionProjection,
         SubscriptionResult,
         SubscriptionState,
     )
-    from workflows.retry import DB_RETRY, STRIPE_RETRY
+    from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# Event ids remembered for deduplication (Stripe redelivers within days, not thousands of events).
+SEEN_EVENTS_KEPT = 200
+PAID_EVENTS = frozenset({"invoice.paid", "invoice.payment_succeeded"})
+FAILED_EVENTS = frozenset({"invoice.payment_failed"})
+PAYMENT_METHOD_EVENTS = frozenset(
+    {
+        "payment_method.attached",
+        "payment_method.updated",
+        "payment_method.automatically_updated",
+    }
+)
 
 
 def workflow_id(subscription_id: str) -> str:
     return f"subscription:{subscription_id}"
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _payload(line: Line) -> InvoiceLinePayload:
+    return InvoiceLinePayload(
+        kind=line.kind.value,
+        description=line.description,
+        amount=line.amount,
+        metric=line.metric,
+        quantity=line.quantity,
+        period_start=_iso(line.period_start),
+        period_end=_iso(line.period_end),
+    )
+
+
+def _check_apply_before(apply_before: str | None) -> None:
+    """Refuse a command accepted after its caller gave up (see ADR 0002, update timeouts)."""
+    deadline = _dt(apply_before)
+    if deadline is not None and workflow.now() > deadline:
+        raise InvalidTransition(
+            "the request expired before a worker could apply it; nothing was changed"
+        )
+
+
+def _plan(snapshot: PlanSnapshot) -> Plan:
+    return Plan.from_dict(snapshot.definition)
+
+
 @workflow.defn(name="subscription")
 class SubscriptionWorkflow:
-    def __init__(self) -> None:
-        self._input: SubscriptionInput | None = None
-        self._status = "incomplete"
-        self._version = 0
-        self._customer_id: str | None = None
-        self._period: tuple[datetime, datetime] | None = None
-        self._trial_end: datetime | None = None
+    @workflow.init
+    def __init__(self, input: SubscriptionInput) -> None:
+        # State exists before the first line of `run`: an Update delivered with the very first
+        # workflow task is validated against it instead of against nothing.
+        self._input: SubscriptionInput | None = input
+        now = workflow.now()
+        self._c: SubscriptionCarry | None = input.carry or SubscriptionCarry(
+            status=Status.INCOMPLETE.value,
+            plan=input.plan,
+            customer_id=None,
+            anchor=None,
+            period_index=0,
+            trial_end=None,
+            cancel_at_period_end=False,
+            canceled_at=None,
+            paused_at=None,
+            resume_at=None,
+            pending_plan=None,
+            credit_balance=0,
+            version=0,
+            invoice_version=0,
+            change_seq=0,
+            has_payment_method=False,
+            wall_origin=now.isoformat(),
+            business_origin=input.business_start or now.isoformat(),
+        )
+        # One command or boundary at a time: handlers and the main loop both run activities.
+        self._lock = asyncio.Lock()
+        # Bumped by every handler that moves the clock's next deadline; wakes the main loop.
+        self._generation = 0
 
     @workflow.run
     async def run(self, input: SubscriptionInput) -> SubscriptionResult:
-        self._input = input
+        assert self._c is not None
+        if input.carry is None:
+            async with self._lock:
+                await self._start()
+        self._publish()
+
+        while self._c.status != Status.CANCELED.value:
+            generation = self._generation
+            deadline = self._next_deadline()
+            if workflow.info().is_continue_as_new_suggested():
+                # Long quiet stretches (a pause with no end date) still get a fresh history.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(replace(input, carry=self._c))
+            if deadline is None:
+                await workflow.wait_condition(self._moved_since(generation))
+                continue
+            wait = self._wall_until(deadline)
+            if wait > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        self._moved_since(generation),
+                        timeout=wait,
+                        timeout_summary=self._deadline_summary(),
+                    )
+                    continue  # a handler moved the deadline: recompute it
+                except TimeoutError:
+                    pass
+            async with self._lock:
+                if self._generation != generation or self._next_deadline() != deadline:
+                    continue  # a handler got the lock first and changed the plan of record
+                boundary = await self._on_deadline(deadline)
+            if boundary and self._c.status != Status.CANCELED.value:
+                # Let in-flight updates finish (their results must reach their callers), then
+                # start a fresh history carrying the state.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(replace(input, carry=self._c))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return SubscriptionResult(input.subscription_id, self._c.status)
+
+    async def _start(self) -> None:
+        inp, c = self._require()
         customer: EnsureCustomerResult = await workflow.execute_activity(
             "ensure_stripe_customer",
-            EnsureCustomerInput(input.tenant_id, input.tenant_name, input.tenant_email),
+            EnsureCustomerInput(inp.tenant_id, inp.tenant_name, inp.tenant_email),
             result_type=EnsureCustomerResult,
-            task_queue=input.stripe_task_queue,
+            task_queue=inp.stripe_task_queue,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
+            schedule_to_close_timeout=STRIPE_WRITE_SCHEDULE_TO_CLOSE,
             retry_policy=STRIPE_RETRY,
             summary="ensure Stripe customer",
         )
-        self._customer_id = customer.customer_id
         await workflow.execute_activity(
             "record_stripe_customer",
-            RecordCustomerInput(input.tenant_id, customer.customer_id),
+            RecordCustomerInput(inp.tenant_id, customer.customer_id),
             result_type=RecordCustomerResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary="record Stripe customer",
         )
-
-        now = workflow.now()
-        trial_days = int(input.plan.definition.get("trial_days", 0))
+        self._c = replace(c, customer_id=customer.customer_id)
+        if inp.payment_method_id:
+            try:
+                await self._attach_payment_method(inp.payment_method_id)
+            except ActivityError as error:
+                # A card refused at sign-up must not kill the subscription: it starts without
+                # one (the trial-end policy or a failed first collection handles the rest).
+                workflow.logger.warning("payment method not attached: %s", error.cause)
+        # Whole seconds: anchors and trial ends read as clean instants in statements and the UI.
+        now = self._business_now().replace(microsecond=0)
+        trial_days = inp.trial_days if inp.trial_days is not None else _plan(inp.plan).trial_days
         if trial_days > 0:
-            self._status = "trialing"
-            self._trial_end = now + timedelta(days=trial_days)
-            deadline = self._trial_end
+            trial_end = now + timedelta(days=trial_days)
+            self._c = replace(self._c, status=Status.TRIALING.value, trial_end=_iso(trial_end))
+            await self._record_change("trial_started", inp.actor, Status.INCOMPLETE.value, now)
+            await self._project()
         else:
-            self._status = "active"
-            self._period = period_bounds(now, Interval(input.interval), 0)
-            deadline = self._period[1]
+            await self._activate(now, inp.actor, Status.INCOMPLETE.value, "activated")
+
+    async def _activate(self, at: datetime, actor: str, from_status: str, kind: str) -> None:
+        """Open period 0 anchored at `at` and bill its base fee in advance."""
+        inp, c = self._require()
+        at = at.replace(microsecond=0)
+        self._c = replace(
+            c,
+            # A change scheduled "at period end" during a trial applies from activation.
+            plan=c.pending_plan or c.plan,
+            pending_plan=None,
+            status=Status.ACTIVE.value,
+            anchor=at.isoformat(),
+            period_index=0,
+            paused_at=None,
+            resume_at=None,
+        )
+        period = self._period()
+        plan = _plan(self._c.plan)
+        base = base_line(plan, self._interval(), period)
+        draft = compose_invoice(plan.currency, [base] if base else [], self._c.credit_balance)
+        await self._issue(draft, "subscription_create", f"start:{period[0].isoformat()}", period)
+        await self._record_change(kind, actor, from_status, at)
         await self._project()
+
+    def _next_deadline(self) -> datetime | None:
+        c = self._require()[1]
+        if c.status == Status.TRIALING.value:
+            return _dt(c.trial_end)
+        if c.status == Status.PAUSED.value:
+            return _dt(c.resume_at)
+        if c.status in (Status.ACTIVE.value, Status.PAST_DUE.value):
+            return self._period()[1]
+        return None
+
+    def _deadline_summary(self) -> str:
+        c = self._require()[1]
+        if c.status == Status.TRIALING.value:
+            return "trial ends"
+        if c.status == Status.PAUSED.value:
+            return "pause ends"
+        return "cancel at period end" if c.cancel_at_period_end else "renewal"
+
+    async def _on_deadline(self, deadline: datetime) -> bool:
+        """Handle the boundary reached at `deadline`; True when a new run should start."""
+        inp, c = self._require()
+        if c.status == Status.TRIALING.value:
+            await self._end_trial(deadline)
+            return True
+        if c.status == Status.PAUSED.value:
+            await self._activate(deadline, "system", Status.PAUSED.value, "resumed")
+            self._publish()
+            return True
+        await self._renew()
+        return True
+
+    async def _end_trial(self, at: datetime) -> None:
+        inp, c = self._require()
+        if c.has_payment_method:
+            await self._activate(at, "system", Status.TRIALING.value, "trial_converted")
+        elif inp.trial_end_policy == "cancel":
+            self._c = replace(c, status=Status.CANCELED.value, canceled_at=at.isoformat())
+            await self._record_change("trial_expired_canceled", "system", Status.TRIALING.value, at)
+            await self._project()
+        else:
+            self._c = replace(c, status=Status.PAUSED.value, paused_at=at.isoformat())
+            await self._record_change("trial_expired_paused", "system", Status.TRIALING.value, at)
+            await self._project()
         self._publish()
 
-        # The billing clock: a durable timer to the next boundary (scaled for demos).
-        remaining = (deadline - now) / input.time_scale
-        await workflow.sleep(remaining, summary="trial ends" if self._trial_end else "renewal")
-        return SubscriptionResult(input.subscription_id, self._status)
-
-    @workflow.query(name="state")
-    def state(self) -> SubscriptionState:
-        assert self._input is not None
-        return SubscriptionState(
-            subscription_id=self._input.subscription_id,
-            tenant_id=self._input.tenant_id,
-            status=self._status,
-            plan_code=self._input.plan.code,
-            interval=self._input.interval,
-            stripe_customer_id=self._customer_id,
-            current_period_start=self._period[0].isoformat() if self._period else None,
-            current_period_end=self._period[1].isoformat() if self._period else None,
-            trial_end=self._trial_end.isoformat() if self._trial_end else None,
-            version=self._version,
+    async def _renew(self) -> None:
+        """Close the current period (overage in arrears) and open the next (base in advance)."""
+        inp, c = self._require()
+        closed = self._period()
+        closing_plan = _plan(c.plan)
+        lines: list[Line] = list(await self._overage(closed, c.plan))
+        if c.cancel_at_period_end:
+            draft = compose_invoice(closing_plan.currency, lines, c.credit_balance)
+            await self._issue(draft, "final", f"final:{closed[0].isoformat()}", closed)
+            self._c = replace(
+                self._require()[1],
+                status=Status.CANCELED.value,
+                canceled_at=closed[1].isoformat(),
+                cancel_at_period_end=False,
+            )
+            await self._record_change("canceled", "system", c.status, closed[1])
+            await self._project()
+            return
+        from_plan = c.plan.code
+        if c.pending_plan is not None:
+            # A scheduled downgrade takes effect with the new period.
+            self._c = replace(c, plan=c.pending_plan, pending_plan=None)
+        self._c = replace(self._require()[1], period_index=self._require()[1].period_index + 1)
+        opened = self._period()
+        plan = _plan(self._require()[1].plan)
+        base = base_line(plan, self._interval(), opened)
+        if base is not None:
+            lines.insert(0, base)
+        draft = compose_invoice(plan.currency, lines, self._require()[1].credit_balance)
+        await self._issue(draft, "subscription_cycle", f"cycle:{opened[0].isoformat()}", opened)
+        kind = "plan_changed" if from_plan != plan.code else "renewed"
+        await self._record_change(
+            kind, "system", c.status, opened[0], from_plan=from_plan, to_plan=plan.code
         )
+        await self._project()
 
-    async def _project(self) -> None:
-        assert self._input is not None
-        self._version += 1
+    # ------------------------------------------------------------------------------ invoices
+
+    async def _issue(
+        self,
+        draft: InvoiceDraft,
+        reason: str,
+        key_suffix: str,
+        period: tuple[datetime, datetime] | None,
+    ) -> str | None:
+        """Write, mirror and collect one invoice. Returns its id, None when nothing is owed
+        and no line is worth a document (e.g. a free plan's renewal)."""
+        inp, c = self._require()
+        self._c = replace(c, credit_balance=draft.credit_balance_after)
+        if not draft.lines or draft.total == 0:
+            # Nothing to collect: credits already moved into the balance; no document is
+            # produced for an all-zero invoice (Stripe cannot collect zero anyway).
+            return None
+        invoice_id = str(workflow.uuid4())
+        lines = [_payload(line) for line in draft.lines]
+        self._c = replace(
+            self._c,
+            invoice_version=self._c.invoice_version + 1,
+            invoices_issued=c.invoices_issued + 1,
+        )
         await workflow.execute_activity(
-            "project_subscription",
-            SubscriptionProjection(
-                subscription_id=self._input.subscription_id,
-                tenant_id=self._input.tenant_id,
-                version=self._version,
-                status=self._status,
-                plan_id=self._input.plan.plan_id,
-                plan_code=self._input.plan.code,
-                interval=self._input.interval,
-                current_period_start=self._period[0].isoformat() if self._period else None,
-                current_period_end=self._period[1].isoformat() if self._period else None,
-                trial_end=self._trial_end.isoformat() if self._trial_end else None,
+            "record_invoice",
+            RecordInvoiceInput(
+                invoice_id=invoice_id,
+                tenant_id=inp.tenant_id,
+                subscription_id=inp.subscription_id,
+                billing_key=f"sub:{inp.subscription_id}:{key_suffix}",
+                billing_reason=reason,
+                currency=draft.currency,
+                subtotal=draft.subtotal,
+                total=draft.total,
+                lines=lines,
+                period_start=_iso(period[0]) if period else None,
+                period_end=_iso(period[1]) if period else None,
+                version=self._c.invoice_version,
+            ),
+            result_type=RecordInvoiceResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=DB_RETRY,
+            summary=f"record invoice ({reason})",
+        )
+        assert self._c.customer_id is not None
+        stripe_invoice: StripeInvoiceResult = await workflow.execute_activity(
+            "create_stripe_invoice",
+            CreateStripeInvoiceInput(
+                invoice_id=invoice_id,
+                customer_id=self._c.customer_id,
+                currency=draft.currency,
+                lines=lines,
+                tenant_id=inp.tenant_id,
+                subscription_id=inp.subscription_id,
+            ),
+            result_type=StripeInvoiceResult,
+            task_queue=inp.stripe_task_queue,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            schedule_to_close_timeout=STRIPE_WRITE_SCHEDULE_TO_CLOSE,
+            retry_policy=STRIPE_RETRY,
+            summary="mirror invoice to Stripe",
+        )
+        open_invoice = OpenInvoice(invoice_id, stripe_invoice.stripe_invoice_id, draft.total)
+        self._c = replace(self._c, open_invoices=[*self._c.open_invoices, open_invoice])
+        await self._project_invoice(invoice_id, "open", stripe_invoice)
+        await self._collect(open_invoice)
+        return invoice_id
+
+    async def _collect(self, invoice: OpenInvoice) -> None:
+        inp, c = self._require()
+        assert invoice.stripe_invoice_id is not None
+        attempt = invoice.attempts + 1
+        self._c = replace(
+            c,
+            open_invoices=[
+                replace(i, attempts=attempt) if i.invoice_id == invoice.invoice_id else i
+                for i in c.open_invoices
+            ],
+        )
+        try:
+            result: CollectInvoiceResult = await workflow.execute_activity(
+                "collect_invoice",
+                CollectInvoiceInput(invoice.invoice_id, invoice.stripe_invoice_id, attempt),
+                result_type=CollectInvoiceResult,
+                task_queue=inp.stripe_task_queue,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                schedule_to_close_timeout=STRIPE_WRITE_SCHEDULE_TO_CLOSE,
+                retry_policy=STRIPE_RETRY,
+                summary=f"collect invoice (attempt {attempt})",
+            )
+        except ActivityError as error:
+            cause = error.cause
+            if (
+                not isinstance(cause, ApplicationError)
+                or cause.type != "stripe_payment_method_missing"
+            ):
+                raise
+            # No card on file is a failed collection, not a broken workflow.
+            result = CollectInvoiceResult(
+                outcome="no_payment_method",
+                invoice=StripeInvoiceResult(
+                    invoice.stripe_invoice_id, "open", invoice.total, 0, None, None
+                ),
+                failure_message=cause.message,
+            )
+        paid = result.outcome in ("paid", "already_paid")
+        await self._project_invoice(
+            invoice.invoice_id,
+            "paid" if paid else result.invoice.status,
+            result.invoice,
+            attempt=attempt,
+            outcome=result.outcome,
+            decline_code=result.decline_code,
+            failure_message=result.failure_message,
+        )
+        if paid:
+            self._settled(invoice.invoice_id)
+        elif self._c is not None and self._c.status == Status.ACTIVE.value:
+            # Dunning (issue 4) takes over from here; until then the state says it plainly.
+            self._c = replace(self._c, status=Status.PAST_DUE.value)
+            await self._record_change(
+                "payment_failed",
+                "system",
+                Status.ACTIVE.value,
+                self._business_now(),
+                details={"invoice_id": invoice.invoice_id, "decline_code": result.decline_code},
+            )
+
+    def _settled(self, invoice_id: str) -> None:
+        c = self._require()[1]
+        remaining = [i for i in c.open_invoices if i.invoice_id != invoice_id]
+        status = c.status
+        if not remaining and status == Status.PAST_DUE.value:
+            status = Status.ACTIVE.value
+        self._c = replace(c, open_invoices=remaining, status=status)
+
+    async def _project_invoice(
+        self,
+        invoice_id: str,
+        status: str,
+        stripe_invoice: StripeInvoiceResult,
+        *,
+        attempt: int = 0,
+        outcome: str | None = None,
+        decline_code: str | None = None,
+        failure_message: str | None = None,
+    ) -> None:
+        inp, c = self._require()
+        self._c = replace(c, invoice_version=c.invoice_version + 1)
+        now = workflow.now()
+        await workflow.execute_activity(
+            "project_invoice",
+            InvoiceProjection(
+                invoice_id=invoice_id,
+                version=self._c.invoice_version,
+                status=status,
+                amount_paid=stripe_invoice.amount_paid,
+                stripe_invoice_id=stripe_invoice.stripe_invoice_id,
+                hosted_invoice_url=stripe_invoice.hosted_invoice_url,
+                invoice_pdf=stripe_invoice.invoice_pdf,
+                attempt_count=attempt,
+                paid_at=now.isoformat() if status == "paid" else None,
+                attempt_outcome=outcome,
+                decline_code=decline_code,
+                failure_message=failure_message,
+                attempted_at=now.isoformat() if outcome else None,
+                tenant_id=inp.tenant_id,
             ),
             result_type=ProjectionResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
-            summary=f"project status {self._status}",
+            summary=f"project invoice {status}",
+        )
+
+    async def _overage(
+        self, period: tuple[datetime, datetime], plan: PlanSnapshot
+    ) -> tuple[Line, ...]:
+        """Overage of the period's usage so far, in arrears, priced by the usage side's
+        `compute_period_overage` (period counters plus the tenant's entitlement overrides)."""
+        inp = self._require()[0]
+        result: PeriodOverageResult = await workflow.execute_activity(
+            "compute_period_overage",
+            PeriodOverageInput(inp.tenant_id, period[0].isoformat(), plan.definition),
+            result_type=PeriodOverageResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=DB_RETRY,
+            summary="close period: price usage overage",
+        )
+        return tuple(
+            Line(
+                LineKind.OVERAGE,
+                line.description,
+                line.amount,
+                metric=line.metric,
+                quantity=line.used,
+                period_start=period[0],
+                period_end=period[1],
+            )
+            for line in result.lines
+            if line.amount
+        )
+
+    # ------------------------------------------------------------------------------ pricing
+
+    def _change_kind(self, new_plan: Plan) -> str:
+        old = _plan(self._require()[1].plan).price(self._interval())
+        new = new_plan.price(self._interval())
+        return "upgrade" if new > old else "downgrade" if new < old else "lateral"
+
+    def _immediate(self, request_timing: str, kind: str) -> bool:
+        if request_timing == "immediate":
+            return True
+        if request_timing == "period_end":
+            return False
+        return kind == "upgrade"
+
+    def _proration_instant(self, proration_date: str | None) -> datetime:
+        at = _dt(proration_date)
+        now = self._business_now()
+        return now if at is None else at
+
+    def _price_change(
+        self, new_snapshot: PlanSnapshot, timing: str, proration_date: str | None
+    ) -> tuple[str, bool, datetime, InvoiceDraft | None]:
+        """(kind, immediate, instant, the invoice the change issues now) for a plan change."""
+        c = self._require()[1]
+        new_plan = _plan(new_snapshot)
+        kind = self._change_kind(new_plan)
+        immediate = self._immediate(timing, kind)
+        at = self._proration_instant(proration_date)
+        if not immediate:
+            return kind, False, self._period()[1] if c.anchor else at, None
+        if c.status == Status.TRIALING.value:
+            # Nothing was paid during a trial: the new plan simply applies from activation.
+            return kind, True, at, None
+        lines = proration_lines(_plan(c.plan), new_plan, self._interval(), self._period(), at)
+        return kind, True, at, compose_invoice(new_plan.currency, lines, c.credit_balance)
+
+    def _next_invoice(
+        self, plan_after: PlanSnapshot, credit_balance: int
+    ) -> tuple[datetime | None, InvoiceDraft | None]:
+        """The next renewal invoice with zero usage so far (overage is only known at close)."""
+        c = self._require()[1]
+        if c.status == Status.TRIALING.value:
+            start = _dt(c.trial_end)
+            assert start is not None
+            period = period_bounds(start, self._interval(), 0)
+        elif c.anchor is not None and c.status in (Status.ACTIVE.value, Status.PAST_DUE.value):
+            if c.cancel_at_period_end:
+                return None, None
+            anchor = _dt(c.anchor)
+            assert anchor is not None
+            period = period_bounds(anchor, self._interval(), c.period_index + 1)
+        else:
+            return None, None
+        plan = _plan(plan_after)
+        base = base_line(plan, self._interval(), period)
+        draft = compose_invoice(plan.currency, [base] if base else [], credit_balance)
+        return period[0], draft
+
+    # ------------------------------------------------------------------------------ updates
+
+    @workflow.update(name="change_plan")
+    async def change_plan(self, request: ChangePlanRequest) -> ChangePlanResult:
+        async with self._lock:
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_change, request)
+            inp, c = self._require()
+            kind, immediate, at, draft = self._price_change(
+                request.plan, request.timing, request.proration_date
+            )
+            from_plan = c.plan.code
+            invoice_id = None
+            if not immediate:
+                self._c = replace(c, pending_plan=request.plan)
+                await self._record_change(
+                    "plan_change_scheduled",
+                    request.actor,
+                    c.status,
+                    at,
+                    from_plan=from_plan,
+                    to_plan=request.plan.code,
+                )
+            else:
+                self._c = replace(c, plan=request.plan, pending_plan=None)
+                if draft is not None:
+                    self._c = replace(self._c, change_seq=self._c.change_seq + 1)
+                    invoice_id = await self._issue(
+                        draft,
+                        "subscription_update",
+                        f"change:{self._c.change_seq}:{at.isoformat()}",
+                        (at, self._period()[1]),
+                    )
+                await self._record_change(
+                    "plan_changed",
+                    request.actor,
+                    c.status,
+                    at,
+                    from_plan=from_plan,
+                    to_plan=request.plan.code,
+                    details={"kind": kind, "invoice_id": invoice_id},
+                )
+            await self._project()
+            self._generation += 1
+            c2 = self._require()[1]
+            return ChangePlanResult(
+                subscription_id=inp.subscription_id,
+                kind=kind,
+                effective_at=at.isoformat(),
+                scheduled=not immediate,
+                lines=[_payload(line) for line in draft.lines] if draft else [],
+                invoice_id=invoice_id,
+                invoice_total=draft.total if draft else 0,
+                credit_balance=c2.credit_balance,
+                status=c2.status,
+            )
+
+    @change_plan.validator
+    def validate_change_plan(self, request: ChangePlanRequest) -> None:
+        self._validate_change(request)
+
+    def _validate_change(self, request: ChangePlanRequest, *, now: datetime | None = None) -> None:
+        c = self._require()[1]
+        _check_apply_before(request.apply_before)
+        check_command(Command.CHANGE_PLAN, self._facts())
+        if request.timing not in ("default", "immediate", "period_end"):
+            raise InvalidTransition(f"unknown timing {request.timing!r}")
+        new_plan = _plan(request.plan)
+        if request.plan.code == c.plan.code and request.plan.version == c.plan.version:
+            raise InvalidTransition(f"the subscription is already on {request.plan.code}")
+        if new_plan.currency != _plan(c.plan).currency:
+            raise InvalidTransition("a plan change cannot switch currency")
+        self._check_proration_date(request.proration_date, now=now)
+
+    def _check_proration_date(
+        self, proration_date: str | None, *, now: datetime | None = None
+    ) -> None:
+        at = _dt(proration_date)
+        if at is None:
+            return
+        c = self._require()[1]
+        if c.anchor is None:
+            return
+        start, end = self._period()
+        if not start <= at <= min(end, now or self._business_now()):
+            raise InvalidTransition(
+                "proration_date must lie in the current period and not in the future"
+            )
+
+    @workflow.update(name="cancel")
+    async def cancel(self, request: CancelRequest) -> LifecycleResult:
+        async with self._lock:
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_cancel, request)
+            inp, c = self._require()
+            now = self._business_now()
+            invoice_id = None
+            total = 0
+            if request.at_period_end:
+                self._c = replace(c, cancel_at_period_end=True)
+                effective = self._period()[1] if c.anchor else now
+                await self._record_change("cancel_scheduled", request.actor, c.status, now)
+            else:
+                effective = now
+                if c.anchor is not None and c.status != Status.PAUSED.value:
+                    # Final invoice: usage of the period so far, in arrears. Unused base time
+                    # is not refunded (ADR 0002).
+                    start, _ = self._period()
+                    plan = _plan(c.plan)
+                    draft = compose_invoice(
+                        plan.currency, await self._overage((start, now), c.plan), c.credit_balance
+                    )
+                    invoice_id = await self._issue(
+                        draft, "final", f"final:{start.isoformat()}", (start, now)
+                    )
+                    total = draft.total
+                self._c = replace(
+                    self._require()[1],
+                    status=Status.CANCELED.value,
+                    canceled_at=now.isoformat(),
+                    cancel_at_period_end=False,
+                    pending_plan=None,
+                )
+                await self._record_change("canceled", request.actor, c.status, now)
+            await self._project()
+            self._generation += 1
+            c2 = self._require()[1]
+            return LifecycleResult(
+                inp.subscription_id,
+                c2.status,
+                c2.cancel_at_period_end,
+                effective.isoformat(),
+                invoice_id,
+                total,
+            )
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        _check_apply_before(request.apply_before)
+        check_cancel(self._facts(), at_period_end=request.at_period_end)
+
+    @workflow.update(name="undo_cancel")
+    async def undo_cancel(self, request: LifecycleRequest) -> LifecycleResult:
+        async with self._lock:
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_undo_cancel, request)
+            inp, c = self._require()
+            self._c = replace(c, cancel_at_period_end=False)
+            now = self._business_now()
+            await self._record_change("cancel_undone", request.actor, c.status, now)
+            await self._project()
+            self._generation += 1
+            return LifecycleResult(inp.subscription_id, c.status, False, now.isoformat())
+
+    @undo_cancel.validator
+    def _validate_undo_cancel(self, request: LifecycleRequest) -> None:
+        _check_apply_before(request.apply_before)
+        check_command(Command.UNDO_CANCEL, self._facts())
+
+    @workflow.update(name="pause")
+    async def pause(self, request: PauseRequest) -> LifecycleResult:
+        async with self._lock:
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_pause, request)
+            inp, c = self._require()
+            now = self._business_now()
+            # Pausing closes the period now: usage so far is billed, unused base time becomes
+            # credit; resuming opens a fresh period anchored at the resume instant.
+            start, end = self._period()
+            plan = _plan(c.plan)
+            lines = [
+                *await self._overage((start, now), c.plan),
+                *proration_lines(plan, plan, self._interval(), (start, end), now)[:1],
+            ]
+            draft = compose_invoice(plan.currency, lines, c.credit_balance)
+            invoice_id = await self._issue(draft, "pause", f"pause:{now.isoformat()}", (start, now))
+            self._c = replace(
+                self._require()[1],
+                status=Status.PAUSED.value,
+                paused_at=now.isoformat(),
+                resume_at=request.resume_at,
+                pending_plan=None,
+            )
+            await self._record_change(
+                "paused", request.actor, c.status, now, details={"resume_at": request.resume_at}
+            )
+            await self._project()
+            self._generation += 1
+            return LifecycleResult(
+                inp.subscription_id,
+                Status.PAUSED.value,
+                False,
+                now.isoformat(),
+                invoice_id,
+                draft.total,
+            )
+
+    @pause.validator
+    def _validate_pause(self, request: PauseRequest) -> None:
+        _check_apply_before(request.apply_before)
+        check_command(Command.PAUSE, self._facts())
+        resume_at = _dt(request.resume_at)
+        if resume_at is not None and resume_at <= self._business_now():
+            raise InvalidTransition("resume_at must be in the future")
+
+    @workflow.update(name="resume")
+    async def resume(self, request: LifecycleRequest) -> LifecycleResult:
+        async with self._lock:
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_resume, request)
+            inp = self._require()[0]
+            now = self._business_now()
+            await self._activate(now, request.actor, Status.PAUSED.value, "resumed")
+            self._publish()
+            self._generation += 1
+            c = self._require()[1]
+            return LifecycleResult(inp.subscription_id, c.status, False, now.isoformat())
+
+    @resume.validator
+    def _validate_resume(self, request: LifecycleRequest) -> None:
+        _check_apply_before(request.apply_before)
+        check_command(Command.RESUME, self._facts())
+
+    @workflow.update(name="set_payment_method")
+    async def set_payment_method(self, request: SetPaymentMethodRequest) -> PaymentMethodResult:
+        async with self._lock:
+            # The state may have moved while this update waited for the lock.
+            self._recheck(self._validate_payment_method, request)
+            card = await self._attach_payment_method(request.payment_method_id)
+            c = self._require()[1]
+            await self._record_change(
+                "payment_method_set",
+                request.actor,
+                c.status,
+                self._business_now(),
+                details={"brand": card.brand, "last4": card.last4},
+            )
+            # A new card is the moment to retry what is owed (dunning refines this in issue 4).
+            for invoice in list(c.open_invoices):
+                await self._collect(invoice)
+            await self._project()
+            self._generation += 1
+            return card
+
+    @set_payment_method.validator
+    def _validate_payment_method(self, request: SetPaymentMethodRequest) -> None:
+        _check_apply_before(request.apply_before)
+        if self._require()[1].customer_id is None:
+            raise InvalidTransition("the subscription is still being set up; retry in a moment")
+        check_command(Command.SET_PAYMENT_METHOD, self._facts())
+        if not request.payment_method_id.strip():
+            raise InvalidTransition("payment_method_id is empty")
+
+    async def _attach_payment_method(self, payment_method_id: str) -> PaymentMethodResult:
+        inp, c = self._require()
+        assert c.customer_id is not None
+        card: PaymentMethodResult = await workflow.execute_activity(
+            "attach_payment_method",
+            AttachPaymentMethodInput(inp.tenant_id, c.customer_id, payment_method_id),
+            result_type=PaymentMethodResult,
+            task_queue=inp.stripe_task_queue,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            schedule_to_close_timeout=STRIPE_WRITE_SCHEDULE_TO_CLOSE,
+            retry_policy=STRIPE_RETRY,
+            summary="attach payment method",
+        )
+        await workflow.execute_activity(
+            "record_payment_method",
+            RecordPaymentMethodInput(inp.tenant_id, card),
+            result_type=RecordChangeResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=DB_RETRY,
+            summary="record payment method",
+        )
+        self._c = replace(self._require()[1], has_payment_method=True)
+        return card
+
+    # ------------------------------------------------------------------------------ signals
+
+    @workflow.signal(name="stripe_event")
+    async def stripe_event(self, event: StripeEventSignal) -> None:
+        async with self._lock:
+            c = self._require()[1]
+            if event.event_id in c.seen_event_ids:
+                return
+            self._c = replace(
+                c, seen_event_ids=[*c.seen_event_ids, event.event_id][-SEEN_EVENTS_KEPT:]
+            )
+            if event.event_type in PAYMENT_METHOD_EVENTS:
+                self._c = replace(self._c, has_payment_method=True)
+                return
+            invoice = next(
+                (
+                    i
+                    for i in self._c.open_invoices
+                    if (event.invoice_id and i.invoice_id == event.invoice_id)
+                    or (event.stripe_invoice_id and i.stripe_invoice_id == event.stripe_invoice_id)
+                ),
+                None,
+            )
+            if invoice is None:
+                return  # not open here: already settled (a late failure changes nothing)
+            before = self._c.status
+            if event.event_type in PAID_EVENTS or event.invoice_status == "paid":
+                await self._project_invoice(
+                    invoice.invoice_id,
+                    "paid",
+                    StripeInvoiceResult(
+                        invoice.stripe_invoice_id or "",
+                        "paid",
+                        invoice.total,
+                        event.amount_paid if event.amount_paid is not None else invoice.total,
+                        event.hosted_invoice_url,
+                        None,
+                    ),
+                    attempt=invoice.attempts,
+                )
+                self._settled(invoice.invoice_id)
+            elif event.event_type in FAILED_EVENTS and self._c.status == Status.ACTIVE.value:
+                self._c = replace(self._c, status=Status.PAST_DUE.value)
+            if self._c.status != before:
+                await self._record_change(
+                    "payment_status", "stripe", before, self._business_now(),
+                    details={"event_id": event.event_id, "invoice_id": invoice.invoice_id},
+                )  # fmt: skip
+                await self._project()
+
+    # ------------------------------------------------------------------------------ queries
+
+    @workflow.query(name="state")
+    def state(self) -> SubscriptionState:
+        inp, c = self._require()
+        period = self._period() if c.anchor else None
+        return SubscriptionState(
+            subscription_id=inp.subscription_id,
+            tenant_id=inp.tenant_id,
+            status=c.status,
+            plan_code=c.plan.code,
+            interval=inp.interval,
+            stripe_customer_id=c.customer_id,
+            current_period_start=_iso(period[0]) if period else None,
+            current_period_end=_iso(period[1]) if period else None,
+            trial_end=c.trial_end,
+            version=c.version,
+            cancel_at_period_end=c.cancel_at_period_end,
+            pending_plan_code=c.pending_plan.code if c.pending_plan else None,
+            credit_balance=c.credit_balance,
+            open_invoices=list(c.open_invoices),
+            invoices_issued=c.invoices_issued,
+            paused_at=c.paused_at,
+            resume_at=c.resume_at,
+            has_payment_method=c.has_payment_method,
+            business_now=self._business_now().isoformat(),
+        )
+
+    @workflow.query(name="preview")
+    def preview(self, request: PreviewRequest) -> PreviewResult:
+        """What a change would bill now and at the next renewal; without a plan, the upcoming
+        invoice as things stand."""
+        c = self._require()[1]
+        currency = _plan(c.plan).currency
+        # A query sees the time of the last workflow task, which can be long ago: the caller
+        # says what time it is (`as_of`, wall clock) and the workflow maps it onto its clock.
+        as_of = _dt(request.as_of)
+        at = _dt(request.proration_date) or (
+            self._business_at(as_of) if as_of else self._business_now()
+        )
+        at = at.replace(microsecond=0)
+        if request.plan is None:
+            after = c.pending_plan or c.plan
+            next_at, next_draft = self._next_invoice(after, c.credit_balance)
+            return PreviewResult(
+                kind="none",
+                effective_at=at.isoformat(),
+                proration_date=at.isoformat(),
+                lines=[],
+                total=0,
+                credit_balance_after=c.credit_balance,
+                next_invoice_at=_iso(next_at),
+                next_invoice_lines=[_payload(x) for x in next_draft.lines] if next_draft else [],
+                next_invoice_total=next_draft.total if next_draft else 0,
+                currency=currency,
+            )
+        self._validate_change(ChangePlanRequest(request.plan, "preview", request.timing), now=at)
+        self._check_proration_date(request.proration_date, now=at)
+        kind, immediate, effective, draft = self._price_change(
+            request.plan, request.timing, at.isoformat()
+        )
+        balance = draft.credit_balance_after if draft else c.credit_balance
+        next_at, next_draft = self._next_invoice(request.plan, balance)
+        return PreviewResult(
+            kind=kind,
+            effective_at=effective.isoformat(),
+            proration_date=at.isoformat(),
+            lines=[_payload(x) for x in draft.lines] if draft else [],
+            total=draft.total if draft else 0,
+            credit_balance_after=balance,
+            next_invoice_at=_iso(next_at),
+            next_invoice_lines=[_payload(x) for x in next_draft.lines] if next_draft else [],
+            next_invoice_total=next_draft.total if next_draft else 0,
+            currency=currency,
+        )
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def _recheck(self, validator: Callable[[Any], None], request: Any) -> None:
+        """Validate again inside the handler. A refusal here must be an ApplicationError (any
+        other exception would fail the workflow task and retry it forever); the deadline is not
+        checked again: the update was accepted in time."""
+        try:
+            validator(replace(request, apply_before=None))
+        except InvalidTransition as error:
+            raise ApplicationError(
+                error.message, type="InvalidTransition", non_retryable=True
+            ) from error
+
+    def _moved_since(self, generation: int) -> Callable[[], bool]:
+        return lambda: self._generation != generation
+
+    def _require(self) -> tuple[SubscriptionInput, SubscriptionCarry]:
+        assert self._input is not None
+        assert self._c is not None
+        return self._input, self._c
+
+    def _facts(self) -> LifecycleFacts:
+        c = self._require()[1]
+        return LifecycleFacts(Status(c.status), cancel_at_period_end=c.cancel_at_period_end)
+
+    def _interval(self) -> Interval:
+        return Interval(self._require()[0].interval)
+
+    def _period(self) -> tuple[datetime, datetime]:
+        c = self._require()[1]
+        anchor = _dt(c.anchor)
+        assert anchor is not None
+        return period_bounds(anchor, self._interval(), c.period_index)
+
+    def _business_now(self) -> datetime:
+        return self._business_at(workflow.now())
+
+    def _business_at(self, wall: datetime) -> datetime:
+        inp, c = self._require()
+        wall_origin = datetime.fromisoformat(c.wall_origin)
+        business_origin = datetime.fromisoformat(c.business_origin)
+        elapsed = wall - wall_origin
+        if inp.time_scale == 1.0:
+            return business_origin + elapsed
+        # Whole microseconds, so the same history always gives the same business instant.
+        return business_origin + timedelta(
+            microseconds=round(elapsed / timedelta(microseconds=1) * inp.time_scale)
+        )
+
+    def _wall_until(self, deadline: datetime) -> timedelta:
+        inp = self._require()[0]
+        remaining = deadline - self._business_now()
+        if inp.time_scale == 1.0:
+            return remaining
+        return remaining / inp.time_scale
+
+    async def _record_change(
+        self,
+        kind: str,
+        actor: str,
+        from_status: str | None,
+        at: datetime,
+        *,
+        from_plan: str | None = None,
+        to_plan: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        inp, c = self._require()
+        self._c = replace(c, change_seq=c.change_seq + 1)
+        await workflow.execute_activity(
+            "record_subscription_change",
+            SubscriptionChange(
+                tenant_id=inp.tenant_id,
+                subscription_id=inp.subscription_id,
+                # Deterministic: a retried activity (or a replay) records the change once.
+                change_key=f"sub:{inp.subscription_id}:change:{self._c.change_seq}",
+                kind=kind,
+                effective_at=at.isoformat(),
+                actor=actor,
+                from_status=from_status,
+                to_status=self._c.status,
+                from_plan_code=from_plan,
+                to_plan_code=to_plan,
+                details=details or {},
+            ),
+            result_type=RecordChangeResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=DB_RETRY,
+            summary=f"record change {kind}",
+        )
+
+    async def _project(self) -> None:
+        # The UI's view (search attributes, details) moves with the Postgres projection.
+        self._publish()
+        inp, c = self._require()
+        self._c = replace(c, version=c.version + 1)
+        c = self._c
+        period = self._period() if c.anchor else None
+        await workflow.execute_activity(
+            "project_subscription",
+            SubscriptionProjection(
+                subscription_id=inp.subscription_id,
+                tenant_id=inp.tenant_id,
+                version=c.version,
+                status=c.status,
+                plan_id=c.plan.plan_id,
+                plan_code=c.plan.code,
+                interval=inp.interval,
+                current_period_start=_iso(period[0]) if period else None,
+                current_period_end=_iso(period[1]) if period else None,
+                trial_end=c.trial_end,
+                cancel_at_period_end=c.cancel_at_period_end,
+                canceled_at=c.canceled_at,
+                paused_at=c.paused_at,
+                resume_at=c.resume_at,
+                pending_change=(
+                    {"plan_code": c.pending_plan.code, "plan_id": c.pending_plan.plan_id}
+                    if c.pending_plan
+                    else None
+                ),
+            ),
+            result_type=ProjectionResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=DB_RETRY,
+            summary=f"project status {c.status}",
         )
 
     def _publish(self) -> None:
-        assert self._input is not None
-        next_at = self._trial_end or (self._period[1] if self._period else None)
+        inp, c = self._require()
+        next_at = self._next_deadline()
         updates: list[SearchAttributeUpdate[Any]] = [
-            sa.TENANT_ID.value_set(self._input.tenant_id),
-            sa.SUBSCRIPTION_ID.value_set(self._input.subscription_id),
-            sa.PLAN_CODE.value_set(self._input.plan.code),
-            sa.SUBSCRIPTION_STATUS.value_set(self._status),
+            sa.TENANT_ID.value_set(inp.tenant_id),
+            sa.SUBSCRIPTION_ID.value_set(inp.subscription_id),
+            sa.PLAN_CODE.value_set(c.plan.code),
+            sa.SUBSCRIPTION_STATUS.value_set(c.status),
+            sa.NEXT_BILLING_AT.value_set(next_at) if next_at else sa.NEXT_BILLING_AT.value_unset(),
         ]
-        if next_at is not None:
-            updates.append(sa.NEXT_BILLING_AT.value_set(next_at))
         workflow.upsert_search_attributes(updates)
+        pending = " (cancels at period end)" if c.cancel_at_period_end else ""
         workflow.set_current_details(
-            f"{self._status} on {self._input.plan.code}/{self._input.interval}"
-            + (f", next boundary {next_at.isoformat()}" if next_at else "")
+            f"{c.status}{pending} on {c.plan.code}/{inp.interval}"
+            + (f", next {self._deadline_summary()} at {next_at.isoformat()}" if next_at else "")
         )

@@ -3,24 +3,54 @@ write the row first and then start (or message) the subscription workflow."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from adapters.db import billing_reads
 from adapters.db import plans as plan_repo
 from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
 from adapters.db.subscriptions import SubscriptionRow
+from adapters.db.tables import subscriptions
 from adapters.temporal import start_subscription
-from api.auth import ManagePrincipal, ReadPrincipal, ServicesDep
+from api.auth import ManagePrincipal, Principal, ReadPrincipal, ServicesDep
+from api.commands import StillRunning, apply_before, run_update
 from api.errors import Conflict, NotFound, ServiceUnavailable, error_responses
-from api.schemas import SubscriptionCreate, SubscriptionOut
-from billing.errors import UnknownPlan
-from workflows.io import PlanSnapshot, SubscriptionInput
-from workflows.subscription import workflow_id
+from api.schemas import (
+    ChangeOut,
+    LifecycleOut,
+    LineOut,
+    PauseIn,
+    PlanChange,
+    PlanChangeOut,
+    PreviewOut,
+    PreviewQuery,
+    SubscriptionCreate,
+    SubscriptionOut,
+)
+from api.services import Services
+from billing.errors import InvalidTransition, UnknownPlan
+from workflows.io import (
+    CancelRequest,
+    ChangePlanRequest,
+    ChangePlanResult,
+    InvoiceLinePayload,
+    LifecycleRequest,
+    LifecycleResult,
+    PauseRequest,
+    PlanSnapshot,
+    PreviewRequest,
+    PreviewResult,
+    SubscriptionInput,
+)
+from workflows.subscription import SubscriptionWorkflow, workflow_id
 
 router = APIRouter(prefix="/api/billing/subscription", tags=["subscription"])
 
@@ -48,6 +78,18 @@ async def get_subscription(principal: ReadPrincipal, services: ServicesDep) -> S
 async def create_subscription(
     body: SubscriptionCreate, principal: ManagePrincipal, services: ServicesDep, response: Response
 ) -> SubscriptionOut:
+    row, existed = await _create(body, principal, services)
+    if existed:
+        response.status_code = status.HTTP_200_OK
+    return _out(row)
+
+
+async def _create(
+    body: SubscriptionCreate,
+    principal: Principal,
+    services: Services,
+    reactivated_from: uuid.UUID | None = None,
+) -> tuple[SubscriptionRow, bool]:
     tenant_id = principal.require_tenant()
     try:
         async with services.tenant_db.tenant_transaction(tenant_id) as conn:
@@ -77,6 +119,12 @@ async def create_subscription(
                     currency=plan.plan().currency,
                     workflow_id=workflow_id(str(subscription_id)),
                 )
+                if reactivated_from is not None:
+                    await conn.execute(
+                        update(subscriptions)
+                        .where(subscriptions.c.id == subscription_id)
+                        .values(reactivated_from=reactivated_from)
+                    )
                 await record_audit(
                     conn,
                     actor=principal.actor,
@@ -84,7 +132,12 @@ async def create_subscription(
                     subject_type="subscription",
                     subject_id=str(subscription_id),
                     tenant_id=tenant_id,
-                    details={"plan": plan.code, "version": plan.version, "interval": body.interval},
+                    details={
+                        "plan": plan.code,
+                        "version": plan.version,
+                        "interval": body.interval,
+                        "reactivated_from": str(reactivated_from) if reactivated_from else None,
+                    },
                 )
     except IntegrityError as error:  # a concurrent request created one first
         raise Conflict("this tenant already has a subscription") from error
@@ -115,9 +168,7 @@ async def create_subscription(
     async with services.tenant_db.tenant_transaction(tenant_id) as conn:
         row = await subscription_repo.get_subscription(conn, subscription_id)
     assert row is not None
-    if live is not None:
-        response.status_code = status.HTTP_200_OK
-    return _out(row)
+    return row, live is not None
 
 
 def _is_retry_of(live: SubscriptionRow, body: SubscriptionCreate) -> bool:
@@ -128,3 +179,195 @@ def _is_retry_of(live: SubscriptionRow, body: SubscriptionCreate) -> bool:
         and live.plan_code == body.plan_code
         and live.interval == body.interval
     )
+
+
+# --- commands on the live subscription (workflow Updates) --------------------------------------
+
+COMMAND_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
+
+
+async def live_subscription(services: Services, principal: Principal) -> SubscriptionRow:
+    tenant_id = principal.require_tenant()
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        row = await subscription_repo.get_live_subscription(conn, tenant_id)
+    if row is None:
+        raise NotFound("this tenant has no live subscription")
+    return row
+
+
+async def _plan_snapshot(services: Services, principal: Principal, code: str) -> PlanSnapshot:
+    async with services.tenant_db.tenant_transaction(principal.require_tenant()) as conn:
+        plan = await plan_repo.latest_plan(conn, code)
+    if plan is None:
+        raise UnknownPlan(code)
+    return PlanSnapshot(str(plan.id), plan.code, plan.version, plan.definition)
+
+
+def _lines(lines: list[InvoiceLinePayload]) -> list[LineOut]:
+    return [LineOut.model_validate(line, from_attributes=True) for line in lines]
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else None
+
+
+@router.put("", response_model=PlanChangeOut, responses=COMMAND_ERRORS)
+async def change_plan(
+    body: PlanChange, principal: ManagePrincipal, services: ServicesDep
+) -> PlanChangeOut:
+    """Change plan: upgrades apply now with a prorated invoice, downgrades at period end
+    (unless `timing` says otherwise)."""
+    live = await live_subscription(services, principal)
+    plan = await _plan_snapshot(services, principal, body.plan_code)
+    result = await run_update(
+        services,
+        live.workflow_id,
+        "change_plan",
+        ChangePlanRequest(
+            plan,
+            principal.actor,
+            body.timing,
+            _iso(body.proration_date),
+            apply_before=apply_before(services),
+        ),
+        ChangePlanResult,
+    )
+    return PlanChangeOut(
+        subscription_id=uuid.UUID(result.subscription_id),
+        kind=result.kind,
+        effective_at=result.effective_at,
+        scheduled=result.scheduled,
+        lines=_lines(result.lines),
+        invoice_id=uuid.UUID(result.invoice_id) if result.invoice_id else None,
+        invoice_total=result.invoice_total,
+        credit_balance=result.credit_balance,
+        status=result.status,
+    )
+
+
+def _lifecycle(result: LifecycleResult) -> LifecycleOut:
+    return LifecycleOut.model_validate(result, from_attributes=True)
+
+
+@router.delete("", response_model=LifecycleOut, responses=COMMAND_ERRORS)
+async def cancel_subscription(
+    principal: ManagePrincipal,
+    services: ServicesDep,
+    at_period_end: bool = Query(True, description="false: cancel now with a final invoice"),  # noqa: FBT001
+) -> LifecycleOut:
+    live = await live_subscription(services, principal)
+    request = CancelRequest(principal.actor, at_period_end, apply_before=apply_before(services))
+    return _lifecycle(
+        await run_update(services, live.workflow_id, "cancel", request, LifecycleResult)
+    )
+
+
+@router.post("/pause", response_model=LifecycleOut, responses=COMMAND_ERRORS)
+async def pause_subscription(
+    principal: ManagePrincipal, services: ServicesDep, body: PauseIn | None = None
+) -> LifecycleOut:
+    live = await live_subscription(services, principal)
+    resume_at = _iso(body.resume_at) if body else None
+    request = PauseRequest(principal.actor, resume_at, apply_before=apply_before(services))
+    return _lifecycle(
+        await run_update(services, live.workflow_id, "pause", request, LifecycleResult)
+    )
+
+
+@router.post("/resume", response_model=LifecycleOut, responses=COMMAND_ERRORS)
+async def resume_subscription(principal: ManagePrincipal, services: ServicesDep) -> LifecycleOut:
+    live = await live_subscription(services, principal)
+    request = LifecycleRequest(principal.actor, apply_before=apply_before(services))
+    return _lifecycle(
+        await run_update(services, live.workflow_id, "resume", request, LifecycleResult)
+    )
+
+
+@router.post(
+    "/reactivate",
+    response_model=SubscriptionOut,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def reactivate_subscription(
+    principal: ManagePrincipal, services: ServicesDep, response: Response
+) -> SubscriptionOut:
+    """Undo a pending cancellation; after a cancellation took effect, start a NEW subscription
+    (new id, new workflow) on the same plan: a workflow id is never reused."""
+    tenant_id = principal.require_tenant()
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        latest = await subscription_repo.latest_subscription(conn, tenant_id)
+    if latest is None:
+        raise NotFound("this tenant has no subscription to reactivate")
+    if latest.status != "canceled":
+        if not latest.cancel_at_period_end:
+            raise InvalidTransition(f"the subscription is {latest.status}, not canceled")
+        request = LifecycleRequest(principal.actor, apply_before=apply_before(services))
+        await run_update(services, latest.workflow_id, "undo_cancel", request, LifecycleResult)
+        async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+            row = await subscription_repo.get_subscription(conn, latest.id)
+        assert row is not None
+        return _out(row)
+    body = SubscriptionCreate(plan_code=latest.plan_code, interval=latest.interval)
+    row, _ = await _create(body, principal, services, reactivated_from=latest.id)
+    response.status_code = status.HTTP_201_CREATED
+    return _out(row)
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+
+async def preview_for(
+    services: Services, principal: Principal, request: PreviewRequest
+) -> PreviewOut:
+    """The workflow's `preview` query: the same pure functions the real change runs."""
+    live = await live_subscription(services, principal)
+    handle = services.temporal.get_workflow_handle(live.workflow_id)
+    try:
+        async with asyncio.timeout(services.settings.update_timeout_seconds):
+            result: PreviewResult = await handle.query(SubscriptionWorkflow.preview, request)
+    except WorkflowQueryFailedError as error:
+        raise InvalidTransition(str(error.message)) from error
+    except (TimeoutError, RPCError) as error:
+        raise ServiceUnavailable(
+            "no billing worker answered the preview in time; retry later"
+        ) from error
+    return PreviewOut(
+        kind=result.kind,
+        currency=result.currency,
+        effective_at=result.effective_at,
+        proration_date=result.proration_date,
+        lines=_lines(result.lines),
+        total=result.total,
+        credit_balance_after=result.credit_balance_after,
+        next_invoice_at=result.next_invoice_at,
+        next_invoice_lines=_lines(result.next_invoice_lines),
+        next_invoice_total=result.next_invoice_total,
+    )
+
+
+@router.post("/preview", response_model=PreviewOut, responses=COMMAND_ERRORS)
+async def preview_change(
+    body: PreviewQuery, principal: ReadPrincipal, services: ServicesDep
+) -> PreviewOut:
+    plan = await _plan_snapshot(services, principal, body.plan_code)
+    request = PreviewRequest(
+        plan,
+        body.timing,
+        _iso(body.proration_date),
+        as_of=services.clock().isoformat(),
+    )
+    return await preview_for(services, principal, request)
+
+
+@router.get("/history", response_model=list[ChangeOut], responses=error_responses(401, 403, 404))
+async def subscription_history(principal: ReadPrincipal, services: ServicesDep) -> list[ChangeOut]:
+    tenant_id = principal.require_tenant()
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        latest = await subscription_repo.latest_subscription(conn, tenant_id)
+        if latest is None:
+            raise NotFound("this tenant has no subscription")
+        rows = await billing_reads.list_changes(conn, latest.id)
+    return [ChangeOut.model_validate(row) for row in rows]
+
+
+__all__ = ["StillRunning", "preview_for", "router"]

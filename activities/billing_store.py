@@ -1,0 +1,224 @@
+"""Postgres side of billing: period usage, invoices and their items, payment attempts, the
+subscription change history with its audit rows, payment methods (worker role: across tenants).
+
+Every write is idempotent under activity retries: invoices by `billing_key`, changes by
+`change_key`, attempts by their idempotency key, projections by `version`."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from temporalio import activity
+
+from adapters.db.session import Database
+from adapters.db.tables import (
+    audit_log,
+    dunning_attempts,
+    invoice_items,
+    invoices,
+    payment_methods,
+    subscription_changes,
+    usage_period_counters,
+)
+from workflows.io import (
+    InvoiceProjection,
+    PeriodUsage,
+    PeriodUsageInput,
+    ProjectionResult,
+    RecordChangeResult,
+    RecordInvoiceInput,
+    RecordInvoiceResult,
+    RecordPaymentMethodInput,
+    SubscriptionChange,
+)
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _whole_units(quantity: Decimal) -> int:
+    # Billing counts started units (as overage counts started blocks): 0.2 GB bills as 1.
+    return math.ceil(quantity)
+
+
+class BillingStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @activity.defn(name="read_period_usage")
+    async def read_period_usage(self, input: PeriodUsageInput) -> PeriodUsage:
+        """The closed period's usage per metric from the counters the usage path maintains
+        (keyed by the period start the subscription projected)."""
+        async with self._db.transaction() as conn:
+            rows = await conn.execute(
+                select(usage_period_counters.c.metric, usage_period_counters.c.quantity).where(
+                    usage_period_counters.c.tenant_id == UUID(input.tenant_id),
+                    usage_period_counters.c.period_start == _ts(input.period_start),
+                )
+            )
+            return PeriodUsage({row.metric: _whole_units(row.quantity) for row in rows})
+
+    @activity.defn(name="record_invoice")
+    async def record_invoice(self, input: RecordInvoiceInput) -> RecordInvoiceResult:
+        async with self._db.transaction() as conn:
+            inserted = await conn.execute(
+                insert(invoices)
+                .values(
+                    id=UUID(input.invoice_id),
+                    tenant_id=UUID(input.tenant_id),
+                    subscription_id=UUID(input.subscription_id),
+                    status="draft",
+                    billing_reason=input.billing_reason,
+                    billing_key=input.billing_key,
+                    currency=input.currency,
+                    subtotal=input.subtotal,
+                    total=input.total,
+                    amount_due=input.total,
+                    period_start=_ts(input.period_start),
+                    period_end=_ts(input.period_end),
+                    version=input.version,
+                )
+                .on_conflict_do_nothing(index_elements=["billing_key"])
+                .returning(invoices.c.id)
+            )
+            if inserted.first() is None:
+                # Billed already (a retry after the commit): the period is never billed twice.
+                existing = await conn.scalar(
+                    select(invoices.c.id).where(invoices.c.billing_key == input.billing_key)
+                )
+                return RecordInvoiceResult(str(existing), created=False)
+            await conn.execute(
+                invoice_items.insert(),
+                [
+                    {
+                        "tenant_id": UUID(input.tenant_id),
+                        "invoice_id": UUID(input.invoice_id),
+                        "position": position,
+                        "kind": line.kind,
+                        "description": line.description,
+                        "metric": line.metric,
+                        "quantity": line.quantity,
+                        "amount": line.amount,
+                        "currency": input.currency,
+                        "period_start": _ts(line.period_start),
+                        "period_end": _ts(line.period_end),
+                    }
+                    for position, line in enumerate(input.lines)
+                ],
+            )
+        return RecordInvoiceResult(input.invoice_id, created=True)
+
+    @activity.defn(name="project_invoice")
+    async def project_invoice(self, input: InvoiceProjection) -> ProjectionResult:
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                update(invoices)
+                .where(invoices.c.id == UUID(input.invoice_id), invoices.c.version < input.version)
+                .values(
+                    version=input.version,
+                    status=input.status,
+                    amount_paid=input.amount_paid,
+                    stripe_invoice_id=input.stripe_invoice_id,
+                    hosted_invoice_url=input.hosted_invoice_url,
+                    invoice_pdf=input.invoice_pdf,
+                    attempt_count=func.greatest(invoices.c.attempt_count, input.attempt_count),
+                    paid_at=_ts(input.paid_at),
+                    updated_at=func.now(),
+                )
+            )
+            if input.attempt_outcome and input.tenant_id and input.attempt_count:
+                await conn.execute(
+                    insert(dunning_attempts)
+                    .values(
+                        tenant_id=UUID(input.tenant_id),
+                        invoice_id=UUID(input.invoice_id),
+                        attempt=input.attempt_count,
+                        idempotency_key=f"pay:{input.invoice_id}:{input.attempt_count}",
+                        attempted_at=_ts(input.attempted_at),
+                        outcome=input.attempt_outcome,
+                        decline_code=input.decline_code,
+                        failure_message=input.failure_message,
+                    )
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                )
+        return ProjectionResult(applied=result.rowcount == 1)
+
+    @activity.defn(name="record_subscription_change")
+    async def record_subscription_change(self, input: SubscriptionChange) -> RecordChangeResult:
+        """One history row and one audit row per change, both or neither (same transaction)."""
+        async with self._db.transaction() as conn:
+            inserted = await conn.execute(
+                insert(subscription_changes)
+                .values(
+                    tenant_id=UUID(input.tenant_id),
+                    subscription_id=UUID(input.subscription_id),
+                    kind=input.kind,
+                    from_status=input.from_status,
+                    to_status=input.to_status,
+                    from_plan_code=input.from_plan_code,
+                    to_plan_code=input.to_plan_code,
+                    effective_at=_ts(input.effective_at),
+                    actor=input.actor,
+                    change_key=input.change_key,
+                    details=input.details,
+                )
+                .on_conflict_do_nothing(index_elements=["change_key"])
+                .returning(subscription_changes.c.id)
+            )
+            if inserted.first() is None:
+                return RecordChangeResult(recorded=False)
+            await conn.execute(
+                audit_log.insert().values(
+                    tenant_id=UUID(input.tenant_id),
+                    actor=input.actor,
+                    action=f"subscription.{input.kind}",
+                    subject_type="subscription",
+                    subject_id=input.subscription_id,
+                    details={
+                        "from_status": input.from_status,
+                        "to_status": input.to_status,
+                        "from_plan": input.from_plan_code,
+                        "to_plan": input.to_plan_code,
+                        "effective_at": input.effective_at,
+                        **input.details,
+                    },
+                )
+            )
+        return RecordChangeResult(recorded=True)
+
+    @activity.defn(name="record_payment_method")
+    async def record_payment_method(self, input: RecordPaymentMethodInput) -> RecordChangeResult:
+        """Store brand, last4 and expiry only, and make this card the tenant's default."""
+        tenant_id = UUID(input.tenant_id)
+        card = input.card
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                update(payment_methods)
+                .where(
+                    payment_methods.c.tenant_id == tenant_id,
+                    payment_methods.c.stripe_payment_method_id != card.payment_method_id,
+                )
+                .values(is_default=False, updated_at=func.now())
+            )
+            stmt = insert(payment_methods).values(
+                tenant_id=tenant_id,
+                stripe_payment_method_id=card.payment_method_id,
+                brand=card.brand,
+                last4=card.last4,
+                exp_month=card.exp_month,
+                exp_year=card.exp_year,
+                is_default=True,
+            )
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["stripe_payment_method_id"],
+                    set_={"is_default": True, "detached_at": None, "updated_at": func.now()},
+                )
+            )
+        return RecordChangeResult(recorded=True)

@@ -1,0 +1,102 @@
+"""Sending commands to subscription workflows as Updates, with the API's timeout semantics.
+
+An Update is first *admitted* by the server, then *accepted* by the workflow's validator, then
+*completed*. The API waits at most `settings.update_timeout_seconds` for acceptance:
+
+* not accepted in time (no worker polling, worker overloaded): 503, and nothing is applied,
+  ever: the request carries `apply_before` (the API's deadline) and the validator rejects it if
+  a worker only gets to it later, so a command the caller was told failed never surfaces later;
+* accepted but not completed in time (e.g. Stripe slow): 202, the change is durable and will
+  finish; the caller reads the subscription to see it;
+* rejected by the validator: the domain error (409 for an invalid transition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import (
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import ApiError, Conflict, ServiceUnavailable
+from api.services import Services
+from billing.errors import InvalidTransition, PaymentDeclined
+
+T = TypeVar("T")
+
+
+class StillRunning(ApiError):
+    status_code = 202
+    code = "accepted"
+
+
+def apply_before(services: Services) -> str:
+    deadline = services.clock() + timedelta(seconds=services.settings.update_timeout_seconds)
+    return deadline.isoformat()
+
+
+async def run_update(
+    services: Services, workflow_id: str, update: str, arg: Any, result_type: type[T]
+) -> T:
+    timeout = services.settings.update_timeout_seconds
+    handle = services.temporal.get_workflow_handle(workflow_id)
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            update_handle = await handle.start_update(
+                update,
+                arg,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=result_type,
+            )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as error:
+        raise ServiceUnavailable(
+            f"no billing worker accepted the request within {timeout:g}s; nothing was changed, "
+            "retry later"
+        ) from error
+    except WorkflowUpdateFailedError as error:
+        raise _domain(error) from error
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict("the subscription's workflow has ended; nothing was changed") from error
+        raise ServiceUnavailable(f"Temporal is unavailable ({error.message})") from error
+    try:
+        remaining = max(0.1, timeout - (time.monotonic() - started))
+        async with asyncio.timeout(remaining):
+            result: T = await update_handle.result()
+            return result
+    except WorkflowUpdateFailedError as error:
+        raise _domain(error) from error
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as error:
+        raise StillRunning(
+            "the change was accepted and is still being applied; read the subscription to see "
+            "when it is done"
+        ) from error
+
+
+def _domain(error: WorkflowUpdateFailedError) -> Exception:
+    """The first application error in the failure's cause chain decides the answer."""
+    cause: BaseException | None = error.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    if isinstance(cause, ApplicationError):
+        if cause.type == "InvalidTransition":
+            return InvalidTransition(cause.message)
+        if cause.type == "stripe_card_rejected":
+            return PaymentDeclined(f"the card was refused: {cause.message}")
+        if cause.type in ("stripe_not_found", "stripe_invalid_request"):
+            return InvalidRequest(cause.message)
+    return ServiceUnavailable(f"the subscription workflow failed the request: {error.cause}")
+
+
+class InvalidRequest(ApiError):
+    status_code = 422
+    code = "invalid_request"

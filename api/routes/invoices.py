@@ -1,0 +1,110 @@
+"""`/api/billing/invoices`: the tenant's invoices from Postgres (RLS-scoped), and the upcoming
+invoice from the subscription workflow's `preview` (the code that will bill it)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from adapters.db import billing_reads
+from api.auth import ReadPrincipal, ServicesDep
+from api.errors import ApiError, NotFound, error_responses
+from api.routes.subscription import preview_for
+from api.schemas import (
+    InvoiceDetailOut,
+    InvoiceDocument,
+    InvoiceItemOut,
+    InvoiceOut,
+    InvoicePage,
+    PreviewOut,
+)
+from workflows.io import PreviewRequest
+
+router = APIRouter(prefix="/api/billing/invoices", tags=["invoices"])
+
+
+class BadCursor(ApiError):
+    status_code = 422
+    code = "invalid_cursor"
+
+
+def _cursor(row: dict[str, object]) -> str:
+    created_at = row["created_at"]
+    assert isinstance(created_at, datetime)
+    raw = f"{created_at.isoformat()}|{row['id']}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        created_at, invoice_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created_at), UUID(invoice_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise BadCursor("cursor is not one this API returned") from error
+
+
+@router.get("", response_model=InvoicePage, responses=error_responses(401, 403, 422))
+async def list_invoices(
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    limit: int = Query(20, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=200),
+) -> InvoicePage:
+    after = _parse_cursor(cursor) if cursor else None
+    async with services.tenant_db.tenant_transaction(principal.require_tenant()) as conn:
+        rows = await billing_reads.list_invoices(conn, limit=limit + 1, after=after)
+    page = rows[:limit]
+    return InvoicePage(
+        data=[InvoiceOut.model_validate(r) for r in page],
+        next_cursor=_cursor(page[-1]) if len(rows) > limit else None,
+    )
+
+
+@router.get("/upcoming", response_model=PreviewOut, responses=error_responses(401, 403, 404, 503))
+async def upcoming_invoice(principal: ReadPrincipal, services: ServicesDep) -> PreviewOut:
+    """The next renewal invoice as things stand (usage overage is only known at period close)."""
+    request = PreviewRequest(as_of=services.clock().isoformat())
+    return await preview_for(services, principal, request)
+
+
+async def _invoice(
+    services: ServicesDep, principal: ReadPrincipal, invoice_id: UUID
+) -> dict[str, object]:
+    async with services.tenant_db.tenant_transaction(principal.require_tenant()) as conn:
+        row = await billing_reads.get_invoice(conn, invoice_id)
+        if row is None:
+            raise NotFound("no such invoice")
+        row["items"] = [
+            InvoiceItemOut.model_validate(i)
+            for i in await billing_reads.invoice_lines(conn, invoice_id)
+        ]
+    return row
+
+
+@router.get(
+    "/{invoice_id}", response_model=InvoiceDetailOut, responses=error_responses(401, 403, 404, 422)
+)
+async def get_invoice(
+    invoice_id: UUID, principal: ReadPrincipal, services: ServicesDep
+) -> InvoiceDetailOut:
+    return InvoiceDetailOut.model_validate(await _invoice(services, principal, invoice_id))
+
+
+@router.get(
+    "/{invoice_id}/pdf",
+    response_model=InvoiceDocument,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def invoice_pdf(
+    invoice_id: UUID, principal: ReadPrincipal, services: ServicesDep
+) -> InvoiceDocument:
+    """Stripe's PDF and hosted page for the invoice; 404 until Stripe has published them."""
+    row = await _invoice(services, principal, invoice_id)
+    pdf, hosted = row.get("invoice_pdf"), row.get("hosted_invoice_url")
+    if not pdf and not hosted:
+        raise NotFound("this invoice has no Stripe document (yet)")
+    return InvoiceDocument(invoice_pdf=pdf, hosted_invoice_url=hosted)

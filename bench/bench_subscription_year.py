@@ -1,0 +1,213 @@
+"""Wall time per subscription-year of SubscriptionWorkflow on the time-skipping server.
+
+N monthly subscriptions run a year each (12 periods billed: mirror to the Stripe fake, collect,
+project) with the real workflow, the real Stripe activities over the in-memory fake, and the
+Postgres activities replaced by in-memory recorders (registered under the same names), so the
+number measures orchestration, not the database. The baseline in the same run is N workflows of
+twelve bare one-month timers.
+
+    .venv/bin/python bench/bench_subscription_year.py [N]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
+
+from baseline_workflow import TwelveTimers  # noqa: E402
+from temporalio import activity  # noqa: E402
+from temporalio.api.enums.v1 import IndexedValueType  # noqa: E402
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
+
+from activities.customers import CustomerActivities  # noqa: E402
+from activities.stripe_billing import StripeBillingActivities  # noqa: E402
+from adapters.stripe_fake import FakeStripeGateway  # noqa: E402
+from billing.catalog import load_catalog  # noqa: E402
+from workflows import search_attributes  # noqa: E402
+from workflows.grace_io import PeriodOverageInput, PeriodOverageResult  # noqa: E402
+from workflows.io import (  # noqa: E402
+    InvoiceProjection,
+    PeriodUsage,
+    PeriodUsageInput,
+    PlanSnapshot,
+    ProjectionResult,
+    RecordChangeResult,
+    RecordCustomerInput,
+    RecordCustomerResult,
+    RecordInvoiceInput,
+    RecordInvoiceResult,
+    RecordPaymentMethodInput,
+    SubscriptionChange,
+    SubscriptionInput,
+    SubscriptionProjection,
+)
+from workflows.subscription import SubscriptionWorkflow  # noqa: E402
+
+
+class InMemoryStore:
+    """The Postgres activities' names and payloads, recorded in memory."""
+
+    def __init__(self) -> None:
+        self.invoices: dict[str, int] = {}
+
+    @activity.defn(name="record_stripe_customer")
+    async def record_stripe_customer(self, input: RecordCustomerInput) -> RecordCustomerResult:
+        return RecordCustomerResult(True)
+
+    @activity.defn(name="project_subscription")
+    async def project_subscription(self, input: SubscriptionProjection) -> ProjectionResult:
+        return ProjectionResult(True)
+
+    @activity.defn(name="read_period_usage")
+    async def read_period_usage(self, input: PeriodUsageInput) -> PeriodUsage:
+        return PeriodUsage({})
+
+    @activity.defn(name="compute_period_overage")
+    async def compute_period_overage(self, input: PeriodOverageInput) -> PeriodOverageResult:
+        return PeriodOverageResult()
+
+    @activity.defn(name="record_invoice")
+    async def record_invoice(self, input: RecordInvoiceInput) -> RecordInvoiceResult:
+        self.invoices[input.billing_key] = input.total
+        return RecordInvoiceResult(input.invoice_id, True)
+
+    @activity.defn(name="project_invoice")
+    async def project_invoice(self, input: InvoiceProjection) -> ProjectionResult:
+        return ProjectionResult(True)
+
+    @activity.defn(name="record_subscription_change")
+    async def record_subscription_change(self, input: SubscriptionChange) -> RecordChangeResult:
+        return RecordChangeResult(True)
+
+    @activity.defn(name="record_payment_method")
+    async def record_payment_method(self, input: RecordPaymentMethodInput) -> RecordChangeResult:
+        return RecordChangeResult(True)
+
+
+async def _register_search_attributes(client: Client) -> None:
+    types = {
+        "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    }
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={
+                k.name: types[k.indexed_value_type.name] for k in search_attributes.ALL
+            },
+        )
+    )
+
+
+async def _run_year(env: WorkflowEnvironment, done: Callable[[], bool]) -> float:
+    """Skip a year of test time and wait until `done()` is true; returns wall seconds."""
+    t0 = time.perf_counter()
+    await env.sleep(timedelta(days=365) - timedelta(hours=1))
+    while not done():
+        await env.sleep(timedelta(seconds=1))
+    return time.perf_counter() - t0
+
+
+async def main(n: int) -> None:
+    server = shutil.which("temporal-test-server", path=str(ROOT / ".venv" / "bin"))
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server)
+    try:
+        await _register_search_attributes(env.client)
+        gateway = FakeStripeGateway()
+        store = InMemoryStore()
+        stripe = StripeBillingActivities(gateway)
+        customers = CustomerActivities(gateway)
+        plan = load_catalog(ROOT / "catalog" / "plans.toml").plan("standard")
+        snapshot = PlanSnapshot(str(uuid.uuid4()), plan.code, 1, plan.to_dict())
+        workers = [
+            Worker(
+                env.client,
+                task_queue="bench",
+                workflows=[SubscriptionWorkflow, TwelveTimers],
+                activities=[
+                    store.record_stripe_customer,
+                    store.project_subscription,
+                    store.read_period_usage,
+                    store.compute_period_overage,
+                    store.record_invoice,
+                    store.project_invoice,
+                    store.record_subscription_change,
+                    store.record_payment_method,
+                ],
+            ),
+            Worker(
+                env.client,
+                task_queue="bench-stripe",
+                activities=[
+                    customers.ensure_stripe_customer,
+                    stripe.create_stripe_invoice,
+                    stripe.collect_invoice,
+                    stripe.attach_payment_method,
+                ],
+            ),
+        ]
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+
+        # Baseline: twelve bare timers per workflow.
+        baseline_handles = [
+            await env.client.start_workflow(
+                TwelveTimers.run, 12, id=f"baseline:{i}:{uuid.uuid4()}", task_queue="bench"
+            )
+            for i in range(n)
+        ]
+        t0 = time.perf_counter()
+        for handle in baseline_handles:
+            await handle.result()
+        baseline = time.perf_counter() - t0
+
+        # Subscriptions: 12 periods billed each (the start, then 11 renewals).
+        for i in range(n):
+            await env.client.start_workflow(
+                SubscriptionWorkflow.run,
+                SubscriptionInput(
+                    subscription_id=str(uuid.uuid4()),
+                    tenant_id=str(uuid.uuid4()),
+                    tenant_name=f"bench {i}",
+                    tenant_email=None,
+                    plan=snapshot,
+                    interval="month",
+                    stripe_task_queue="bench-stripe",
+                    actor="bench",
+                    payment_method_id="pm_card_visa",
+                    trial_days=0,
+                    business_start="2027-01-15T00:00:00+00:00",
+                ),
+                id=f"subscription:bench-{i}-{uuid.uuid4()}",
+                task_queue="bench",
+            )
+        subscriptions = await _run_year(env, lambda: len(gateway.charges) >= 12 * n)
+        assert len(store.invoices) == 12 * n, len(store.invoices)
+        assert len(set(gateway.keys_for("create_invoice"))) == 12 * n
+        for w in workers:
+            await w.shutdown()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await env.shutdown()
+
+    print(f"{'scenario':<42}{'N':>5}{'total s':>10}{'s / sub-year':>14}{'ratio':>8}")  # noqa: T201
+    print(f"{'baseline: 12 bare timers':<42}{n:>5}{baseline:>10.2f}{baseline / n:>14.3f}{1:>8.1f}")  # noqa: T201
+    print(  # noqa: T201
+        f"{'subscription year (12 billed periods)':<42}{n:>5}{subscriptions:>10.2f}"
+        f"{subscriptions / n:>14.3f}{subscriptions / baseline:>8.1f}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10))
