@@ -1,7 +1,9 @@
 """Committed histories of SubscriptionWorkflow scenarios replay against the current code.
 
 A change that would break running workflows (a reordered activity, a renamed handler, a new
-command without `workflow.patched`) fails here. Regenerate after an intended, compatible change:
+command without `workflow.patched`) fails here. The scenarios are also recorded afresh on every
+run and replayed at once; to replace the committed histories after an intended, compatible
+change:
 
     BILLING_RECORD_HISTORIES=1 .venv/bin/pytest \
         tests/replay/test_subscription_histories.py -k record
@@ -57,15 +59,6 @@ def test_histories_are_committed() -> None:
     assert len(_histories()) >= 5
 
 
-async def _save(handle: Handle, name: str, *, run_id: str | None = None) -> None:
-    target = (
-        handle if run_id is None else handle._client.get_workflow_handle(handle.id, run_id=run_id)
-    )
-    history = await target.fetch_history()
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
-
-
-@pytest.mark.skipif(not RECORD, reason="set BILLING_RECORD_HISTORIES=1 to regenerate")
 @pytest.mark.usefixtures("workers")
 async def test_record_histories(
     workflow_env: WorkflowEnvironment,
@@ -74,6 +67,18 @@ async def test_record_histories(
     task_queues: tuple[str, str],
     stripe_fake: FakeStripeGateway,
 ) -> None:
+    """Runs every scenario, replays each fresh history, and (with BILLING_RECORD_HISTORIES=1)
+    writes them over the committed ones."""
+    recorded: list[WorkflowHistory] = []
+
+    async def _save(handle: Handle, name: str, *, run_id: str | None = None) -> None:
+        client = handle._client
+        target = handle if run_id is None else client.get_workflow_handle(handle.id, run_id=run_id)
+        history = await target.fetch_history()
+        recorded.append(WorkflowHistory(name, history.events))
+        if RECORD:
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+
     start_at = "2027-04-01T00:00:00+00:00"
 
     # 1. Trial, conversion: the first run (ends with continue-as-new at trial end).
@@ -146,3 +151,15 @@ async def test_record_histories(
     handle = await start(workflow_env, sub, settings.task_queue)
     await handle.result()
     await _save(handle, "trial_expires_canceled")
+
+    assert [h.workflow_id for h in recorded] == [
+        "trial_converts",
+        "upgrade_then_scheduled_downgrade",
+        "pause_resume_cancel",
+        "past_due_then_paid",
+        "trial_expires_canceled",
+    ]
+    replayer = Replayer(workflows=[SubscriptionWorkflow])
+    for history in recorded:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, (history.workflow_id, result.replay_failure)
