@@ -1045,6 +1045,16 @@ class SubscriptionWorkflow:
         assert anchor is not None
         return period_bounds(anchor, self._interval(), c.period_index)
 
+    def _trial_period(self) -> tuple[datetime, datetime] | None:
+        """While trialing, the trial is the open billing period (as in Stripe): usage is metered
+        and quotas apply against it."""
+        inp, c = self._require()
+        trial_end = _dt(c.trial_end)
+        if c.status != Status.TRIALING.value or trial_end is None:
+            return None
+        trial_days = inp.trial_days if inp.trial_days is not None else _plan(inp.plan).trial_days
+        return trial_end - timedelta(days=trial_days), trial_end
+
     def _business_now(self) -> datetime:
         return self._business_at(workflow.now())
 
@@ -1108,7 +1118,7 @@ class SubscriptionWorkflow:
         inp, c = self._require()
         self._c = replace(c, version=c.version + 1)
         c = self._c
-        period = self._period() if c.anchor else None
+        period = self._period() if c.anchor else self._trial_period()
         await workflow.execute_activity(
             "project_subscription",
             SubscriptionProjection(
