@@ -9,6 +9,7 @@ and the API until Ctrl-C.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 import time
@@ -93,9 +94,15 @@ class _DevStack:
             self.env["BILLING_DATABASE_URL"] = self._start_postgres()
         if settings.temporal_address is None:
             self.env["BILLING_TEMPORAL_ADDRESS"] = self._start_temporal()
+        localstripe_url: str | None = None
         if settings.stripe_api_key is None:
+            localstripe_url = self._start_localstripe()
             self.env["BILLING_STRIPE_API_KEY"] = LOCALSTRIPE_API_KEY
-            self.env["BILLING_STRIPE_API_BASE"] = self._start_localstripe()
+            self.env["BILLING_STRIPE_API_BASE"] = localstripe_url
+            secrets_given = [s.get_secret_value() for s in settings.stripe_webhook_secrets]
+            self.env["BILLING_STRIPE_WEBHOOK_SECRETS"] = ",".join(
+                [*secrets_given, self._dev_webhook_secret()]
+            )
         self._run("migrate")
         self._run("seed")
         operator_key = self._run("operator-key", "--if-absent", capture_stdout=True).strip()
@@ -106,6 +113,8 @@ class _DevStack:
             "api", lambda: _answers_ok(f"{api}/healthz"), timeout=START_TIMEOUT
         )
         self.supervisor.say(f"api ready at {api} ({took:.1f} s)")
+        if localstripe_url is not None:
+            self._route_localstripe_webhooks(localstripe_url, api)
         self._banner(api, operator_key, time.monotonic() - began)
 
     def _check_ports_free(self) -> None:
@@ -172,6 +181,28 @@ class _DevStack:
         )
         self.supervisor.say(f"localstripe ready at {localstripe.url} ({took:.1f} s)")
         return localstripe.url
+
+    def _dev_webhook_secret(self) -> str:
+        """The signing secret localstripe signs its webhooks with: made once, kept in the data
+        dir, so a second start verifies events signed before it."""
+        path = self.settings.data_dir / "localstripe-webhook-secret"
+        if not path.exists():
+            path.write_text("whsec_" + secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _route_localstripe_webhooks(self, localstripe_url: str, api: str) -> None:
+        """Point localstripe's signed webhooks at the engine's endpoint (localstripe keeps this
+        in memory, so it is configured on every start)."""
+        endpoint = f"{api}/api/billing/webhooks/stripe"
+        response = httpx.post(
+            f"{localstripe_url}/_config/webhooks/billing-dev",
+            data={"url": endpoint, "secret": self._dev_webhook_secret()},
+            timeout=5.0,
+        )
+        if response.status_code != 200:
+            raise DevStackError(f"localstripe refused the webhook configuration: {response.text}")
+        self.supervisor.say(f"localstripe webhooks -> {endpoint}")
 
     def _app(self, *args: str) -> ChildSpec:
         return ChildSpec(args[0], [*self.app_command, *args], env=self.env, cwd=ROOT)

@@ -130,6 +130,8 @@ def test_runs_the_stack_and_starts_again_on_the_same_data(
     assert "[migrate] migrated" in out
     assert "  op_fake_key_1" in out  # in the banner, not as a child's output line
     assert "[operator-key] looking for an operator key" in out
+    assert "[worker] BILLING_STRIPE_WEBHOOK_SECRETS=whsec_" in out
+    assert "localstripe webhooks -> http://127.0.0.1:" in out
     assert f"[worker] BILLING_TEMPORAL_ADDRESS=127.0.0.1:{dev_env['BILLING_TEMPORAL_PORT']}" in out
     port = dev_env["BILLING_POSTGRES_PORT"]
     assert (
