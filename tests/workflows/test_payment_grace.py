@@ -21,6 +21,7 @@ from config import Settings
 from tests.factories.subscriptions import current_period, make_subscription
 from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
 from tests.harness import Databases
+from tests.workflows.payment_grace_parent import GraceParentInput, PaymentGraceParent
 from workflows.grace import GraceWindowWorkflow
 from workflows.grace_io import GraceResult
 
@@ -315,3 +316,40 @@ async def test_operator_end_suspends_now_and_waive_lifts(
     assert (result.resolution, result.effect_lifted) == ("waived", True)
     assert await access_status(dbs, tenant.id) == "active"
     assert (await grace_api.post(f"{base}/resolve", headers=headers)).status_code == 409
+
+
+async def test_a_parent_that_continues_as_new_opens_and_settles_by_id(
+    grace_env: WorkflowEnvironment,
+    grace_workers: list[Worker],
+    dbs: Databases,
+    settings: Settings,
+    opened: list[Handle],
+) -> None:
+    tenant = await tenant_with_subscription(dbs)
+    invoice_id = str(uuid4())
+    window = grace_env.client.get_workflow_handle_for(
+        GraceWindowWorkflow.run, f"grace:{tenant.id}:payment:{invoice_id}"
+    )
+    opened.append(window)
+    parent_queue = f"{settings.task_queue}-parent"
+    async with Worker(grace_env.client, task_queue=parent_queue, workflows=[PaymentGraceParent]):
+        parent = await grace_env.client.start_workflow(
+            PaymentGraceParent.run,
+            GraceParentInput(str(tenant.id), invoice_id, WEEK, settings.task_queue),
+            id=f"parent-{invoice_id}",
+            task_queue=parent_queue,
+        )
+        await grace_env.sleep(timedelta(days=7, minutes=1))
+        await wait_status(dbs, tenant.id, "suspended")
+        await parent.signal(PaymentGraceParent.invoice_paid)
+        plain = grace_env.client.get_workflow_handle_for(PaymentGraceParent.run, parent.id)
+        for _ in range(200):
+            if (await plain.describe()).status != WorkflowExecutionStatus.RUNNING:
+                break
+            await asyncio.sleep(0.05)
+        result = await plain.result()
+    assert result.opened == (True, False)
+    assert result.resolved is True
+    window_result = await result_of(window)
+    assert (window_result.resolution, window_result.effect_lifted) == ("paid", True)
+    assert await access_status(dbs, tenant.id) == "active"
