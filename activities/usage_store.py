@@ -49,6 +49,13 @@ _UPSERT_GRACE = text(
 # Payment windows whose suspension is in force: expired (or ended by an operator), not settled.
 IN_FORCE = "('expired', 'ended')"
 
+_LOCK_TENANT = text("SELECT 1 FROM tenants WHERE id = :t FOR UPDATE")
+
+_MARK_IN_FORCE = text(
+    "UPDATE grace_periods SET resolution = :r, resolved_at = now(), actor = :a, "
+    "updated_at = now() WHERE workflow_id = :w AND resolved_at IS NULL"
+)
+
 _SETTLE_GRACE = text(
     "UPDATE grace_periods SET resolution = :r, resolved_at = now(), actor = :a, "
     "updated_at = now() WHERE workflow_id = :w AND resolution IN " + IN_FORCE
@@ -103,7 +110,15 @@ class UsageStore:
                     conn, tenant_id, input.subject, period_start, blocked=True
                 )
                 action = "usage.metric_blocked"
-            elif input.kind == "payment":
+            elif input.kind == PAYMENT:
+                # Tenant row lock first, as in settle_payment_grace: a suspension and a
+                # settlement of two windows of one tenant run one after the other.
+                await conn.execute(_LOCK_TENANT, {"t": tenant_id})
+                if input.workflow_id:
+                    await conn.execute(
+                        _MARK_IN_FORCE,
+                        {"w": input.workflow_id, "r": input.resolution, "a": input.actor},
+                    )
                 result = await conn.execute(
                     text(
                         "UPDATE tenants SET access_status = 'suspended', updated_at = now() "
@@ -147,6 +162,7 @@ class UsageStore:
         resolution, the reactivation by the tenant's status)."""
         tenant_id = UUID(input.tenant_id)
         async with self._db.transaction() as conn:
+            await conn.execute(_LOCK_TENANT, {"t": tenant_id})
             await conn.execute(
                 _SETTLE_GRACE, {"w": input.workflow_id, "r": input.resolution, "a": input.actor}
             )

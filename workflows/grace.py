@@ -113,6 +113,8 @@ class GraceWindowWorkflow:
                     subject=input.subject,
                     period_start=input.period_start,
                     actor=self._resolved_by or f"workflow:{workflow.info().workflow_id}",
+                    workflow_id=workflow.info().workflow_id,
+                    resolution="ended" if self._end_early else "expired",
                 ),
                 result_type=GraceEffectResult,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
@@ -209,7 +211,13 @@ class GraceWindowWorkflow:
     def _validate_extend(self, message: GraceExtend) -> None:
         if message.seconds <= 0:
             raise ApplicationError("extend needs a positive number of seconds", type="invalid")
-        if self._expires_at is None or self._resolution is not None or self._end_early:
+        # Once the expiry effect is under way, a later deadline would no longer mean anything.
+        if (
+            self._expires_at is None
+            or self._resolution is not None
+            or self._end_early
+            or self._expiring
+        ):
             raise ApplicationError("this grace window is already closed", type="invalid")
 
     @workflow.query(name="status")

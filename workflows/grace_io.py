@@ -94,6 +94,10 @@ class GraceEffectInput:
     subject: str
     period_start: str
     actor: str
+    # Payment: the window's row is marked in force (`expired`/`ended`) in the suspension's own
+    # transaction, so a settlement of another window running at the same moment sees it.
+    workflow_id: str = ""
+    resolution: str = ""
 
 
 @dataclass(frozen=True)

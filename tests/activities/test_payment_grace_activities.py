@@ -102,3 +102,33 @@ async def test_paying_the_last_expired_window_reactivates(dbs: Databases) -> Non
             )
         ).one()
     assert tuple(row) == ("paid", "api_key:k")
+
+
+async def test_the_suspension_marks_its_window_in_force_in_the_same_transaction(
+    dbs: Databases,
+) -> None:
+    tenant = await make_tenant(dbs)
+    workflow_id = await expired_window(dbs, tenant.id, "inv_a")
+    async with dbs.admin.transaction() as conn:
+        await conn.execute(
+            text(
+                "UPDATE grace_periods SET resolution = NULL, resolved_at = NULL "
+                "WHERE workflow_id = :w"
+            ),
+            {"w": workflow_id},
+        )
+    await store(dbs).apply_grace_expiry(
+        GraceEffectInput(str(tenant.id), "payment", "inv_a", "", "operator:k", workflow_id, "ended")
+    )
+    async with dbs.admin.transaction() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT resolution, actor FROM grace_periods WHERE workflow_id = :w"),
+                {"w": workflow_id},
+            )
+        ).one()
+    assert tuple(row) == ("ended", "operator:k")
+    # So a settlement of another window now finds this one holding the suspension.
+    other = await expired_window(dbs, tenant.id, "inv_b")
+    paid = PaymentSettlement(other, str(tenant.id), "inv_b", "paid", "t", lift=True)
+    assert not (await store(dbs).settle_payment_grace(paid)).reactivated
