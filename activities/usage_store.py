@@ -16,7 +16,7 @@ from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Database
 from billing.catalog import Plan
 from billing.usage import effective_entitlement, overage_lines, period_key
-from workflows.grace import PAYMENT
+from workflows.grace import PAYMENT, SOFT_CAP
 from workflows.grace_io import (
     GraceEffectInput,
     GraceEffectResult,
@@ -104,7 +104,7 @@ class UsageStore:
         """The kind-specific effect of an expired window; idempotent (safe to retry)."""
         tenant_id = UUID(input.tenant_id)
         async with self._db.transaction() as conn:
-            if input.kind == "soft_cap":
+            if input.kind == SOFT_CAP:
                 period_start = datetime.fromisoformat(input.period_start)
                 applied = await usage_repo.set_blocked(
                     conn, tenant_id, input.subject, period_start, blocked=True
