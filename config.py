@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     usage_batch_max_size: int = Field(default=1000, ge=1, le=10_000)
     # Grace window after a soft cap is crossed; snapshotted into each grace workflow at start.
     soft_cap_grace_hours: float = Field(default=24.0, gt=0)
+    # Access continues this long after a renewal's payment fails; snapshotted into each payment
+    # grace window at start (ADR 0006).
+    payment_grace_days: float = Field(default=7.0, gt=0)
     # The quota check gives up on the database after this long and fails closed (ADR 0003).
     quota_check_timeout_seconds: float = Field(default=2.0, gt=0)
     # API keys are cached in-process this long; a revocation on another API process takes effect

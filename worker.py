@@ -81,6 +81,7 @@ def main_queue_activities(
         notifications.mark_notification,
         usage.record_grace_period,
         usage.apply_grace_expiry,
+        usage.settle_payment_grace,
         usage.reconcile_usage_days,
         usage.compute_period_overage,
         usage.find_missing_grace_windows,

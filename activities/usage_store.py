@@ -12,9 +12,11 @@ from temporalio.exceptions import ApplicationError
 
 from adapters.db import usage as usage_repo
 from adapters.db.audit import record_audit
+from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Database
 from billing.catalog import Plan
 from billing.usage import effective_entitlement, overage_lines, period_key
+from workflows.grace import PAYMENT, SOFT_CAP
 from workflows.grace_io import (
     GraceEffectInput,
     GraceEffectResult,
@@ -23,11 +25,14 @@ from workflows.grace_io import (
     GraceProjection,
     MissingGraceWindows,
     OverageLineOut,
+    PaymentSettled,
+    PaymentSettlement,
     PeriodOverageInput,
     PeriodOverageResult,
     ReconcileInput,
     ReconcileResult,
 )
+from workflows.notify import TENANT_SUSPENDED
 
 _UPSERT_GRACE = text(
     "INSERT INTO grace_periods (tenant_id, kind, subject, workflow_id, started_at, expires_at, "
@@ -38,6 +43,31 @@ _UPSERT_GRACE = text(
     "actor = EXCLUDED.actor, updated_at = now() "
     # Once resolved, a late retry of an earlier projection must not reopen the row.
     "WHERE grace_periods.resolved_at IS NULL"
+)
+
+
+# Payment windows whose suspension is in force: expired (or ended by an operator), not settled.
+IN_FORCE = "('expired', 'ended')"
+
+_LOCK_TENANT = text("SELECT 1 FROM tenants WHERE id = :t FOR UPDATE")
+
+_MARK_IN_FORCE = text(
+    "UPDATE grace_periods SET resolution = :r, resolved_at = now(), actor = :a, "
+    "updated_at = now() WHERE workflow_id = :w AND resolved_at IS NULL"
+)
+
+_SETTLE_GRACE = text(
+    "UPDATE grace_periods SET resolution = :r, resolved_at = now(), actor = :a, "
+    "updated_at = now() WHERE workflow_id = :w AND resolution IN " + IN_FORCE
+)
+
+# Only a suspension some payment window caused is lifted here (one still held by another unpaid
+# invoice stays); an operator's manual suspension is not distinguished (ADR 0006).
+_LIFT_SUSPENSION = text(
+    "UPDATE tenants SET access_status = 'active', updated_at = now() "
+    "WHERE id = :t AND access_status = 'suspended' AND NOT EXISTS ("
+    "SELECT 1 FROM grace_periods g WHERE g.tenant_id = :t AND g.kind = 'payment' "
+    "AND g.resolution IN " + IN_FORCE + ")"
 )
 
 
@@ -74,13 +104,21 @@ class UsageStore:
         """The kind-specific effect of an expired window; idempotent (safe to retry)."""
         tenant_id = UUID(input.tenant_id)
         async with self._db.transaction() as conn:
-            if input.kind == "soft_cap":
+            if input.kind == SOFT_CAP:
                 period_start = datetime.fromisoformat(input.period_start)
                 applied = await usage_repo.set_blocked(
                     conn, tenant_id, input.subject, period_start, blocked=True
                 )
                 action = "usage.metric_blocked"
-            elif input.kind == "payment":
+            elif input.kind == PAYMENT:
+                # Tenant row lock first, as in settle_payment_grace: a suspension and a
+                # settlement of two windows of one tenant run one after the other.
+                await conn.execute(_LOCK_TENANT, {"t": tenant_id})
+                if input.workflow_id:
+                    await conn.execute(
+                        _MARK_IN_FORCE,
+                        {"w": input.workflow_id, "r": input.resolution, "a": input.actor},
+                    )
                 result = await conn.execute(
                     text(
                         "UPDATE tenants SET access_status = 'suspended', updated_at = now() "
@@ -90,6 +128,20 @@ class UsageStore:
                 )
                 applied = bool(result.rowcount)
                 action = "tenant.suspended"
+                if applied:
+                    # Same transaction as the suspension (outbox): the notice exists if and only
+                    # if the suspension committed; the re-dispatcher starts its delivery.
+                    await enqueue_notification(
+                        conn,
+                        tenant_id=tenant_id,
+                        event_type=TENANT_SUSPENDED,
+                        message_id=f"{TENANT_SUSPENDED}:{input.subject}",
+                        payload={
+                            "tenant_id": input.tenant_id,
+                            "reason": "payment_overdue",
+                            "invoice_id": input.subject,
+                        },
+                    )
             else:
                 raise ApplicationError(f"unknown grace kind {input.kind!r}", non_retryable=True)
             if applied:
@@ -103,6 +155,34 @@ class UsageStore:
                     details={"period_start": input.period_start},
                 )
         return GraceEffectResult(applied=applied)
+
+    @activity.defn(name="settle_payment_grace")
+    async def settle_payment_grace(self, input: PaymentSettlement) -> PaymentSettled:
+        """Settle an expired payment window; idempotent (the row update is guarded by its
+        resolution, the reactivation by the tenant's status)."""
+        tenant_id = UUID(input.tenant_id)
+        async with self._db.transaction() as conn:
+            await conn.execute(_LOCK_TENANT, {"t": tenant_id})
+            await conn.execute(
+                _SETTLE_GRACE, {"w": input.workflow_id, "r": input.resolution, "a": input.actor}
+            )
+            reactivated = False
+            if input.lift:
+                # The row above no longer counts as in force, so only *other* expired payment
+                # windows (other unpaid invoices) keep the tenant suspended.
+                result = await conn.execute(_LIFT_SUSPENSION, {"t": tenant_id})
+                reactivated = bool(result.rowcount)
+            if reactivated:
+                await record_audit(
+                    conn,
+                    actor=input.actor,
+                    action="tenant.reactivated",
+                    subject_type=PAYMENT,
+                    subject_id=input.invoice_id,
+                    tenant_id=tenant_id,
+                    details={"resolution": input.resolution, "grace": input.workflow_id},
+                )
+        return PaymentSettled(reactivated=reactivated)
 
     @activity.defn(name="reconcile_usage_days")
     async def reconcile_usage_days(self, input: ReconcileInput) -> ReconcileResult:

@@ -17,11 +17,13 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
-from workflows.grace import GraceWindowWorkflow, grace_workflow_id
-from workflows.grace_io import GraceInput, GraceResult, ReconcileInput
+from workflows.grace import GraceWindowWorkflow, grace_id_for
+from workflows.grace_io import GraceInput, GraceResolve, GraceResult, ReconcileInput
 from workflows.io import SubscriptionInput, SubscriptionResult
+from workflows.payment_grace import payment_grace_input, payment_grace_workflow_id
 from workflows.reconcile import SCHEDULE_ID, ReconcileUsageWorkflow
 from workflows.subscription import SubscriptionWorkflow, workflow_id
 
@@ -50,12 +52,47 @@ async def start_grace_window(
     return await client.start_workflow(
         GraceWindowWorkflow.run,
         input,
-        id=grace_workflow_id(input.tenant_id, input.subject, input.period_key),
+        id=grace_id_for(input),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         static_summary=f"grace ({input.kind}) for {input.subject}",
     )
+
+
+async def start_payment_grace(
+    client: Client,
+    tenant_id: str,
+    invoice_id: str,
+    *,
+    grace_seconds: float,
+    actor: str,
+    task_queue: str,
+    time_scale: float = 1.0,
+) -> WorkflowHandle[GraceWindowWorkflow, GraceResult]:
+    """Open the payment grace window of an unpaid invoice (`grace:{tenant}:payment:{invoice}`):
+    a repeated call finds the same window; a settled one is never reopened. The caller passes
+    `grace_seconds` from `Settings.payment_grace_days` (the workflow never reads settings)."""
+    return await start_grace_window(
+        client,
+        payment_grace_input(tenant_id, invoice_id, grace_seconds, actor, time_scale),
+        task_queue=task_queue,
+    )
+
+
+async def resolve_payment_grace(
+    client: Client, tenant_id: str, invoice_id: str, resolution: str, actor: str
+) -> bool:
+    """Settle the invoice's payment window ("paid" and "waived" end a suspension at once).
+    False when there is no open window (never started, or already settled)."""
+    handle = client.get_workflow_handle(payment_grace_workflow_id(tenant_id, invoice_id))
+    try:
+        await handle.signal(GraceWindowWorkflow.resolve, GraceResolve(resolution, actor))
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:

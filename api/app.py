@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from adapters.db.session import Database
 from api.errors import install_error_handlers
 from api.routes import (
+    grace_operator,
     health,
     invoices,
     notification_endpoints,
@@ -76,6 +77,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(payment_methods.router)
     app.include_router(usage.router)
     app.include_router(usage_operator.router)
+    app.include_router(grace_operator.router)
     app.include_router(webhooks.router)
     app.include_router(operator_webhooks.router)
     app.include_router(notification_endpoints.router)

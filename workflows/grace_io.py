@@ -30,8 +30,11 @@ class GraceInput:
 @dataclass(frozen=True)
 class GraceResult:
     # expired | ended (by an operator, effect applied) | a resolution given by `resolve`
+    # (for a payment window that expired: the resolution that settled it afterwards, e.g. "paid")
     resolution: str
     effect_applied: bool
+    # Payment windows: the suspension this window caused was lifted when it was settled.
+    effect_lifted: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class GraceStatus:
     started_at: str
     expires_at: str
     resolution: str | None
+    # Payment windows: expired (or ended) and not settled yet, so the suspension is in force.
+    effect_in_force: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,35 @@ class GraceEffectInput:
     subject: str
     period_start: str
     actor: str
+    # Payment: the window's row is marked in force (`expired`/`ended`) in the suspension's own
+    # transaction, so a settlement of another window running at the same moment sees it.
+    workflow_id: str = ""
+    resolution: str = ""
 
 
 @dataclass(frozen=True)
 class GraceEffectResult:
     applied: bool
+
+
+@dataclass(frozen=True)
+class PaymentSettlement:
+    """Settle a payment window that already expired: record `resolution` on its row and, when the
+    resolution lifts the suspension ("paid", "waived"), reactivate the tenant unless another
+    payment window of the tenant still holds it suspended."""
+
+    workflow_id: str
+    tenant_id: str
+    invoice_id: str
+    resolution: str
+    actor: str
+    lift: bool
+
+
+@dataclass(frozen=True)
+class PaymentSettled:
+    # The tenant went from suspended back to active in this call.
+    reactivated: bool
 
 
 @dataclass(frozen=True)

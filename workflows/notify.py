@@ -26,6 +26,7 @@ INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
 INVOICE_PAID = "invoice.paid"
 DUNNING_STEP = "dunning.step"
 PAYMENT_METHOD_EXPIRING = "payment_method.expiring"
+TENANT_SUSPENDED = "tenant.suspended"
 
 EVENT_TYPES = (
     SUBSCRIPTION_ACTIVATED,
@@ -36,6 +37,7 @@ EVENT_TYPES = (
     INVOICE_PAID,
     DUNNING_STEP,
     PAYMENT_METHOD_EXPIRING,
+    TENANT_SUSPENDED,
 )
 
 

@@ -4,72 +4,25 @@ opens, the metric is blocked when it expires, and an upgrade unblocks it."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
-import pytest
 from sqlalchemy import text
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from adapters.stripe_fake import FakeStripeGateway
-from api.app import create_app
-from api.services import Services
 from billing.usage import period_key
 from config import Settings
 from tests.factories.subscriptions import change_plan, current_period, make_subscription
 from tests.factories.tenants import TenantWithKey, make_tenant
-from tests.harness import Databases, venv_executable
-from worker import build_workers
+from tests.harness import Databases
 from workflows.grace import GraceWindowWorkflow, grace_workflow_id
 from workflows.grace_io import GraceExtend, GraceResolve, GraceResult, ReconcileInput
 from workflows.reconcile import ReconcileUsageWorkflow
 
 CHECK = "/api/billing/usage/check"
-
-
-# A time-skipping server of our own: in the shared session server, workflows left running by
-# other tests (subscriptions waiting for their period end) can hold time skipping back, and a
-# 24-hour skip then waits in real time.
-@pytest.fixture(scope="module")
-async def grace_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_executable("temporal-test-server")
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-async def grace_workers(
-    grace_env: WorkflowEnvironment, dbs: Databases, settings: Settings
-) -> AsyncIterator[list[Worker]]:
-    built = build_workers(
-        grace_env.client,
-        db=dbs.worker,
-        gateway=FakeStripeGateway(),
-        task_queue=settings.task_queue,
-        stripe_task_queue=settings.stripe_task_queue,
-        stripe_activities_per_second=settings.stripe_activities_per_second,
-    )
-    tasks = [asyncio.create_task(w.run()) for w in built]
-    yield built
-    await asyncio.gather(*(w.shutdown() for w in built), return_exceptions=True)
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-@pytest.fixture
-async def grace_api(
-    grace_env: WorkflowEnvironment, services: Services
-) -> AsyncIterator[httpx.AsyncClient]:
-    own = dataclasses.replace(services, temporal=grace_env.client, extras={})
-    transport = httpx.ASGITransport(app=create_app(own.settings, services=own))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def send(api: httpx.AsyncClient, tenant: TenantWithKey, key: str, quantity: int) -> None:
