@@ -122,7 +122,8 @@ async def test_three_failed_attempts_then_a_card_update_recovers_at_once(
         StripeEventSignal("evt_pm_1", "payment_method.updated", stripe_payment_method_id="pm_1"),
     )
     st = await until(workflow_env, handle, lambda s: s.status == "active")
-    assert st.open_invoices == [] and st.dunning_invoice_ids == []
+    assert st.open_invoices == []
+    assert st.dunning_invoice_ids == []
 
     assert [c.amount for c in stripe_fake.charges] == [PRICE, PRICE]
     keys = stripe_fake.keys_for("pay_invoice")
@@ -220,7 +221,8 @@ async def test_paid_out_of_band_mid_dunning_stops_it_without_another_charge(
     )
     await handle.signal(SubscriptionWorkflow.stripe_event, paid)
     st = await until(workflow_env, handle, lambda s: s.status == "active")
-    assert st.open_invoices == [] and st.dunning_invoice_ids == []
+    assert st.open_invoices == []
+    assert st.dunning_invoice_ids == []
     dunning = await child_state(workflow_env, invoice.invoice_id)
     assert dunning.outcome == "paid_out_of_band"
 
@@ -239,9 +241,7 @@ async def test_trial_ending_notice_three_days_before_the_trial_ends(
     settings: Settings,
     task_queues: tuple[str, str],
 ) -> None:
-    sub = await make_subscription(
-        dbs, task_queues=task_queues, business_start=START, trial_days=14
-    )
+    sub = await make_subscription(dbs, task_queues=task_queues, business_start=START, trial_days=14)
     await with_endpoint(dbs, sub)
     handle = await start(workflow_env, sub, settings.task_queue)
     st = await until(workflow_env, handle, lambda s: s.status == "trialing")
