@@ -9,6 +9,7 @@ command without `workflow.patched`) fails here. Regenerate after an intended, co
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from adapters.stripe_fake import FakeStripeGateway
+from billing.dunning import DunningPolicy
 from config import Settings
 from tests.factories.subscription_workflows import make_subscription, plan_snapshot
 from tests.harness import Databases
@@ -28,6 +30,7 @@ from workflows.io import (
     ChangePlanRequest,
     LifecycleRequest,
     PauseRequest,
+    SetPaymentMethodRequest,
     StripeEventSignal,
 )
 from workflows.subscription import SubscriptionWorkflow
@@ -54,7 +57,7 @@ async def test_committed_history_replays(name: str, text: str) -> None:
 
 
 def test_histories_are_committed() -> None:
-    assert len(_histories()) >= 5
+    assert len(_histories()) >= 7
 
 
 async def _save(handle: Handle, name: str, *, run_id: str | None = None) -> None:
@@ -146,3 +149,59 @@ async def test_record_histories(
     handle = await start(workflow_env, sub, settings.task_queue)
     await handle.result()
     await _save(handle, "trial_expires_canceled")
+
+
+# Histories of the dunning wiring (ADR 0005, "Parent wiring"). Separate tests: each needs a
+# fresh time-skipping server (parent/child pairs with signals stop its time skipping), and
+# regenerating them leaves the histories above, recorded before the wiring, untouched:
+#
+#     BILLING_RECORD_HISTORIES=1 .venv/bin/pytest \
+#         tests/replay/test_subscription_histories.py -k record_dunning
+
+
+@pytest.mark.skipif(not RECORD, reason="set BILLING_RECORD_HISTORIES=1 to regenerate")
+@pytest.mark.usefixtures("workers")
+async def test_record_dunning_recovered_history(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+) -> None:
+    # A declined first payment starts dunning; a new card (update) is forwarded to the child,
+    # which recovers the invoice and tells the parent.
+    sub = await make_subscription(
+        dbs, task_queues=task_queues, payment_method_id="pm_card_chargeCustomerFail"
+    )
+    handle = await start(workflow_env, sub, settings.task_queue)
+    await until(workflow_env, handle, lambda s: bool(s.dunning_invoice_ids))
+    await workflow_env.sleep(timedelta(days=1, hours=1))
+    await handle.execute_update(
+        SubscriptionWorkflow.set_payment_method, SetPaymentMethodRequest("pm_card_visa", "tests")
+    )
+    await until(workflow_env, handle, lambda s: s.status == "active")
+    await _save(handle, "dunning_recovered_after_card_update")
+
+
+@pytest.mark.skipif(not RECORD, reason="set BILLING_RECORD_HISTORIES=1 to regenerate")
+@pytest.mark.usefixtures("workers")
+async def test_record_dunning_exhausted_history(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+) -> None:
+    # Every attempt declines: exhausted, then canceled for non-payment after the delay.
+    sub = await make_subscription(
+        dbs, task_queues=task_queues, payment_method_id="pm_card_chargeCustomerFail"
+    )
+    policy = DunningPolicy(retry_after_days=(1,), cancel_after_days=2)
+    sub = dataclasses.replace(
+        sub, input=dataclasses.replace(sub.input, dunning_policy=policy.to_dict())
+    )
+    handle = await start(workflow_env, sub, settings.task_queue)
+    await until(workflow_env, handle, lambda s: bool(s.dunning_invoice_ids))
+    await workflow_env.sleep(timedelta(days=1, hours=1))
+    await until(workflow_env, handle, lambda s: s.cancel_due_at is not None)
+    await workflow_env.sleep(timedelta(days=2, hours=1))
+    assert (await handle.result()).status == "canceled"
+    await _save(handle, "dunning_exhausted_canceled")
