@@ -221,6 +221,9 @@ class SubscriptionCarry:
     cancel_due_at: str | None = None
     # Business instant of the "trial ending" notice (3 days before trial end); None once sent.
     trial_ending_notice_at: str | None = None
+    # The card on file and when to warn that it expires (30 days before); None once sent.
+    card: PaymentMethodResult | None = None
+    card_expiring_notice_at: str | None = None
 
 
 @dataclass(frozen=True)

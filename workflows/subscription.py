@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         proration_lines,
     )
     from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
-    from billing.periods import period_bounds
+    from billing.periods import card_expires_at, period_bounds
     from workflows import notify as notice
     from workflows import search_attributes as sa
     from workflows.dunning import DUNNING_FINISHED_SIGNAL, DunningWorkflow, dunning_workflow_id
@@ -94,6 +94,7 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # before them replay unchanged (tests/replay/histories/subscription/).
 DUNNING_WIRING = "dunning-wiring"
 TRIAL_ENDING_NOTICE = timedelta(days=3)
+CARD_EXPIRING_NOTICE = timedelta(days=30)
 # Event ids remembered for deduplication (Stripe redelivers within days, not thousands of events).
 SEEN_EVENTS_KEPT = 200
 PAID_EVENTS = frozenset({"invoice.paid", "invoice.payment_succeeded"})
@@ -186,6 +187,9 @@ class SubscriptionWorkflow:
     @workflow.run
     async def run(self, input: SubscriptionInput) -> SubscriptionResult:
         assert self._c is not None
+        # Pin the patch marker to the start of every run, so later edits that move the first
+        # `_wired()` call site cannot shift it in recorded histories.
+        self._wired()
         if input.carry is None:
             async with self._lock:
                 await self._start()
@@ -279,6 +283,7 @@ class SubscriptionWorkflow:
             status=Status.ACTIVE.value,
             anchor=at.isoformat(),
             period_index=0,
+            trial_ending_notice_at=None,
             paused_at=None,
             resume_at=None,
         )
@@ -302,20 +307,33 @@ class SubscriptionWorkflow:
             )
 
     def _next_deadline(self) -> datetime | None:
+        """The main loop's next wake-up: the billing clock's deadline or a pending notice."""
+        c = self._require()[1]
+        if c.status == Status.CANCELED.value:
+            return None
+        notices = _earliest(_dt(c.card_expiring_notice_at), _dt(c.trial_ending_notice_at))
+        return _earliest(self._next_billing_deadline(), notices)
+
+    def _next_billing_deadline(self) -> datetime | None:
         c = self._require()[1]
         if c.status == Status.TRIALING.value:
-            return _earliest(_dt(c.trial_end), _dt(c.trial_ending_notice_at))
+            return _dt(c.trial_end)
         if c.status == Status.PAUSED.value:
             return _dt(c.resume_at)
         if c.status in (Status.ACTIVE.value, Status.PAST_DUE.value):
             return _earliest(self._period()[1], _dt(c.cancel_due_at))
         return None
 
-    def _deadline_summary(self) -> str:
+    def _deadline_summary(self, *, billing_only: bool = False) -> str:
         c = self._require()[1]
+        deadline = self._next_billing_deadline() if billing_only else self._next_deadline()
+        if c.card_expiring_notice_at and _dt(c.card_expiring_notice_at) == deadline:
+            return "card expiring notice"
+        if c.trial_ending_notice_at and _dt(c.trial_ending_notice_at) == deadline:
+            return "trial ending notice"
         if c.status == Status.TRIALING.value:
-            return "trial ending notice" if c.trial_ending_notice_at else "trial ends"
-        if c.cancel_due_at is not None and _dt(c.cancel_due_at) == self._next_deadline():
+            return "trial ends"
+        if c.cancel_due_at is not None and _dt(c.cancel_due_at) == deadline:
             return "cancel for non-payment"
         if c.status == Status.PAUSED.value:
             return "pause ends"
@@ -324,8 +342,28 @@ class SubscriptionWorkflow:
     async def _on_deadline(self, deadline: datetime) -> bool:
         """Handle the boundary reached at `deadline`; True when a new run should start."""
         inp, c = self._require()
-        if c.status == Status.TRIALING.value and deadline == _dt(c.trial_ending_notice_at):
+        if deadline == _dt(c.card_expiring_notice_at):
+            self._c = replace(c, card_expiring_notice_at=None)
+            card = c.card
+            assert card is not None
+            await self._notify(
+                notice.PAYMENT_METHOD_EXPIRING,
+                f"{notice.PAYMENT_METHOD_EXPIRING}:{card.payment_method_id}:"
+                f"{card.exp_year}-{card.exp_month}",
+                {
+                    "payment_method_id": card.payment_method_id,
+                    "brand": card.brand,
+                    "last4": card.last4,
+                    "exp_month": card.exp_month,
+                    "exp_year": card.exp_year,
+                },
+            )
+            self._publish()
+            return False
+        if deadline == _dt(c.trial_ending_notice_at):
             self._c = replace(c, trial_ending_notice_at=None)
+            if c.status != Status.TRIALING.value:
+                return False  # the trial ended early: nothing to announce
             await self._notify(
                 notice.SUBSCRIPTION_TRIAL_ENDING,
                 f"{notice.SUBSCRIPTION_TRIAL_ENDING}:{inp.subscription_id}:{c.trial_end}",
@@ -1111,6 +1149,14 @@ class SubscriptionWorkflow:
             summary="record payment method",
         )
         self._c = replace(self._require()[1], has_payment_method=True)
+        if self._wired():
+            # The warning timer follows the card on file: a new card replaces it.
+            notice_at = card_expires_at(card.exp_year, card.exp_month) - CARD_EXPIRING_NOTICE
+            self._c = replace(
+                self._c,
+                card=card,
+                card_expiring_notice_at=max(notice_at, self._business_now()).isoformat(),
+            )
         return card
 
     # ------------------------------------------------------------------------------ signals
@@ -1379,7 +1425,8 @@ class SubscriptionWorkflow:
 
     def _publish(self) -> None:
         inp, c = self._require()
-        next_at = self._next_deadline()
+        # The UI shows the billing clock; notices are timers of their own.
+        next_at = self._next_billing_deadline()
         updates: list[SearchAttributeUpdate[Any]] = [
             sa.TENANT_ID.value_set(inp.tenant_id),
             sa.SUBSCRIPTION_ID.value_set(inp.subscription_id),
@@ -1391,5 +1438,9 @@ class SubscriptionWorkflow:
         pending = " (cancels at period end)" if c.cancel_at_period_end else ""
         workflow.set_current_details(
             f"{c.status}{pending} on {c.plan.code}/{inp.interval}"
-            + (f", next {self._deadline_summary()} at {next_at.isoformat()}" if next_at else "")
+            + (
+                f", next {self._deadline_summary(billing_only=True)} at {next_at.isoformat()}"
+                if next_at
+                else ""
+            )
         )

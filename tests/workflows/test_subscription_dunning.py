@@ -262,3 +262,43 @@ async def test_trial_ending_notice_three_days_before_the_trial_ends(
     st = await to_next_boundary(workflow_env, handle)
     assert st.status == "active"
     assert f"subscription.activated:{sub.input.subscription_id}" in await notifications(dbs, sub)
+
+
+async def test_card_expiring_notice_thirty_days_before_the_card_expires(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    # Valid through May 2027: expires June 1, so the warning is due May 2, one day after the
+    # first renewal (which continues-as-new: the timer is carried).
+    card = stripe_fake.register_card(last4="1881", exp_month=5, exp_year=2027)
+    sub = await make_subscription(
+        dbs, task_queues=task_queues, business_start=START, payment_method_id=card
+    )
+    await with_endpoint(dbs, sub)
+    handle = await start(workflow_env, sub, settings.task_queue)
+    await until(workflow_env, handle, lambda s: s.status == "active" and not s.open_invoices)
+    message_id = f"payment_method.expiring:{card}:2027-5"
+    st = await to_next_boundary(workflow_env, handle)
+    assert st.current_period_start == "2027-05-01T00:00:00+00:00"
+    assert message_id not in await notifications(dbs, sub)
+    await workflow_env.sleep(timedelta(days=1, hours=1))
+    notes = await notifications(dbs, sub)
+    for _ in range(100):
+        if message_id in notes:
+            break
+        await workflow_env.sleep(timedelta(seconds=1))
+        notes = await notifications(dbs, sub)
+    assert notes[message_id] == {
+        "payment_method_id": card,
+        "brand": "visa",
+        "last4": "1881",
+        "exp_month": 5,
+        "exp_year": 2027,
+    }
+    # The notice is no billing event: the next renewal is still due June 1.
+    st = await until(workflow_env, handle, lambda s: True)
+    assert st.current_period_end == "2027-06-01T00:00:00+00:00"
+    assert [c.amount for c in stripe_fake.charges] == [PRICE, PRICE]
