@@ -669,7 +669,15 @@ class SubscriptionWorkflow:
                 start = self._business_at(exhausted) if exhausted else now
                 due = start.replace(microsecond=0) + timedelta(days=policy.cancel_after_days)
                 self._c = replace(
-                    self._c, cancel_due_at=_iso(_earliest(due, _dt(self._c.cancel_due_at)))
+                    self._c,
+                    cancel_due_at=_iso(_earliest(due, _dt(self._c.cancel_due_at))),
+                    # The child's attempts count too: a later write must not lower attempt_count.
+                    open_invoices=[
+                        replace(i, attempts=max(i.attempts, result.last_attempt))
+                        if i.invoice_id == result.invoice_id
+                        else i
+                        for i in self._c.open_invoices
+                    ],
                 )
                 kind = "dunning_exhausted"
             else:
@@ -1209,6 +1217,17 @@ class SubscriptionWorkflow:
                     attempt=invoice.attempts,
                 )
                 self._settled(invoice.invoice_id)
+                await self._notify(
+                    notice.INVOICE_PAID,
+                    f"{notice.INVOICE_PAID}:{invoice.invoice_id}",
+                    {
+                        "invoice_id": invoice.invoice_id,
+                        "amount_paid": event.amount_paid
+                        if event.amount_paid is not None
+                        else invoice.total,
+                        "currency": _plan(self._c.plan).currency,
+                    },
+                )
             elif event.event_type in FAILED_EVENTS and self._c.status == Status.ACTIVE.value:
                 self._c = replace(self._c, status=Status.PAST_DUE.value)
             if self._c.status != before:

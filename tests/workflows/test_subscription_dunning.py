@@ -302,3 +302,50 @@ async def test_card_expiring_notice_thirty_days_before_the_card_expires(
     st = await until(workflow_env, handle, lambda s: True)
     assert st.current_period_end == "2027-06-01T00:00:00+00:00"
     assert [c.amount for c in stripe_fake.charges] == [PRICE, PRICE]
+
+
+async def test_paid_after_exhaustion_but_before_the_cancel_keeps_the_subscription(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    sub = await make_subscription(
+        dbs,
+        task_queues=task_queues,
+        business_start=START,
+        payment_method_id="pm_card_chargeCustomerFail",
+    )
+    policy = DunningPolicy(retry_after_days=(1,), cancel_after_days=3)
+    sub = dataclasses.replace(
+        sub, input=dataclasses.replace(sub.input, dunning_policy=policy.to_dict())
+    )
+    await with_endpoint(dbs, sub)
+    handle = await start(workflow_env, sub, settings.task_queue)
+    st = await until(workflow_env, handle, lambda s: bool(s.dunning_invoice_ids))
+    [invoice] = st.open_invoices
+    assert invoice.stripe_invoice_id is not None
+    await workflow_env.sleep(timedelta(days=1, hours=1))
+    st = await until(workflow_env, handle, lambda s: s.cancel_due_at is not None)
+    # Exhausted on day 1 (April 2), canceled 3 days later unless paid.
+    assert st.cancel_due_at is not None
+    assert st.cancel_due_at.startswith("2027-04-05T00:0")
+
+    # The customer pays the uncollectible invoice on the hosted page.
+    stripe_fake.mark_paid_out_of_band(invoice.stripe_invoice_id)
+    await handle.signal(
+        SubscriptionWorkflow.stripe_event,
+        StripeEventSignal(
+            "evt_late_paid", "invoice.paid", invoice_id=invoice.invoice_id, invoice_status="paid"
+        ),
+    )
+    st = await until(workflow_env, handle, lambda s: s.status == "active")
+    assert st.cancel_due_at is None
+    await workflow_env.sleep(timedelta(days=4))
+    st = await until(workflow_env, handle, lambda s: True)
+    assert st.status == "active"
+    [row] = await db_invoices(dbs, sub.input.subscription_id)
+    assert (row["status"], row["attempt_count"]) == ("paid", 2)
+    assert "canceled" not in await db_changes(dbs, sub.input.subscription_id)
+    assert f"invoice.paid:{invoice.invoice_id}" in await notifications(dbs, sub)
