@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from billing.dunning import DunningPolicy, FinalAction, InvalidDunningPolicy
+
 ROOT = Path(__file__).resolve().parent
 DEFAULT_API_KEY_PEPPER = "dev-only-pepper-change-me"  # noqa: S105 - a known dev default, refused in production
 
@@ -98,6 +100,12 @@ class Settings(BaseSettings):
 
     catalog_path: Path = ROOT / "catalog" / "plans.toml"
 
+    # Dunning policy (ADR 0005): snapshotted into each subscription's input at sign-up, so a
+    # change here never moves the deadlines of dunning already in flight.
+    dunning_retry_after_days: tuple[int, ...] = (1, 3, 5, 7)
+    dunning_final_action: FinalAction = "mark_uncollectible"
+    dunning_cancel_after_days: int = 7
+
     # Usage metering
     usage_batch_max_size: int = Field(default=1000, ge=1, le=10_000)
     # Grace window after a soft cap is crossed; snapshotted into each grace workflow at start.
@@ -122,6 +130,22 @@ class Settings(BaseSettings):
             if isinstance(raw, str):
                 data["stripe_webhook_secrets"] = [s.strip() for s in raw.split(",") if s.strip()]
         return data
+
+    def dunning_policy(self) -> DunningPolicy:
+        return DunningPolicy(
+            retry_after_days=tuple(self.dunning_retry_after_days),
+            final_action=self.dunning_final_action,
+            cancel_after_days=self.dunning_cancel_after_days,
+        )
+
+    @model_validator(mode="after")
+    def _check_dunning_policy(self) -> Settings:
+        # Refuse a bad policy at start-up, not when the first subscription is created.
+        try:
+            self.dunning_policy()
+        except InvalidDunningPolicy as error:
+            raise ConfigurationError(f"BILLING_DUNNING_*: {error}") from error
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

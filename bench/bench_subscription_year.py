@@ -49,6 +49,8 @@ from workflows.io import (  # noqa: E402
     RecordInvoiceInput,
     RecordInvoiceResult,
     RecordPaymentMethodInput,
+    SendNotificationInput,
+    SendNotificationResult,
     SubscriptionChange,
     SubscriptionInput,
     SubscriptionProjection,
@@ -94,6 +96,10 @@ class InMemoryStore:
     @activity.defn(name="record_payment_method")
     async def record_payment_method(self, input: RecordPaymentMethodInput) -> RecordChangeResult:
         return RecordChangeResult(True)
+
+    @activity.defn(name="send_notification")
+    async def send_notification(self, input: SendNotificationInput) -> SendNotificationResult:
+        return SendNotificationResult([])
 
 
 async def _register_search_attributes(client: Client) -> None:
@@ -145,6 +151,7 @@ async def main(n: int) -> None:
                     store.project_invoice,
                     store.record_subscription_change,
                     store.record_payment_method,
+                    store.send_notification,
                 ],
             ),
             Worker(

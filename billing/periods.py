@@ -7,7 +7,7 @@ period end is computed from the anchor, never from the previous (possibly clippe
 from __future__ import annotations
 
 import calendar
-from datetime import datetime
+from datetime import UTC, datetime
 
 from billing.catalog import Interval
 
@@ -26,3 +26,8 @@ def period_bounds(anchor: datetime, interval: Interval, index: int) -> tuple[dat
     """Start and end of period number `index` (0-based) of a subscription anchored at `anchor`."""
     months = MONTHS_PER_INTERVAL[interval]
     return add_months(anchor, months * index), add_months(anchor, months * (index + 1))
+
+
+def card_expires_at(exp_year: int, exp_month: int) -> datetime:
+    """A card is valid through the last day of its expiry month: the first instant after it."""
+    return add_months(datetime(exp_year, exp_month, 1, tzinfo=UTC), 1)

@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from billing.dunning import DunningPolicy
+
+
+def _default_dunning_policy() -> dict[str, Any]:
+    return DunningPolicy().to_dict()
+
 
 @dataclass(frozen=True)
 class PlanSnapshot:
@@ -42,6 +48,9 @@ class SubscriptionInput:
     business_start: str | None = None
     # Set by continue-as-new: the state the previous run ended with.
     carry: SubscriptionCarry | None = None
+    # billing.dunning.DunningPolicy.to_dict(), snapshotted at sign-up (the API fills it from
+    # settings); every dunning child of this subscription chases with it.
+    dunning_policy: dict[str, Any] = field(default_factory=_default_dunning_policy)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,10 @@ class SubscriptionState:
     credit_balance: int = 0
     open_invoices: list[OpenInvoice] = field(default_factory=list)
     invoices_issued: int = 0
+    # Open invoices a `dunning:{invoice_id}` child is chasing.
+    dunning_invoice_ids: list[str] = field(default_factory=list)
+    # When the subscription is canceled for non-payment unless paid first (business time).
+    cancel_due_at: str | None = None
     paused_at: str | None = None
     resume_at: str | None = None
     has_payment_method: bool = False
@@ -200,6 +213,17 @@ class SubscriptionCarry:
     seen_event_ids: list[str] = field(default_factory=list)
     open_invoices: list[OpenInvoice] = field(default_factory=list)
     invoices_issued: int = 0
+    # Open invoices a `dunning:{invoice_id}` child is chasing. The child is their only writer
+    # while it runs; any run of this workflow re-attaches to it by id.
+    dunning_invoice_ids: list[str] = field(default_factory=list)
+    # Business instant at which the subscription is canceled for non-payment (dunning exhausted,
+    # plus the policy's cancel_after_days); cleared when what is owed gets paid first.
+    cancel_due_at: str | None = None
+    # Business instant of the "trial ending" notice (3 days before trial end); None once sent.
+    trial_ending_notice_at: str | None = None
+    # The card on file and when to warn that it expires (30 days before); None once sent.
+    card: PaymentMethodResult | None = None
+    card_expiring_notice_at: str | None = None
 
 
 @dataclass(frozen=True)

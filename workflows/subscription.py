@@ -23,10 +23,17 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from billing.catalog import Interval, Plan
+    from billing.dunning import DunningPolicy
     from billing.errors import InvalidTransition
     from billing.invoicing import (
         InvoiceDraft,
@@ -37,8 +44,11 @@ with workflow.unsafe.imports_passed_through():
         proration_lines,
     )
     from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
-    from billing.periods import period_bounds
+    from billing.periods import card_expires_at, period_bounds
+    from workflows import notify as notice
     from workflows import search_attributes as sa
+    from workflows.dunning import DUNNING_FINISHED_SIGNAL, DunningWorkflow, dunning_workflow_id
+    from workflows.dunning_io import DunningInput, DunningResult, InvoicePaid, PaymentMethodUpdated
     from workflows.grace_io import PeriodOverageInput, PeriodOverageResult
     from workflows.io import (
         AttachPaymentMethodInput,
@@ -80,6 +90,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# Guards every command added with dunning and notifications (issue 4), so histories recorded
+# before them replay unchanged (tests/replay/histories/subscription/).
+DUNNING_WIRING = "dunning-wiring"
+TRIAL_ENDING_NOTICE = timedelta(days=3)
+CARD_EXPIRING_NOTICE = timedelta(days=30)
 # Event ids remembered for deduplication (Stripe redelivers within days, not thousands of events).
 SEEN_EVENTS_KEPT = 200
 PAID_EVENTS = frozenset({"invoice.paid", "invoice.payment_succeeded"})
@@ -103,6 +118,12 @@ def _iso(value: datetime | None) -> str | None:
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
+    if first is None or second is None:
+        return first or second
+    return min(first, second)
 
 
 def _payload(line: Line) -> InvoiceLinePayload:
@@ -166,6 +187,9 @@ class SubscriptionWorkflow:
     @workflow.run
     async def run(self, input: SubscriptionInput) -> SubscriptionResult:
         assert self._c is not None
+        # Pin the patch marker to the start of every run, so later edits that move the first
+        # `_wired()` call site cannot shift it in recorded histories.
+        self._wired()
         if input.carry is None:
             async with self._lock:
                 await self._start()
@@ -238,6 +262,10 @@ class SubscriptionWorkflow:
         if trial_days > 0:
             trial_end = now + timedelta(days=trial_days)
             self._c = replace(self._c, status=Status.TRIALING.value, trial_end=_iso(trial_end))
+            if self._wired():
+                # A trial shorter than the notice gets its notice at once.
+                notice_at = max(now, trial_end - TRIAL_ENDING_NOTICE)
+                self._c = replace(self._c, trial_ending_notice_at=notice_at.isoformat())
             await self._record_change("trial_started", inp.actor, Status.INCOMPLETE.value, now)
             await self._project()
         else:
@@ -255,6 +283,7 @@ class SubscriptionWorkflow:
             status=Status.ACTIVE.value,
             anchor=at.isoformat(),
             period_index=0,
+            trial_ending_notice_at=None,
             paused_at=None,
             resume_at=None,
         )
@@ -265,21 +294,47 @@ class SubscriptionWorkflow:
         await self._issue(draft, "subscription_create", f"start:{period[0].isoformat()}", period)
         await self._record_change(kind, actor, from_status, at)
         await self._project()
+        if kind != "resumed":
+            await self._notify(
+                notice.SUBSCRIPTION_ACTIVATED,
+                f"{notice.SUBSCRIPTION_ACTIVATED}:{inp.subscription_id}",
+                {
+                    "subscription_id": inp.subscription_id,
+                    "plan_code": self._require()[1].plan.code,
+                    "interval": inp.interval,
+                    "current_period_end": period[1].isoformat(),
+                },
+            )
 
     def _next_deadline(self) -> datetime | None:
+        """The main loop's next wake-up: the billing clock's deadline or a pending notice."""
+        c = self._require()[1]
+        if c.status == Status.CANCELED.value:
+            return None
+        notices = _earliest(_dt(c.card_expiring_notice_at), _dt(c.trial_ending_notice_at))
+        return _earliest(self._next_billing_deadline(), notices)
+
+    def _next_billing_deadline(self) -> datetime | None:
         c = self._require()[1]
         if c.status == Status.TRIALING.value:
             return _dt(c.trial_end)
         if c.status == Status.PAUSED.value:
             return _dt(c.resume_at)
         if c.status in (Status.ACTIVE.value, Status.PAST_DUE.value):
-            return self._period()[1]
+            return _earliest(self._period()[1], _dt(c.cancel_due_at))
         return None
 
-    def _deadline_summary(self) -> str:
+    def _deadline_summary(self, *, billing_only: bool = False) -> str:
         c = self._require()[1]
+        deadline = self._next_billing_deadline() if billing_only else self._next_deadline()
+        if c.card_expiring_notice_at and _dt(c.card_expiring_notice_at) == deadline:
+            return "card expiring notice"
+        if c.trial_ending_notice_at and _dt(c.trial_ending_notice_at) == deadline:
+            return "trial ending notice"
         if c.status == Status.TRIALING.value:
             return "trial ends"
+        if c.cancel_due_at is not None and _dt(c.cancel_due_at) == deadline:
+            return "cancel for non-payment"
         if c.status == Status.PAUSED.value:
             return "pause ends"
         return "cancel at period end" if c.cancel_at_period_end else "renewal"
@@ -287,8 +342,40 @@ class SubscriptionWorkflow:
     async def _on_deadline(self, deadline: datetime) -> bool:
         """Handle the boundary reached at `deadline`; True when a new run should start."""
         inp, c = self._require()
+        if deadline == _dt(c.card_expiring_notice_at):
+            self._c = replace(c, card_expiring_notice_at=None)
+            card = c.card
+            assert card is not None
+            await self._notify(
+                notice.PAYMENT_METHOD_EXPIRING,
+                f"{notice.PAYMENT_METHOD_EXPIRING}:{card.payment_method_id}:"
+                f"{card.exp_year}-{card.exp_month}",
+                {
+                    "payment_method_id": card.payment_method_id,
+                    "brand": card.brand,
+                    "last4": card.last4,
+                    "exp_month": card.exp_month,
+                    "exp_year": card.exp_year,
+                },
+            )
+            self._publish()
+            return False
+        if deadline == _dt(c.trial_ending_notice_at):
+            self._c = replace(c, trial_ending_notice_at=None)
+            if c.status != Status.TRIALING.value:
+                return False  # the trial ended early: nothing to announce
+            await self._notify(
+                notice.SUBSCRIPTION_TRIAL_ENDING,
+                f"{notice.SUBSCRIPTION_TRIAL_ENDING}:{inp.subscription_id}:{c.trial_end}",
+                {"subscription_id": inp.subscription_id, "trial_end": c.trial_end},
+            )
+            self._publish()
+            return False
         if c.status == Status.TRIALING.value:
             await self._end_trial(deadline)
+            return True
+        if deadline == _dt(c.cancel_due_at):
+            await self._cancel_for_nonpayment(deadline)
             return True
         if c.status == Status.PAUSED.value:
             await self._activate(deadline, "system", Status.PAUSED.value, "resumed")
@@ -305,6 +392,7 @@ class SubscriptionWorkflow:
             self._c = replace(c, status=Status.CANCELED.value, canceled_at=at.isoformat())
             await self._record_change("trial_expired_canceled", "system", Status.TRIALING.value, at)
             await self._project()
+            await self._notify_canceled("trial_expired")
         else:
             self._c = replace(c, status=Status.PAUSED.value, paused_at=at.isoformat())
             await self._record_change("trial_expired_paused", "system", Status.TRIALING.value, at)
@@ -328,6 +416,7 @@ class SubscriptionWorkflow:
             )
             await self._record_change("canceled", "system", c.status, closed[1])
             await self._project()
+            await self._notify_canceled("canceled_at_period_end")
             return
         from_plan = c.plan.code
         if c.pending_plan is not None:
@@ -465,8 +554,17 @@ class SubscriptionWorkflow:
         )
         if paid:
             self._settled(invoice.invoice_id)
-        elif self._c is not None and self._c.status == Status.ACTIVE.value:
-            # Dunning (issue 4) takes over from here; until then the state says it plainly.
+            await self._notify(
+                notice.INVOICE_PAID,
+                f"{notice.INVOICE_PAID}:{invoice.invoice_id}",
+                {
+                    "invoice_id": invoice.invoice_id,
+                    "amount_paid": result.invoice.amount_paid,
+                    "currency": _plan(self._require()[1].plan).currency,
+                },
+            )
+            return
+        if self._c is not None and self._c.status == Status.ACTIVE.value:
             self._c = replace(self._c, status=Status.PAST_DUE.value)
             await self._record_change(
                 "payment_failed",
@@ -475,6 +573,167 @@ class SubscriptionWorkflow:
                 self._business_now(),
                 details={"invoice_id": invoice.invoice_id, "decline_code": result.decline_code},
             )
+        if self._wired():
+            await self._notify(
+                notice.INVOICE_PAYMENT_FAILED,
+                f"{notice.INVOICE_PAYMENT_FAILED}:{invoice.invoice_id}:{attempt}",
+                {
+                    "invoice_id": invoice.invoice_id,
+                    "amount_due": invoice.total,
+                    "currency": _plan(self._require()[1].plan).currency,
+                    "failure_message": result.failure_message,
+                    "hosted_invoice_url": result.invoice.hosted_invoice_url,
+                },
+            )
+            await self._start_dunning(invoice, attempt, result.invoice.hosted_invoice_url)
+
+    # ------------------------------------------------------------------------------ dunning
+
+    def _wired(self) -> bool:
+        return workflow.patched(DUNNING_WIRING)
+
+    async def _start_dunning(
+        self, invoice: OpenInvoice, attempt: int, hosted_invoice_url: str | None
+    ) -> None:
+        """Hand the unpaid invoice to its `dunning:{invoice_id}` child (ADR 0005). ABANDON: the
+        child must outlive this run's continue-as-new; later runs reach it by id."""
+        inp, c = self._require()
+        if invoice.invoice_id in c.dunning_invoice_ids:
+            return
+        assert invoice.stripe_invoice_id is not None
+        try:
+            await workflow.start_child_workflow(
+                DunningWorkflow.run,
+                DunningInput(
+                    invoice_id=invoice.invoice_id,
+                    stripe_invoice_id=invoice.stripe_invoice_id,
+                    tenant_id=inp.tenant_id,
+                    subscription_id=inp.subscription_id,
+                    currency=_plan(c.plan).currency,
+                    amount_due=invoice.total,
+                    hosted_invoice_url=hosted_invoice_url,
+                    policy=inp.dunning_policy,
+                    stripe_task_queue=inp.stripe_task_queue,
+                    time_scale=inp.time_scale,
+                    first_attempt=attempt + 1,
+                    invoice_version=c.invoice_version,
+                ),
+                id=dunning_workflow_id(invoice.invoice_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"dunning of invoice {invoice.invoice_id}",
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # already chasing this invoice: attach to it
+        c = self._require()[1]
+        self._c = replace(c, dunning_invoice_ids=[*c.dunning_invoice_ids, invoice.invoice_id])
+
+    async def _signal_dunning(
+        self, invoice_id: str, signal: str, payload: PaymentMethodUpdated | InvoicePaid
+    ) -> None:
+        """Forward to the child by id: works from any run, including after continue-as-new."""
+        try:
+            await workflow.get_external_workflow_handle(dunning_workflow_id(invoice_id)).signal(
+                signal, payload
+            )
+        except FailureError:
+            # The child has just finished: its `dunning_finished` is on the way to us.
+            workflow.logger.info("dunning of %s did not take %s", invoice_id, signal)
+
+    async def _forward_card_update(self, event_id: str, payment_method_id: str | None) -> None:
+        for invoice_id in list(self._require()[1].dunning_invoice_ids):
+            await self._signal_dunning(
+                invoice_id,
+                "payment_method_updated",
+                PaymentMethodUpdated(event_id, payment_method_id),
+            )
+
+    @workflow.signal(name=DUNNING_FINISHED_SIGNAL)
+    async def dunning_finished(self, result: DunningResult) -> None:
+        async with self._lock:
+            inp, c = self._require()
+            if result.invoice_id not in c.dunning_invoice_ids:
+                return  # not ours, or already applied
+            self._c = replace(
+                c,
+                dunning_invoice_ids=[i for i in c.dunning_invoice_ids if i != result.invoice_id],
+                # The child wrote the invoice row up to this version; later writes go above it.
+                invoice_version=max(c.invoice_version, result.invoice_version),
+            )
+            before = self._c.status
+            now = self._business_now()
+            if result.outcome == "exhausted":
+                # The invoice stays owed (uncollectible can still be paid, e.g. on the hosted
+                # page): the cancel is due after the policy's delay unless it is paid first.
+                policy = DunningPolicy.from_dict(inp.dunning_policy)
+                exhausted = _dt(result.exhausted_at)
+                start = self._business_at(exhausted) if exhausted else now
+                due = start.replace(microsecond=0) + timedelta(days=policy.cancel_after_days)
+                self._c = replace(
+                    self._c,
+                    cancel_due_at=_iso(_earliest(due, _dt(self._c.cancel_due_at))),
+                    # The child's attempts count too: a later write must not lower attempt_count.
+                    open_invoices=[
+                        replace(i, attempts=max(i.attempts, result.last_attempt))
+                        if i.invoice_id == result.invoice_id
+                        else i
+                        for i in self._c.open_invoices
+                    ],
+                )
+                kind = "dunning_exhausted"
+            else:
+                # recovered | paid_out_of_band | voided_elsewhere: nothing is owed on it any more.
+                self._settled(result.invoice_id)
+                kind = (
+                    "payment_recovered"
+                    if result.outcome != "voided_elsewhere"
+                    else "invoice_voided"
+                )
+            await self._record_change(
+                kind,
+                "system",
+                before,
+                now,
+                details={
+                    "invoice_id": result.invoice_id,
+                    "outcome": result.outcome,
+                    "attempts": result.attempts,
+                    "cancel_due_at": self._require()[1].cancel_due_at,
+                },
+            )
+            await self._project()
+            self._generation += 1
+
+    async def _cancel_for_nonpayment(self, at: datetime) -> None:
+        c = self._require()[1]
+        self._c = replace(
+            c,
+            status=Status.CANCELED.value,
+            canceled_at=at.isoformat(),
+            cancel_at_period_end=False,
+            pending_plan=None,
+            cancel_due_at=None,
+        )
+        await self._record_change(
+            "canceled", "system", c.status, at, details={"reason": "nonpayment"}
+        )
+        await self._project()
+        await self._notify_canceled("nonpayment")
+
+    async def _notify(self, event_type: str, message_id: str, payload: dict[str, Any]) -> None:
+        if self._wired():
+            await notice.notify(self._require()[0].tenant_id, event_type, message_id, payload)
+
+    async def _notify_canceled(self, reason: str) -> None:
+        inp, c = self._require()
+        await self._notify(
+            notice.SUBSCRIPTION_CANCELED,
+            f"{notice.SUBSCRIPTION_CANCELED}:{inp.subscription_id}",
+            {
+                "subscription_id": inp.subscription_id,
+                "canceled_at": c.canceled_at,
+                "reason": reason,
+            },
+        )
 
     def _settled(self, invoice_id: str) -> None:
         c = self._require()[1]
@@ -482,7 +741,9 @@ class SubscriptionWorkflow:
         status = c.status
         if not remaining and status == Status.PAST_DUE.value:
             status = Status.ACTIVE.value
-        self._c = replace(c, open_invoices=remaining, status=status)
+        # Paid before the cancel for non-payment came due: the subscription goes on.
+        cancel_due_at = c.cancel_due_at if remaining else None
+        self._c = replace(c, open_invoices=remaining, status=status, cancel_due_at=cancel_due_at)
 
     async def _project_invoice(
         self,
@@ -733,6 +994,8 @@ class SubscriptionWorkflow:
                 )
                 await self._record_change("canceled", request.actor, c.status, now)
             await self._project()
+            if self._require()[1].status == Status.CANCELED.value:
+                await self._notify_canceled("requested")
             self._generation += 1
             c2 = self._require()[1]
             return LifecycleResult(
@@ -845,9 +1108,20 @@ class SubscriptionWorkflow:
                 self._business_now(),
                 details={"brand": card.brand, "last4": card.last4},
             )
-            # A new card is the moment to retry what is owed (dunning refines this in issue 4).
+            # A new card is the moment to retry what is owed: invoices under dunning are retried
+            # by their child (the only writer of their rows), the others here.
             for invoice in list(c.open_invoices):
-                await self._collect(invoice)
+                if invoice.invoice_id in c.dunning_invoice_ids:
+                    await self._signal_dunning(
+                        invoice.invoice_id,
+                        "payment_method_updated",
+                        PaymentMethodUpdated(
+                            f"sub:{self._require()[0].subscription_id}:change:{c.change_seq}",
+                            request.payment_method_id,
+                        ),
+                    )
+                else:
+                    await self._collect(invoice)
             await self._project()
             self._generation += 1
             return card
@@ -883,6 +1157,14 @@ class SubscriptionWorkflow:
             summary="record payment method",
         )
         self._c = replace(self._require()[1], has_payment_method=True)
+        if self._wired():
+            # The warning timer follows the card on file: a new card replaces it.
+            notice_at = card_expires_at(card.exp_year, card.exp_month) - CARD_EXPIRING_NOTICE
+            self._c = replace(
+                self._c,
+                card=card,
+                card_expiring_notice_at=max(notice_at, self._business_now()).isoformat(),
+            )
         return card
 
     # ------------------------------------------------------------------------------ signals
@@ -898,6 +1180,7 @@ class SubscriptionWorkflow:
             )
             if event.event_type in PAYMENT_METHOD_EVENTS:
                 self._c = replace(self._c, has_payment_method=True)
+                await self._forward_card_update(event.event_id, event.stripe_payment_method_id)
                 return
             invoice = next(
                 (
@@ -910,6 +1193,14 @@ class SubscriptionWorkflow:
             )
             if invoice is None:
                 return  # not open here: already settled (a late failure changes nothing)
+            if invoice.invoice_id in self._c.dunning_invoice_ids:
+                # The child owns the invoice while it chases it: it re-reads Stripe and stops;
+                # its `dunning_finished` brings the outcome here.
+                if event.event_type in PAID_EVENTS or event.invoice_status == "paid":
+                    await self._signal_dunning(
+                        invoice.invoice_id, "invoice_paid", InvoicePaid(event.event_id)
+                    )
+                return
             before = self._c.status
             if event.event_type in PAID_EVENTS or event.invoice_status == "paid":
                 await self._project_invoice(
@@ -926,6 +1217,17 @@ class SubscriptionWorkflow:
                     attempt=invoice.attempts,
                 )
                 self._settled(invoice.invoice_id)
+                await self._notify(
+                    notice.INVOICE_PAID,
+                    f"{notice.INVOICE_PAID}:{invoice.invoice_id}",
+                    {
+                        "invoice_id": invoice.invoice_id,
+                        "amount_paid": event.amount_paid
+                        if event.amount_paid is not None
+                        else invoice.total,
+                        "currency": _plan(self._c.plan).currency,
+                    },
+                )
             elif event.event_type in FAILED_EVENTS and self._c.status == Status.ACTIVE.value:
                 self._c = replace(self._c, status=Status.PAST_DUE.value)
             if self._c.status != before:
@@ -957,6 +1259,8 @@ class SubscriptionWorkflow:
             credit_balance=c.credit_balance,
             open_invoices=list(c.open_invoices),
             invoices_issued=c.invoices_issued,
+            dunning_invoice_ids=list(c.dunning_invoice_ids),
+            cancel_due_at=c.cancel_due_at,
             paused_at=c.paused_at,
             resume_at=c.resume_at,
             has_payment_method=c.has_payment_method,
@@ -1150,7 +1454,8 @@ class SubscriptionWorkflow:
 
     def _publish(self) -> None:
         inp, c = self._require()
-        next_at = self._next_deadline()
+        # The UI shows the billing clock; notices are timers of their own.
+        next_at = self._next_billing_deadline()
         updates: list[SearchAttributeUpdate[Any]] = [
             sa.TENANT_ID.value_set(inp.tenant_id),
             sa.SUBSCRIPTION_ID.value_set(inp.subscription_id),
@@ -1162,5 +1467,9 @@ class SubscriptionWorkflow:
         pending = " (cancels at period end)" if c.cancel_at_period_end else ""
         workflow.set_current_details(
             f"{c.status}{pending} on {c.plan.code}/{inp.interval}"
-            + (f", next {self._deadline_summary()} at {next_at.isoformat()}" if next_at else "")
+            + (
+                f", next {self._deadline_summary(billing_only=True)} at {next_at.isoformat()}"
+                if next_at
+                else ""
+            )
         )

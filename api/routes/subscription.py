@@ -155,6 +155,7 @@ async def _create(
         actor=principal.actor,
         time_scale=services.settings.time_scale,
         payment_method_id=body.payment_method_id,
+        dunning_policy=services.settings.dunning_policy().to_dict(),
     )
     try:
         await start_subscription(

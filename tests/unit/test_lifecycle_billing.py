@@ -19,7 +19,7 @@ from billing.invoicing import (
     proration_lines,
 )
 from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
-from billing.periods import period_bounds
+from billing.periods import card_expires_at, period_bounds
 
 
 def _dt(y: int, m: int, d: int, h: int = 0) -> datetime:
@@ -216,3 +216,8 @@ def test_cancel_at_period_end_twice_is_refused() -> None:
     check_cancel(facts, at_period_end=False)
     with pytest.raises(InvalidTransition, match="already pending"):
         check_cancel(facts, at_period_end=True)
+
+
+def test_a_card_expires_after_the_last_day_of_its_expiry_month() -> None:
+    assert card_expires_at(2027, 5) == datetime(2027, 6, 1, tzinfo=UTC)
+    assert card_expires_at(2027, 12) == datetime(2028, 1, 1, tzinfo=UTC)
