@@ -51,6 +51,9 @@ class SubscriptionInput:
     # billing.dunning.DunningPolicy.to_dict(), snapshotted at sign-up (the API fills it from
     # settings); every dunning child of this subscription chases with it.
     dunning_policy: dict[str, Any] = field(default_factory=_default_dunning_policy)
+    # Access continues this long after a collection fails, then the tenant is suspended until
+    # the invoice is paid (ADR 0006). Snapshotted at sign-up from BILLING_PAYMENT_GRACE_DAYS.
+    payment_grace_days: float = 7.0
 
 
 @dataclass(frozen=True)

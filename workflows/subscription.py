@@ -87,12 +87,15 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionResult,
         SubscriptionState,
     )
+    from workflows.payment_grace import resolve_payment_grace, start_payment_grace
     from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Guards every command added with dunning and notifications (issue 4), so histories recorded
 # before them replay unchanged (tests/replay/histories/subscription/).
 DUNNING_WIRING = "dunning-wiring"
+# Guards the payment grace window opened beside each dunning child (ADR 0006).
+PAYMENT_GRACE_WIRING = "payment-grace-wiring"
 TRIAL_ENDING_NOTICE = timedelta(days=3)
 CARD_EXPIRING_NOTICE = timedelta(days=30)
 # Event ids remembered for deduplication (Stripe redelivers within days, not thousands of events).
@@ -190,6 +193,7 @@ class SubscriptionWorkflow:
         # Pin the patch marker to the start of every run, so later edits that move the first
         # `_wired()` call site cannot shift it in recorded histories.
         self._wired()
+        self._grace_wired()
         if input.carry is None:
             async with self._lock:
                 await self._start()
@@ -586,11 +590,36 @@ class SubscriptionWorkflow:
                 },
             )
             await self._start_dunning(invoice, attempt, result.invoice.hosted_invoice_url)
+            await self._open_payment_grace(invoice.invoice_id)
 
     # ------------------------------------------------------------------------------ dunning
 
     def _wired(self) -> bool:
         return workflow.patched(DUNNING_WIRING)
+
+    def _grace_wired(self) -> bool:
+        return self._wired() and workflow.patched(PAYMENT_GRACE_WIRING)
+
+    async def _open_payment_grace(self, invoice_id: str) -> None:
+        """Access continues until the grace window expires, then the tenant is suspended until
+        the invoice is paid; the window outlives this run and is reached again by its id."""
+        inp = self._require()[0]
+        if self._grace_wired():
+            await start_payment_grace(
+                inp.tenant_id,
+                invoice_id,
+                inp.payment_grace_days * 86_400,
+                time_scale=inp.time_scale,
+            )
+
+    async def _close_payment_grace(self, invoice_id: str, resolution: str) -> None:
+        """ "paid" lifts a suspension the window caused; "voided"/"canceled" close it and keep
+        the suspension (ADR 0006). A no-op when no window is open for the invoice."""
+        inp = self._require()[0]
+        if self._grace_wired():
+            await resolve_payment_grace(
+                inp.tenant_id, invoice_id, resolution, f"workflow:{workflow.info().workflow_id}"
+            )
 
     async def _start_dunning(
         self, invoice: OpenInvoice, attempt: int, hosted_invoice_url: str | None
@@ -683,6 +712,10 @@ class SubscriptionWorkflow:
             else:
                 # recovered | paid_out_of_band | voided_elsewhere: nothing is owed on it any more.
                 self._settled(result.invoice_id)
+                await self._close_payment_grace(
+                    result.invoice_id,
+                    "voided" if result.outcome == "voided_elsewhere" else "paid",
+                )
                 kind = (
                     "payment_recovered"
                     if result.outcome != "voided_elsewhere"
@@ -705,6 +738,8 @@ class SubscriptionWorkflow:
 
     async def _cancel_for_nonpayment(self, at: datetime) -> None:
         c = self._require()[1]
+        for unpaid in c.open_invoices:
+            await self._close_payment_grace(unpaid.invoice_id, "canceled")
         self._c = replace(
             c,
             status=Status.CANCELED.value,
@@ -1217,6 +1252,8 @@ class SubscriptionWorkflow:
                     attempt=invoice.attempts,
                 )
                 self._settled(invoice.invoice_id)
+                if invoice.attempts > 0:  # a failed collection opened its grace window
+                    await self._close_payment_grace(invoice.invoice_id, "paid")
                 await self._notify(
                     notice.INVOICE_PAID,
                     f"{notice.INVOICE_PAID}:{invoice.invoice_id}",

@@ -156,6 +156,7 @@ async def _create(
         time_scale=services.settings.time_scale,
         payment_method_id=body.payment_method_id,
         dunning_policy=services.settings.dunning_policy().to_dict(),
+        payment_grace_days=services.settings.payment_grace_days,
     )
     try:
         await start_subscription(

@@ -11,16 +11,24 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from sqlalchemy import select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from adapters.db.tables import notification_deliveries, notification_endpoints
+from adapters.api_keys import Scope
+from adapters.db.tables import (
+    grace_periods,
+    notification_deliveries,
+    notification_endpoints,
+    tenants,
+)
 from adapters.stripe_fake import FakeStripeGateway
 from billing.dunning import DunningPolicy
 from config import Settings
 from tests.factories.subscription_workflows import SubscriptionFixture, make_subscription
+from tests.factories.tenants import make_api_key
 from tests.harness import Databases
 from tests.workflows.helpers import (
     db_changes,
@@ -32,7 +40,7 @@ from tests.workflows.helpers import (
 )
 from workflows.dunning import DunningWorkflow, dunning_workflow_id
 from workflows.dunning_io import DunningResult, DunningState
-from workflows.io import StripeEventSignal
+from workflows.io import SetPaymentMethodRequest, StripeEventSignal
 from workflows.subscription import SubscriptionWorkflow
 
 pytestmark = pytest.mark.usefixtures("workers")
@@ -349,3 +357,110 @@ async def test_paid_after_exhaustion_but_before_the_cancel_keeps_the_subscriptio
     assert (row["status"], row["attempt_count"]) == ("paid", 2)
     assert "canceled" not in await db_changes(dbs, sub.input.subscription_id)
     assert f"invoice.paid:{invoice.invoice_id}" in await notifications(dbs, sub)
+
+
+async def access_status(env: WorkflowEnvironment, dbs: Databases, tenant_id: str, want: str) -> str:
+    """The tenant's access status once it reads `want` (polled on test time), else the last."""
+    current = ""
+    for _ in range(120):
+        async with dbs.admin.transaction() as conn:
+            current = (
+                await conn.execute(select(tenants.c.access_status).where(tenants.c.id == tenant_id))
+            ).scalar_one()
+        if current == want:
+            break
+        await env.sleep(timedelta(seconds=1))
+    return current
+
+
+async def quota_check(api: httpx.AsyncClient, key: str) -> httpx.Response:
+    return await api.get(
+        "/api/billing/usage/check",
+        params={"metric": "api_calls", "quantity": 1},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+
+async def test_unpaid_invoice_suspends_at_grace_expiry_then_cancels(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+    api: httpx.AsyncClient,
+) -> None:
+    """Issue 4: all attempts fail -> suspended when the payment grace expires (the quota check
+    answers 402 payment_overdue) -> canceled after the policy's delay, invoice uncollectible."""
+    sub = await make_subscription(
+        dbs,
+        task_queues=task_queues,
+        business_start=START,
+        payment_method_id="pm_card_chargeCustomerFail",
+    )
+    policy = DunningPolicy(retry_after_days=(1, 2), cancel_after_days=3)
+    sub = dataclasses.replace(
+        sub,
+        input=dataclasses.replace(sub.input, dunning_policy=policy.to_dict(), payment_grace_days=2),
+    )
+    key = await make_api_key(dbs, UUID(sub.input.tenant_id), [Scope.READ])
+    handle = await start(workflow_env, sub, settings.task_queue)
+    st = await until(workflow_env, handle, lambda s: bool(s.dunning_invoice_ids))
+    [invoice] = st.open_invoices
+    assert invoice.stripe_invoice_id is not None
+    # Access continues during the grace window.
+    assert await access_status(workflow_env, dbs, sub.input.tenant_id, "active") == "active"
+    assert (await quota_check(api, key)).status_code == 200
+
+    await workflow_env.sleep(timedelta(days=2, hours=1))
+    assert await access_status(workflow_env, dbs, sub.input.tenant_id, "suspended") == "suspended"
+    blocked = await quota_check(api, key)
+    assert blocked.status_code == 402
+    assert blocked.json()["reason"] == "payment_overdue"
+
+    # Exhausted on day 3, canceled 3 days later; the tenant stays suspended, nothing charged.
+    await workflow_env.sleep(timedelta(days=4, hours=1))
+    result: Any = await handle.result()
+    assert result.status == "canceled"
+    assert stripe_fake.invoice(invoice.stripe_invoice_id).status == "uncollectible"
+    assert stripe_fake.charges == []
+    assert await access_status(workflow_env, dbs, sub.input.tenant_id, "x") == "suspended"
+    async with dbs.admin.transaction() as conn:
+        grace = (await conn.execute(select(grace_periods))).mappings().one()
+    assert (grace["kind"], grace["subject"]) == ("payment", invoice.invoice_id)
+    assert grace["resolution"] == "canceled"
+
+
+async def test_payment_after_suspension_reactivates_the_tenant_at_once(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+    api: httpx.AsyncClient,
+) -> None:
+    """Issue 4: a card update after the grace expired -> the retry succeeds -> active subscription,
+    grace resolved "paid", tenant active again (quota check allows)."""
+    sub = await make_subscription(
+        dbs,
+        task_queues=task_queues,
+        business_start=START,
+        payment_method_id="pm_card_chargeCustomerFail",
+    )
+    sub = dataclasses.replace(sub, input=dataclasses.replace(sub.input, payment_grace_days=1))
+    key = await make_api_key(dbs, UUID(sub.input.tenant_id), [Scope.READ])
+    handle = await start(workflow_env, sub, settings.task_queue)
+    await until(workflow_env, handle, lambda s: bool(s.dunning_invoice_ids))
+    await workflow_env.sleep(timedelta(days=1, hours=2))
+    assert await access_status(workflow_env, dbs, sub.input.tenant_id, "suspended") == "suspended"
+    assert (await quota_check(api, key)).status_code == 402
+
+    await handle.execute_update(
+        SubscriptionWorkflow.set_payment_method, SetPaymentMethodRequest("pm_card_visa", "tests")
+    )
+    await until(workflow_env, handle, lambda s: s.status == "active")
+    assert await access_status(workflow_env, dbs, sub.input.tenant_id, "active") == "active"
+    assert (await quota_check(api, key)).status_code == 200
+    assert [c.amount for c in stripe_fake.charges] == [PRICE]
+    async with dbs.admin.transaction() as conn:
+        grace = (await conn.execute(select(grace_periods))).mappings().one()
+    assert grace["resolution"] == "paid"
