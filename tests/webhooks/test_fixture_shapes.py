@@ -1,6 +1,7 @@
-"""Current Stripe object shapes (../shared/stripe-fixtures/resources.json, Stripe's own API
-fixtures) wrapped as signed events of every type the engine handles: accepted, never a 500, and
-processed to a final inbox status (these objects concern no engine tenant: `ignored`)."""
+"""Current Stripe object shapes (tests/fixtures/stripe/resources.json, a copy of Stripe's own
+API fixtures from shared/stripe-fixtures) wrapped as signed events of every type the engine
+handles: accepted, never a 500, and processed to a final inbox status (these objects concern no
+engine tenant: `ignored`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -21,13 +21,11 @@ from tests.harness import Databases
 from tests.webhooks.test_stripe_webhooks import URL, inbox_row
 from workflows.io import StripeEventResult
 
-FIXTURES = ROOT.parent / "shared" / "stripe-fixtures" / "resources.json"
+FIXTURES = ROOT / "tests" / "fixtures" / "stripe" / "resources.json"
 EVENT_TYPES = sorted(HANDLED_EVENT_TYPES | {"customer.subscription.updated"})
 
 
 def _resources() -> dict[str, dict[str, Any]]:
-    if not FIXTURES.exists():
-        pytest.skip(f"{FIXTURES} is not present on this machine")
     data: dict[str, dict[str, Any]] = json.loads(Path(FIXTURES).read_text())
     return data
 
