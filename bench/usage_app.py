@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from adapters.db.session import Database
 from adapters.stripe_fake import FakeStripeGateway
 from api.app import create_app
+from api.server import settle_heap
 from api.services import Services
 from billing.catalog import load_catalog
 from config import APP_ROLE, WORKER_ROLE, Settings
@@ -33,4 +34,5 @@ def create() -> FastAPI:
     async def bare() -> dict[str, bool]:
         return {"allowed": True}
 
+    settle_heap()  # as `billing api` does before serving
     return app

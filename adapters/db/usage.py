@@ -101,7 +101,9 @@ class CounterAfter:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    inserted_keys: frozenset[str]
+    # Keys of this batch that were already recorded (by an earlier batch or a concurrent one):
+    # usually none, so the statement sends back the exceptions rather than 1,000 accepted keys.
+    existing_keys: frozenset[str]
     counters: tuple[CounterAfter, ...]
 
 
@@ -110,7 +112,8 @@ class IngestResult:
 # Only the rows actually inserted (RETURNING) feed the daily totals and the period counter, all in
 # this one statement: counters can never count an event the events table does not hold.
 # Rows are sorted by key (by the caller) and aggregates by metric, so concurrent batches take row
-# locks in the same order and do not deadlock.
+# locks in the same order and do not deadlock. The statement answers with the keys that were
+# not inserted (already recorded) and the counters as the batch left them.
 _INGEST = """
 WITH input AS (
   SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
@@ -149,8 +152,8 @@ WITH input AS (
   RETURNING metric, quantity, notified_threshold, soft_cap_exceeded_at IS NOT NULL AS exceeded,
             blocked_at IS NOT NULL AS blocked
 )
-SELECT idempotency_key, NULL::text, NULL::numeric, NULL::smallint, NULL::bool, NULL::bool
-FROM inserted
+SELECT i.idempotency_key, NULL::text, NULL::numeric, NULL::smallint, NULL::bool, NULL::bool
+FROM input i WHERE NOT EXISTS (SELECT 1 FROM inserted x WHERE x.idempotency_key = i.idempotency_key)
 UNION ALL
 SELECT NULL, metric, quantity, notified_threshold, exceeded, blocked FROM counters
 """
@@ -189,11 +192,11 @@ async def ingest_events(
         period_start,
         period_end,
     )
-    keys = frozenset(r[0] for r in rows if r[0] is not None)
+    existing = frozenset(r[0] for r in rows if r[0] is not None)
     counters = tuple(
         CounterAfter(r[1], r[2], r[3], r[4], r[5]) for r in rows if r[0] is None and r[1]
     )
-    return IngestResult(keys, counters)
+    return IngestResult(existing, counters)
 
 
 async def mark_threshold_notified(

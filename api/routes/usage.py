@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from adapters.db.notifications import enqueue_notification
 from adapters.temporal import start_grace_window
 from api.auth import ManagePrincipal, ReadPrincipal, ServicesDep, authorize_request
 from api.errors import Conflict, FieldInvalid, NotFound, error_responses
+from api.fastjson import FastJSONResponse, dumps_compact
 from api.services import Services
 from api.usage_schemas import (
     DailyUsage,
@@ -50,6 +50,7 @@ from api.usage_schemas import (
 )
 from billing.catalog import Aggregation, CapKind, Entitlement, Plan
 from billing.usage import (
+    EventProblem,
     QuotaDecision,
     check_event,
     crossed_thresholds,
@@ -71,8 +72,6 @@ DB_UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
 )
-# One encoder for every event: json.dumps with options builds a new encoder per call.
-_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # Two concurrent batches can still collide on a unique-index wait; retrying is always safe
 # because the whole batch is one transaction.
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
@@ -120,6 +119,9 @@ class _Crossing:
 # --- Ingestion -------------------------------------------------------------------------------
 
 
+_ACCEPTED, _DUPLICATE, _REJECTED = "accepted", "duplicate", "rejected"
+
+
 @dataclass
 class _Outcome:
     results: list[dict[str, Any]]
@@ -129,11 +131,28 @@ class _Outcome:
     crossings: list[_Crossing]
 
 
+def _results(
+    events: Sequence[UsageEventIn], statuses: list[str], problems: dict[int, EventProblem]
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for index, (event, status) in enumerate(zip(events, statuses, strict=True)):
+        result = {"index": index, "idempotency_key": event.idempotency_key, "status": status}
+        problem = problems.get(index)
+        if problem is not None:
+            result["field"] = problem.field
+            result["reason"] = problem.message
+        results.append(result)
+    return results
+
+
 async def _ingest(
     services: Services, tenant_id: UUID, events: Sequence[UsageEventIn], *, strict: bool
 ) -> _Outcome:
     """Validate, dedupe and record a batch. `strict` (the single-event endpoint) turns the first
-    rejected event into a 422 naming its field, with nothing written."""
+    rejected event into a 422 naming its field, with nothing written.
+
+    The hot path of ingestion (1,000 events per call): one pass over the events, the rows
+    handed to one statement, the outcome per event as a list of statuses."""
     catalog_metrics = services.catalog.metrics
     now = datetime.now(UTC)
     for attempt in range(3):
@@ -142,47 +161,40 @@ async def _ingest(
                 period = await usage_repo.open_period(conn, tenant_id)
                 if period is None:
                     raise NotFound("tenant not found")
-                if period.period_start is None or period.period_end is None:
+                period_start, period_end = period.period_start, period.period_end
+                if period_start is None or period_end is None:
                     raise Conflict("this tenant has no subscription with an open billing period")
-                results: list[dict[str, Any]] = []
-                seen: set[str] = set()
+                statuses = [_ACCEPTED] * len(events)
+                problems: dict[int, EventProblem] = {}
+                first_index: dict[str, int] = {}  # key -> the event that decides its fate
                 rows: list[tuple[str, str, Decimal, datetime, str | None]] = []
-                rejected = duplicates = 0
                 for index, event in enumerate(events):
-                    metadata_json = None if event.metadata is None else _json(event.metadata)
+                    metadata = event.metadata
+                    metadata_json = None if metadata is None else dumps_compact(metadata)
                     problem = check_event(
                         metric_known=event.metric in catalog_metrics,
                         quantity=event.quantity,
                         occurred_at=event.timestamp,
-                        metadata_bytes=len(metadata_json.encode()) if metadata_json else 0,
+                        metadata_bytes=0 if metadata_json is None else len(metadata_json.encode()),
                         now=now,
-                        period_start=period.period_start,
-                        period_end=period.period_end,
+                        period_start=period_start,
+                        period_end=period_end,
                     )
-                    key = event.idempotency_key
                     if problem is not None:
                         if strict:
                             raise FieldInvalid(problem.field, problem.message)
-                        rejected += 1
-                        results.append(
-                            {
-                                "index": index,
-                                "idempotency_key": key,
-                                "status": "rejected",
-                                "field": problem.field,
-                                "reason": problem.message,
-                            }
-                        )
+                        statuses[index] = _REJECTED
+                        problems[index] = problem
                         continue
-                    results.append({"index": index, "idempotency_key": key, "status": None})
-                    if key in seen:
-                        continue  # the first occurrence in the batch decides; this one is a dup
-                    seen.add(key)
+                    key = event.idempotency_key
+                    if key in first_index:
+                        statuses[index] = _DUPLICATE  # the first occurrence in the batch decides
+                        continue
+                    first_index[key] = index
                     rows.append((key, event.metric, event.quantity, event.timestamp, metadata_json))
-                rows.sort(key=lambda r: r[0])
-                inserted: frozenset[str] = frozenset()
                 crossings: list[_Crossing] = []
                 if rows:
+                    rows.sort(key=_row_key)
                     written = await usage_repo.ingest_events(
                         conn,
                         tenant_id=tenant_id,
@@ -194,27 +206,23 @@ async def _ingest(
                             metadata_json=[r[4] for r in rows],
                         ),
                         gauge_metrics=gauges(services),
-                        period_start=period.period_start,
-                        period_end=period.period_end,
+                        period_start=period_start,
+                        period_end=period_end,
                     )
-                    inserted = written.inserted_keys
+                    for key in written.existing_keys:  # recorded before this batch
+                        statuses[first_index[key]] = _DUPLICATE
                     crossings = await _after_counters(
                         services, conn, tenant_id, period, written.counters
                     )
-                accepted = 0
-                first_seen: set[str] = set()
-                for result in results:
-                    if result["status"] is not None:
-                        continue
-                    key = result["idempotency_key"]
-                    if key in inserted and key not in first_seen:
-                        result["status"] = "accepted"
-                        accepted += 1
-                    else:
-                        result["status"] = "duplicate"
-                        duplicates += 1
-                    first_seen.add(key)
-            return _Outcome(results, accepted, duplicates, rejected, crossings)
+            rejected = len(problems)
+            duplicates = statuses.count(_DUPLICATE)
+            return _Outcome(
+                _results(events, statuses, problems),
+                len(events) - rejected - duplicates,
+                duplicates,
+                rejected,
+                crossings,
+            )
         except (DBAPIError, asyncpg.PostgresError) as error:
             # The batch statement runs on the asyncpg connection itself: its errors arrive
             # unwrapped; anything else through SQLAlchemy arrives as DBAPIError.
@@ -223,6 +231,10 @@ async def _ingest(
                 continue
             raise
     raise AssertionError("unreachable")
+
+
+def _row_key(row: tuple[str, str, Decimal, datetime, str | None]) -> str:
+    return row[0]
 
 
 async def _after_counters(
@@ -366,7 +378,7 @@ async def record_usage_batch(
     await _open_grace_windows(services, tenant_id, outcome.crossings, principal.actor)
     # Built by hand rather than through the response model: 1,000 result objects validated
     # again on the way out would cost more than the database write.
-    return JSONResponse(
+    return FastJSONResponse(
         {
             "accepted": outcome.accepted,
             "duplicates": outcome.duplicates,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -184,6 +185,39 @@ async def test_batch_reports_rejected_events_and_records_the_rest(
         ("rejected", "metric"),
     ]
     assert (await counts(dbs, tenant))["counters"] == {"llm_tokens": Decimal(3)}
+
+
+async def test_metadata_is_stored_as_sent_even_beyond_the_fast_encoder(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    # The batch path encodes metadata with orjson, which refuses integers beyond 64 bits: such an
+    # event must still be recorded, with its metadata intact (the standard encoder takes over).
+    huge = 2**70
+    metadata = [{"model": "gpt-ü", "tokens": huge}, {"nested": {"a": [1, 2.5, None, True]}}]
+    batch = {"events": [event(f"m{i}", metadata=m) for i, m in enumerate(metadata)]}
+    body = (await api.post("/api/billing/usage/batch", json=batch, headers=tenant.headers)).json()
+    assert body["accepted"] == 2, body
+    async with dbs.admin.transaction() as conn:
+        stored = (
+            await conn.execute(
+                text(
+                    "SELECT metadata::text FROM usage_events WHERE tenant_id = :t "
+                    "ORDER BY idempotency_key"
+                ),
+                {"t": tenant.id},
+            )
+        ).scalars()
+        assert [json.loads(s) for s in stored] == metadata
+
+
+async def test_a_rejected_event_does_not_claim_its_key_for_a_later_one(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    batch = {"events": [event("same", quantity=-1), event("same", quantity=4)]}
+    body = (await api.post("/api/billing/usage/batch", json=batch, headers=tenant.headers)).json()
+    assert [r["status"] for r in body["results"]] == ["rejected", "accepted"]
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (1, 0, 1)
+    assert (await counts(dbs, tenant))["counters"] == {"llm_tokens": Decimal(4)}
 
 
 async def test_batch_larger_than_the_setting_is_refused(
