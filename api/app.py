@@ -3,11 +3,14 @@ other): it builds the database engines, the Temporal client and the Stripe gatew
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from adapters.db.quota_cache import QuotaChangeListener, QuotaRowCache
 from adapters.db.session import Database
 from api.errors import install_error_handlers
 from api.routes import (
@@ -43,6 +46,26 @@ async def build_services(settings: Settings) -> Services:
     )
 
 
+@asynccontextmanager
+async def quota_cache_listening(services: Services) -> AsyncIterator[None]:
+    """Keep the quota cache coherent while the app serves (ADR 0003, section 4): a task holds a
+    LISTEN connection; until it is up, and whenever it is down, checks read Postgres."""
+    ttl = services.settings.quota_cache_seconds
+    if ttl <= 0:
+        yield
+        return
+    services.quota_cache = QuotaRowCache(ttl_seconds=ttl)
+    listener = QuotaChangeListener(services.tenant_db.asyncpg_dsn(), services.quota_cache)
+    services.extras["quota_listener"] = listener
+    task = asyncio.create_task(listener.run(), name="quota-cache-listener")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     """`services` lets tests hand in their own (fakes, test databases); they then own closing."""
 
@@ -50,12 +73,14 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services is not None:
             app.state.services = services
-            yield
+            async with quota_cache_listening(services):
+                yield
             return
         built = await build_services(settings)
         app.state.services = built
         try:
-            yield
+            async with quota_cache_listening(built):
+                yield
         finally:
             await built.tenant_db.dispose()
             await built.system_db.dispose()

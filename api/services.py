@@ -9,6 +9,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from adapters.db.quota_cache import QuotaRowCache
 from adapters.db.session import Database
 from billing.catalog import Catalog
 from billing.payments import StripeGateway
@@ -31,3 +32,6 @@ class Services:
     # The API's clock (update deadlines, preview instants). Tests align it with the
     # time-skipping server's clock.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Quota-check rows, served only while the app's lifespan keeps a LISTEN connection up
+    # (ADR 0003, section 4); without it (in-process test transports) every check reads Postgres.
+    quota_cache: QuotaRowCache = field(default_factory=lambda: QuotaRowCache(ttl_seconds=0))

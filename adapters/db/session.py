@@ -51,6 +51,10 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
+    def asyncpg_dsn(self) -> str:
+        """This role's URL as a plain asyncpg DSN (for connections outside SQLAlchemy)."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     async def raw_pool(self) -> Any:
         """A small asyncpg pool beside the SQLAlchemy engine, for the one hot single-statement
         read (the quota check): SQLAlchemy's checkout, greenlet hop and reset-on-return cost more
@@ -58,9 +62,8 @@ class Database:
         these connections, so release skips asyncpg's reset round trip."""
         async with self._raw_pool_lock:
             if self._raw_pool is None:
-                url = self.engine.url.set(drivername="postgresql")
                 self._raw_pool = await asyncpg.create_pool(
-                    url.render_as_string(hide_password=False),
+                    self.asyncpg_dsn(),
                     min_size=1,
                     max_size=self._pool_size,
                     server_settings={"application_name": self._application_name},

@@ -243,10 +243,11 @@ class QuotaRow:
     blocked: bool
     override_included: int | None
     override_cap: str | None
+    override_expires_at: datetime | None
 
 
-# `usage_quota_row` (migration 0004) sets app.tenant_id for its own statement and reads tenant
-# status, live subscription, this period's counter (primary-key lookup) and an unexpired
+# `usage_quota_row` (migrations 0004, 0005) sets app.tenant_id for its own statement and reads
+# tenant status, live subscription, this period's counter (primary-key lookup) and an unexpired
 # override, as the app role (RLS applies): one round trip, no explicit transaction.
 _QUOTA = "SELECT * FROM usage_quota_row($1, $2)"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import update
@@ -52,6 +53,8 @@ from workflows.io import (
 )
 from workflows.subscription import SubscriptionWorkflow, workflow_id
 
+T = TypeVar("T")
+
 router = APIRouter(prefix="/api/billing/subscription", tags=["subscription"])
 
 
@@ -79,6 +82,7 @@ async def create_subscription(
     body: SubscriptionCreate, principal: ManagePrincipal, services: ServicesDep, response: Response
 ) -> SubscriptionOut:
     row, existed = await _create(body, principal, services)
+    services.quota_cache.invalidate(principal.require_tenant())
     if existed:
         response.status_code = status.HTTP_200_OK
     return _out(row)
@@ -221,8 +225,9 @@ async def change_plan(
     (unless `timing` says otherwise)."""
     live = await live_subscription(services, principal)
     plan = await _plan_snapshot(services, principal, body.plan_code)
-    result = await run_update(
+    result = await _update(
         services,
+        principal,
         live.workflow_id,
         "change_plan",
         ChangePlanRequest(
@@ -247,6 +252,22 @@ async def change_plan(
     )
 
 
+async def _update(
+    services: Services,
+    principal: Principal,
+    workflow_id: str,
+    name: str,
+    arg: Any,
+    result_type: type[T],
+) -> T:
+    """`run_update`, then forget the tenant's cached quota rows: a plan change, pause or cancel
+    changes its quotas, and this process's next check must not wait for the notification."""
+    try:
+        return await run_update(services, workflow_id, name, arg, result_type)
+    finally:
+        services.quota_cache.invalidate(principal.require_tenant())
+
+
 def _lifecycle(result: LifecycleResult) -> LifecycleOut:
     return LifecycleOut.model_validate(result, from_attributes=True)
 
@@ -260,7 +281,7 @@ async def cancel_subscription(
     live = await live_subscription(services, principal)
     request = CancelRequest(principal.actor, at_period_end, apply_before=apply_before(services))
     return _lifecycle(
-        await run_update(services, live.workflow_id, "cancel", request, LifecycleResult)
+        await _update(services, principal, live.workflow_id, "cancel", request, LifecycleResult)
     )
 
 
@@ -272,7 +293,7 @@ async def pause_subscription(
     resume_at = _iso(body.resume_at) if body else None
     request = PauseRequest(principal.actor, resume_at, apply_before=apply_before(services))
     return _lifecycle(
-        await run_update(services, live.workflow_id, "pause", request, LifecycleResult)
+        await _update(services, principal, live.workflow_id, "pause", request, LifecycleResult)
     )
 
 
@@ -281,7 +302,7 @@ async def resume_subscription(principal: ManagePrincipal, services: ServicesDep)
     live = await live_subscription(services, principal)
     request = LifecycleRequest(principal.actor, apply_before=apply_before(services))
     return _lifecycle(
-        await run_update(services, live.workflow_id, "resume", request, LifecycleResult)
+        await _update(services, principal, live.workflow_id, "resume", request, LifecycleResult)
     )
 
 
@@ -304,13 +325,16 @@ async def reactivate_subscription(
         if not latest.cancel_at_period_end:
             raise InvalidTransition(f"the subscription is {latest.status}, not canceled")
         request = LifecycleRequest(principal.actor, apply_before=apply_before(services))
-        await run_update(services, latest.workflow_id, "undo_cancel", request, LifecycleResult)
+        await _update(
+            services, principal, latest.workflow_id, "undo_cancel", request, LifecycleResult
+        )
         async with services.tenant_db.tenant_transaction(tenant_id) as conn:
             row = await subscription_repo.get_subscription(conn, latest.id)
         assert row is not None
         return _out(row)
     body = SubscriptionCreate(plan_code=latest.plan_code, interval=latest.interval)
     row, _ = await _create(body, principal, services, reactivated_from=latest.id)
+    services.quota_cache.invalidate(tenant_id)
     response.status_code = status.HTTP_201_CREATED
     return _out(row)
 

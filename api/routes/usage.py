@@ -214,6 +214,8 @@ async def _ingest(
                     crossings = await _after_counters(
                         services, conn, tenant_id, period, written.counters
                     )
+            if rows:  # committed: this process's next check must see it (ADR 0003, section 4)
+                services.quota_cache.invalidate(tenant_id)
             rejected = len(problems)
             duplicates = statuses.count(_DUPLICATE)
             return _Outcome(
@@ -469,16 +471,23 @@ async def check_quota(request: Request) -> JSONResponse:
     quantity = _query_quantity(request.query_params.get("quantity"))
     if metric not in services.catalog.metrics:
         raise FieldInvalid("metric", "unknown metric", "query")
+    cache = services.quota_cache
+    row = cache.get(tenant_id, metric, datetime.now(UTC))
+    plan = None if row is None or row.plan_id is None else plan_cache(services).cached(row.plan_id)
     try:
-        async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
-            # One statement as the app role; see usage_quota_row (migration 0004).
-            pool = await services.tenant_db.raw_pool()
-            async with pool.acquire() as connection:
-                row = await usage_repo.quota_row(connection, tenant_id, metric)
-            plan = None
-            if row is not None and row.plan_id is not None:
-                plan = plan_cache(services).cached(row.plan_id)
-                if plan is None:  # first check for this plan version in this process
+        if row is None:
+            async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
+                # One statement as the app role; see usage_quota_row (migrations 0004, 0005).
+                token = cache.token(tenant_id)
+                pool = await services.tenant_db.raw_pool()
+                async with pool.acquire() as connection:
+                    row = await usage_repo.quota_row(connection, tenant_id, metric)
+                if row is not None:
+                    cache.put(tenant_id, metric, row, token)
+        if plan is None and row is not None and row.plan_id is not None:
+            plan = plan_cache(services).cached(row.plan_id)
+            if plan is None:  # first check for this plan version in this process
+                async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
                     async with services.tenant_db.engine.connect() as conn:
                         plan = await plan_cache(services).get(conn, row.plan_id)
     except DB_UNAVAILABLE:

@@ -71,6 +71,7 @@ async def put_quota_override(
                 "expires_at": body.expires_at.isoformat() if body.expires_at else None,
             },
         )
+    services.quota_cache.invalidate(tenant_id)  # this process; others hear it from Postgres
     return QuotaOverrideOut(
         tenant_id=tenant_id, metric=metric, included=body.included, cap=body.cap
     )
@@ -95,6 +96,7 @@ async def delete_quota_override(
             subject_id=metric,
             tenant_id=tenant_id,
         )
+    services.quota_cache.invalidate(tenant_id)
 
 
 @router.post(
@@ -124,6 +126,8 @@ async def reconcile_usage(
             tenant_id=None,
             details={"drift": len(drift), "repair": body.repair},
         )
+    if drift and body.repair:
+        services.quota_cache.invalidate_all()
     return ReconcileOut(
         first=body.first,
         last=body.last,
