@@ -12,7 +12,7 @@ measures, in the same run:
 
 Prints a table with ratios. Everything it starts is stopped by pid at the end. Loops are bounded.
 
-    .venv/bin/python bench/bench_usage.py [--batches 60] [--clients 4] [--checks 3000]
+    .venv/bin/python bench/bench_usage.py [--batches 240] [--rounds 4] [--clients 4] [--checks 3000]
 """
 
 from __future__ import annotations
@@ -168,8 +168,9 @@ async def run_clients(jobs: list[object], clients: int, work) -> float:  # type:
 async def bench_ingestion(
     port: int, key: str, owner_url: str, tenant_id: uuid.UUID, args: argparse.Namespace
 ) -> tuple[float, float]:
+    """Both paths in alternating rounds (HTTP, raw, HTTP, raw, ...), so that a change in the
+    machine's load or in the table's size during the run weighs on both alike."""
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    bodies = [json.dumps({"events": b}).encode() for b in make_batches("http", args.batches, 1000)]
     conns = [Http(port) for _ in range(args.clients)]
     free = list(conns)
 
@@ -182,16 +183,6 @@ async def bench_ingestion(
         finally:
             free.append(http)
 
-    # warm-up (connections, caches, plan parse), not counted
-    warm = json.dumps({"events": make_batches("warm", 1, 1000)[0]}).encode()
-    await post(warm)
-    elapsed = await run_clients(bodies, args.clients, post)  # type: ignore[arg-type]
-    for c in conns:
-        c.close()
-    http_rate = args.batches * 1000 / elapsed
-
-    # Raw asyncpg: the same rows (fresh keys), the same unnest INSERT, same concurrency.
-    raw_batches = make_batches("raw", args.batches, 1000)
     pool = await asyncpg.create_pool(
         owner_url.replace("postgresql+asyncpg", "postgresql"),
         min_size=args.clients,
@@ -203,24 +194,38 @@ async def bench_ingestion(
         "SELECT $1, m, q, o, k, md::jsonb FROM unnest("
         "$2::text[], $3::numeric[], $4::timestamptz[], $5::text[], $6::text[]) AS t(m, q, o, k, md)"
     )
-    columns = [
-        (
-            [e["metric"] for e in b],
-            [Decimal(e["quantity"]) for e in b],  # type: ignore[arg-type]
-            [datetime.fromisoformat(e["timestamp"]) for e in b],  # type: ignore[arg-type]
-            [e["idempotency_key"] for e in b],
-            [json.dumps(e["metadata"]) for e in b],
-        )
-        for b in raw_batches
-    ]
 
     async def insert(cols: object) -> None:
         async with pool.acquire() as conn:
             await conn.execute(sql, tenant_id, *cols)  # type: ignore[misc]
 
-    elapsed = await run_clients(columns, args.clients, insert)  # type: ignore[arg-type]
+    # warm-up of both paths (connections, caches, plan parse), not counted
+    await post(json.dumps({"events": make_batches("warm", 1, 1000)[0]}).encode())
+    http_seconds = raw_seconds = 0.0
+    per_round = max(1, args.batches // args.rounds)
+    for round_no in range(args.rounds):
+        bodies = [
+            json.dumps({"events": b}).encode()
+            for b in make_batches(f"http{round_no}", per_round, 1000)
+        ]
+        http_seconds += await run_clients(bodies, args.clients, post)  # type: ignore[arg-type]
+        # Raw asyncpg: the same rows (fresh keys), the same unnest INSERT, same concurrency.
+        columns = [
+            (
+                [e["metric"] for e in b],
+                [Decimal(e["quantity"]) for e in b],  # type: ignore[arg-type]
+                [datetime.fromisoformat(e["timestamp"]) for e in b],  # type: ignore[arg-type]
+                [e["idempotency_key"] for e in b],
+                [json.dumps(e["metadata"]) for e in b],
+            )
+            for b in make_batches(f"raw{round_no}", per_round, 1000)
+        ]
+        raw_seconds += await run_clients(columns, args.clients, insert)  # type: ignore[arg-type]
+    for c in conns:
+        c.close()
     await pool.close()
-    return http_rate, args.batches * 1000 / elapsed
+    events = args.rounds * per_round * 1000
+    return events / http_seconds, events / raw_seconds
 
 
 async def latencies(
@@ -347,7 +352,8 @@ async def main(args: argparse.Namespace) -> int:
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         print(
-            f"usage bench: {args.batches} batches x 1,000 events, {args.clients} clients; "
+            f"usage bench: {args.batches} batches x 1,000 events per path in {args.rounds} "
+            f"alternating rounds, {args.clients} clients; "
             f"{args.checks} quota checks; cpus={os.cpu_count()}; load {os.getloadavg()[0]:.1f}"
         )
         for r in rows:
@@ -372,7 +378,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--batches", type=int, default=240, help="per path, over all rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating HTTP/raw rounds")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--checks", type=int, default=3000)
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -116,11 +116,12 @@ class IngestResult:
 # not inserted (already recorded) and the counters as the batch left them.
 _INGEST = """
 WITH input AS (
-  SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
+  SELECT * FROM unnest({metrics}, {quantities}, $4::timestamptz[], {keys}, {metadata})
     AS t(metric, quantity, occurred_at, idempotency_key, metadata)
 ), inserted AS (
   INSERT INTO usage_events (tenant_id, metric, quantity, occurred_at, idempotency_key, metadata)
-  SELECT $1, metric, quantity::numeric, occurred_at, idempotency_key, metadata::jsonb FROM input
+  SELECT $1, metric, quantity::numeric, occurred_at, idempotency_key, NULLIF(metadata, '')::jsonb
+  FROM input
   ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
   RETURNING metric, quantity, occurred_at, idempotency_key
 ), per_day AS (
@@ -157,6 +158,23 @@ FROM input i WHERE NOT EXISTS (SELECT 1 FROM inserted x WHERE x.idempotency_key 
 UNION ALL
 SELECT NULL, metric, quantity, notified_threshold, exceeded, blocked FROM counters
 """
+# The text columns travel as one string each, joined by the ASCII unit separator and split by
+# Postgres (string_to_array): asyncpg's array encoder inspects every element of a text[] (two
+# isinstance checks against collections.abc each), which cost ~2 ms per 1,000 events. Metadata
+# is JSON text, where a raw separator cannot occur (JSON escapes control characters); metrics
+# come from the catalog and quantities are decimal text. An idempotency key may hold any
+# character, so a batch whose keys contain the separator goes as arrays instead.
+_SEPARATOR = "\x1f"
+_INGEST_PACKED = _INGEST.format(
+    metrics="string_to_array($2, E'\\x1f')",
+    quantities="string_to_array($3, E'\\x1f')",
+    keys="string_to_array($5, E'\\x1f')",
+    # '' stands for "no metadata" (JSON text is never empty); NULLIF above makes it NULL.
+    metadata="string_to_array($6, E'\\x1f')",
+)
+_INGEST_ARRAYS = _INGEST.format(
+    metrics="$2::text[]", quantities="$3::text[]", keys="$5::text[]", metadata="$6::text[]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,14 +198,27 @@ async def ingest_events(
     period_start: datetime,
     period_end: datetime,
 ) -> IngestResult:
+    keys = _SEPARATOR.join(events.keys)
+    metadata = [m or "" for m in events.metadata_json]
+    if keys.count(_SEPARATOR) == len(events.keys) - 1:
+        statement = _INGEST_PACKED
+        columns: tuple[Any, ...] = (
+            _SEPARATOR.join(events.metrics),
+            _SEPARATOR.join(events.quantities),
+            keys,
+            _SEPARATOR.join(metadata),
+        )
+    else:  # a key holds the separator itself
+        statement = _INGEST_ARRAYS
+        columns = (events.metrics, events.quantities, events.keys, metadata)
     rows = await (await driver(conn)).fetch(
-        _INGEST,
+        statement,
         tenant_id,
-        events.metrics,
-        events.quantities,
+        columns[0],
+        columns[1],
         events.occurred_at,
-        events.keys,
-        events.metadata_json,
+        columns[2],
+        columns[3],
         list(gauge_metrics),
         period_start,
         period_end,

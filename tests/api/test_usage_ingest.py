@@ -210,6 +210,27 @@ async def test_metadata_is_stored_as_sent_even_beyond_the_fast_encoder(
         assert [json.loads(s) for s in stored] == metadata
 
 
+async def test_keys_holding_the_column_separator_are_recorded_and_deduplicated(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    # Text columns travel to Postgres joined by the ASCII unit separator; a key that holds one
+    # must take the array path and come out unchanged.
+    odd = "tenant\x1fjob\x1f7"
+    batch = {"events": [event(odd, quantity=2), event("plain", quantity=3, metadata=None)]}
+    first = (await api.post("/api/billing/usage/batch", json=batch, headers=tenant.headers)).json()
+    again = (await api.post("/api/billing/usage/batch", json=batch, headers=tenant.headers)).json()
+    assert (first["accepted"], again["duplicates"]) == (2, 2)
+    async with dbs.admin.transaction() as conn:
+        keys = (
+            await conn.execute(
+                text("SELECT idempotency_key FROM usage_events WHERE tenant_id = :t"),
+                {"t": tenant.id},
+            )
+        ).scalars()
+        assert sorted(keys) == sorted([odd, "plain"])
+    assert (await counts(dbs, tenant))["counters"] == {"llm_tokens": Decimal(5)}
+
+
 async def test_a_rejected_event_does_not_claim_its_key_for_a_later_one(
     api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
 ) -> None:
