@@ -62,21 +62,19 @@ class OpenPeriod:
     overrides: dict[str, tuple[int | None, str | None]]
 
 
-_OPEN_PERIOD = """
-SELECT t.access_status, s.plan_id, s.current_period_start, s.current_period_end,
-       (SELECT json_agg(json_build_array(o.metric, o.included, o.cap))
-        FROM entitlement_overrides o
-        WHERE o.tenant_id = t.id AND (o.expires_at IS NULL OR o.expires_at > now()))
-FROM tenants t
-LEFT JOIN subscriptions s
-  ON s.tenant_id = t.id AND s.status <> 'canceled' AND s.current_period_start IS NOT NULL
-WHERE t.id = $1
-"""
+# `usage_open_period` (migration 0006) sets app.tenant_id for its own statement, then reads.
+_OPEN_PERIOD = "SELECT * FROM usage_open_period($1)"
 
 
 async def open_period(conn: AsyncConnection, tenant_id: UUID) -> OpenPeriod | None:
-    """The tenant's access status and its live subscription's open period (None: no tenant)."""
-    row = await (await driver(conn)).fetchrow(_OPEN_PERIOD, tenant_id)
+    """The tenant's access status and its live subscription's open period (None: no tenant),
+    inside a SQLAlchemy transaction."""
+    return await open_period_on(await driver(conn), tenant_id)
+
+
+async def open_period_on(connection: Any, tenant_id: UUID) -> OpenPeriod | None:
+    """The same on a bare asyncpg connection, as its own single-statement transaction."""
+    row = await connection.fetchrow(_OPEN_PERIOD, tenant_id)
     if row is None:
         return None
     # SQLAlchemy registers a JSON codec on its asyncpg connections; a bare one returns text.
@@ -107,57 +105,10 @@ class IngestResult:
     counters: tuple[CounterAfter, ...]
 
 
-# Duplicates are skipped by the unique (tenant_id, idempotency_key) index, so concurrent requests
-# carrying the same key race safely: the loser waits for the winner's commit and inserts nothing.
-# Only the rows actually inserted (RETURNING) feed the daily totals and the period counter, all in
-# this one statement: counters can never count an event the events table does not hold.
-# Rows are sorted by key (by the caller) and aggregates by metric, so concurrent batches take row
-# locks in the same order and do not deadlock. The statement answers with the keys that were
-# not inserted (already recorded) and the counters as the batch left them.
-_INGEST = """
-WITH input AS (
-  SELECT * FROM unnest({metrics}, {quantities}, $4::timestamptz[], {keys}, {metadata})
-    AS t(metric, quantity, occurred_at, idempotency_key, metadata)
-), inserted AS (
-  INSERT INTO usage_events (tenant_id, metric, quantity, occurred_at, idempotency_key, metadata)
-  SELECT $1, metric, quantity::numeric, occurred_at, idempotency_key, NULLIF(metadata, '')::jsonb
-  FROM input
-  ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-  RETURNING metric, quantity, occurred_at, idempotency_key
-), per_day AS (
-  SELECT metric, (occurred_at AT TIME ZONE 'UTC')::date AS usage_date,
-         CASE WHEN metric = ANY($7::text[]) THEN max(quantity) ELSE sum(quantity) END AS quantity,
-         count(*) AS n
-  FROM inserted GROUP BY 1, 2
-), daily AS (
-  INSERT INTO usage_daily_totals AS d (tenant_id, metric, usage_date, quantity, event_count)
-  SELECT $1, metric, usage_date, quantity, n FROM per_day ORDER BY metric, usage_date
-  ON CONFLICT (tenant_id, metric, usage_date) DO UPDATE SET
-    quantity = CASE WHEN d.metric = ANY($7::text[])
-                    THEN GREATEST(d.quantity, EXCLUDED.quantity)
-                    ELSE d.quantity + EXCLUDED.quantity END,
-    event_count = d.event_count + EXCLUDED.event_count,
-    updated_at = now()
-), per_metric AS (
-  SELECT metric,
-         CASE WHEN metric = ANY($7::text[]) THEN max(quantity) ELSE sum(quantity) END AS quantity
-  FROM inserted GROUP BY 1
-), counters AS (
-  INSERT INTO usage_period_counters AS c (tenant_id, metric, period_start, period_end, quantity)
-  SELECT $1, metric, $8, $9, quantity FROM per_metric ORDER BY metric
-  ON CONFLICT (tenant_id, metric, period_start) DO UPDATE SET
-    quantity = CASE WHEN c.metric = ANY($7::text[])
-                    THEN GREATEST(c.quantity, EXCLUDED.quantity)
-                    ELSE c.quantity + EXCLUDED.quantity END,
-    updated_at = now()
-  RETURNING metric, quantity, notified_threshold, soft_cap_exceeded_at IS NOT NULL AS exceeded,
-            blocked_at IS NOT NULL AS blocked
-)
-SELECT i.idempotency_key, NULL::text, NULL::numeric, NULL::smallint, NULL::bool, NULL::bool
-FROM input i WHERE NOT EXISTS (SELECT 1 FROM inserted x WHERE x.idempotency_key = i.idempotency_key)
-UNION ALL
-SELECT NULL, metric, quantity, notified_threshold, exceeded, blocked FROM counters
-"""
+# `usage_ingest` (migration 0006): events, daily totals and the period counter in one statement,
+# which is its own transaction when called outside one (the counter's row lock is released at
+# the end of the statement, inside Postgres). The answer: keys already recorded, then counters.
+#
 # The text columns travel as one string each, joined by the ASCII unit separator and split by
 # Postgres (string_to_array): asyncpg's array encoder inspects every element of a text[] (two
 # isinstance checks against collections.abc each), which cost ~2 ms per 1,000 events. Metadata
@@ -165,16 +116,12 @@ SELECT NULL, metric, quantity, notified_threshold, exceeded, blocked FROM counte
 # come from the catalog and quantities are decimal text. An idempotency key may hold any
 # character, so a batch whose keys contain the separator goes as arrays instead.
 _SEPARATOR = "\x1f"
-_INGEST_PACKED = _INGEST.format(
-    metrics="string_to_array($2, E'\\x1f')",
-    quantities="string_to_array($3, E'\\x1f')",
-    keys="string_to_array($5, E'\\x1f')",
-    # '' stands for "no metadata" (JSON text is never empty); NULLIF above makes it NULL.
-    metadata="string_to_array($6, E'\\x1f')",
+_INGEST_PACKED = (
+    "SELECT * FROM usage_ingest($1, string_to_array($2, E'\\x1f'), "
+    "string_to_array($3, E'\\x1f'), $4, string_to_array($5, E'\\x1f'), "
+    "string_to_array($6, E'\\x1f'), $7, $8, $9)"
 )
-_INGEST_ARRAYS = _INGEST.format(
-    metrics="$2::text[]", quantities="$3::text[]", keys="$5::text[]", metadata="$6::text[]"
-)
+_INGEST_ARRAYS = "SELECT * FROM usage_ingest($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +137,7 @@ class EventColumns:
 
 
 async def ingest_events(
-    conn: AsyncConnection,
+    connection: Any,
     *,
     tenant_id: UUID,
     events: EventColumns,
@@ -198,6 +145,7 @@ async def ingest_events(
     period_start: datetime,
     period_end: datetime,
 ) -> IngestResult:
+    """`connection`: a bare asyncpg connection outside any transaction (the statement commits)."""
     keys = _SEPARATOR.join(events.keys)
     metadata = [m or "" for m in events.metadata_json]
     if keys.count(_SEPARATOR) == len(events.keys) - 1:
@@ -211,7 +159,7 @@ async def ingest_events(
     else:  # a key holds the separator itself
         statement = _INGEST_ARRAYS
         columns = (events.metrics, events.quantities, events.keys, metadata)
-    rows = await (await driver(conn)).fetch(
+    rows = await connection.fetch(
         statement,
         tenant_id,
         columns[0],

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError
 
@@ -151,14 +151,18 @@ async def _ingest(
     """Validate, dedupe and record a batch. `strict` (the single-event endpoint) turns the first
     rejected event into a 422 naming its field, with nothing written.
 
-    The hot path of ingestion (1,000 events per call): one pass over the events, the rows
-    handed to one statement, the outcome per event as a list of statuses."""
+    The hot path of ingestion (1,000 events per call): two single-statement transactions on a
+    bare asyncpg connection (read the open period; record the batch with its daily totals and
+    period counter), one pass over the events in between, the outcome per event as a list of
+    statuses. Notifications and soft-cap stamps follow in their own transaction, only when a
+    counter calls for them (ADR 0003, section 1)."""
     catalog_metrics = services.catalog.metrics
     now = datetime.now(UTC)
+    pool = await services.tenant_db.raw_pool()
     for attempt in range(3):
         try:
-            async with services.tenant_db.tenant_transaction(tenant_id) as conn:
-                period = await usage_repo.open_period(conn, tenant_id)
+            async with pool.acquire() as connection:
+                period = await usage_repo.open_period_on(connection, tenant_id)
                 if period is None:
                     raise NotFound("tenant not found")
                 period_start, period_end = period.period_start, period.period_end
@@ -192,11 +196,11 @@ async def _ingest(
                         continue
                     first_index[key] = index
                     rows.append((key, event.metric, event.quantity, event.timestamp, metadata_json))
-                crossings: list[_Crossing] = []
+                written = None
                 if rows:
                     rows.sort(key=_row_key)
                     written = await usage_repo.ingest_events(
-                        conn,
+                        connection,
                         tenant_id=tenant_id,
                         events=usage_repo.EventColumns(
                             keys=[r[0] for r in rows],
@@ -209,84 +213,112 @@ async def _ingest(
                         period_start=period_start,
                         period_end=period_end,
                     )
-                    for key in written.existing_keys:  # recorded before this batch
-                        statuses[first_index[key]] = _DUPLICATE
-                    crossings = await _after_counters(
-                        services, conn, tenant_id, period, written.counters
-                    )
-            if rows:  # committed: this process's next check must see it (ADR 0003, section 4)
-                services.quota_cache.invalidate(tenant_id)
-            rejected = len(problems)
-            duplicates = statuses.count(_DUPLICATE)
-            return _Outcome(
-                _results(events, statuses, problems),
-                len(events) - rejected - duplicates,
-                duplicates,
-                rejected,
-                crossings,
-            )
-        except (DBAPIError, asyncpg.PostgresError) as error:
-            # The batch statement runs on the asyncpg connection itself: its errors arrive
-            # unwrapped; anything else through SQLAlchemy arrives as DBAPIError.
-            sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None)
-            if sqlstate in _RETRYABLE_SQLSTATES and attempt < 2:
+            break
+        except asyncpg.PostgresError as error:
+            # Concurrent batches can still collide on a unique-index wait; the statement is the
+            # whole transaction, so running it again is always safe.
+            if error.sqlstate in _RETRYABLE_SQLSTATES and attempt < 2:
                 continue
             raise
-    raise AssertionError("unreachable")
+    crossings: list[_Crossing] = []
+    if written is not None:
+        assert period is not None
+        # Committed: this process's next check must see it (ADR 0003, section 4).
+        services.quota_cache.invalidate(tenant_id)
+        for key in written.existing_keys:  # recorded before this batch
+            statuses[first_index[key]] = _DUPLICATE
+        crossings = await _after_counters(services, tenant_id, period, written.counters)
+    rejected = len(problems)
+    duplicates = statuses.count(_DUPLICATE)
+    return _Outcome(
+        _results(events, statuses, problems),
+        len(events) - rejected - duplicates,
+        duplicates,
+        rejected,
+        crossings,
+    )
 
 
 def _row_key(row: tuple[str, str, Decimal, datetime, str | None]) -> str:
     return row[0]
 
 
+async def _plan(services: Services, plan_id: UUID) -> Plan:
+    plan = plan_cache(services).cached(plan_id)
+    if plan is None:  # first use of this plan version in this process
+        async with services.tenant_db.engine.connect() as conn:
+            plan = await plan_cache(services).get(conn, plan_id)
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Due:
+    counter: usage_repo.CounterAfter
+    entitlement: Entitlement
+    thresholds: list[int]
+    soft_cap_crossed: bool
+
+
 async def _after_counters(
     services: Services,
-    conn: AsyncConnection,
     tenant_id: UUID,
     period: usage_repo.OpenPeriod,
     counters: Sequence[usage_repo.CounterAfter],
 ) -> list[_Crossing]:
     """Quota notifications (80 %, 100 %; once per period and metric) and soft-cap crossings,
-    decided on the counters as this batch left them, in the batch's transaction."""
+    decided on the counters as the batch left them, written in one transaction after the
+    batch's. The decision reads state, not deltas (a threshold reached and not yet marked, a
+    soft cap exceeded and not yet stamped), so if this step is lost (the process dies between
+    the two commits) the next batch for the metric does it; the marks are conditional updates,
+    so concurrent batches notify once."""
     assert period.plan_id is not None
     assert period.period_start is not None
-    plan = await plan_cache(services).get(conn, period.plan_id)
-    overrides = period.overrides
-    crossings: list[_Crossing] = []
+    plan = await _plan(services, period.plan_id)
+    due: list[_Due] = []
     for counter in counters:
         if counter.metric not in plan.metrics:
             continue
-        entitlement = _entitlement(plan, counter.metric, overrides)
+        entitlement = _entitlement(plan, counter.metric, period.overrides)
         limit = entitlement.included
-        for threshold in crossed_thresholds(limit, counter.quantity, counter.notified_threshold):
-            if await usage_repo.mark_threshold_notified(
-                conn, tenant_id, counter.metric, period.period_start, threshold
-            ):
-                key = period_key(period.period_start)
-                await enqueue_notification(
-                    conn,
-                    tenant_id=tenant_id,
-                    event_type="quota.threshold",
-                    message_id=f"quota.threshold:{tenant_id}:{counter.metric}:{key}:{threshold}",
-                    payload={
-                        "metric": counter.metric,
-                        "threshold_percent": threshold,
-                        "used": _text(counter.quantity),
-                        "limit": limit,
-                        "cap": entitlement.cap.value,
-                        "period_start": period.period_start.isoformat(),
-                    },
-                )
-        if (
+        thresholds = crossed_thresholds(limit, counter.quantity, counter.notified_threshold)
+        soft_cap_crossed = (
             entitlement.cap is CapKind.SOFT
             and limit is not None
             and counter.quantity > limit
             and not counter.soft_cap_exceeded
-            and await usage_repo.mark_soft_cap_exceeded(
-                conn, tenant_id, counter.metric, period.period_start
-            )
-        ):
-            crossings.append(_Crossing(counter.metric, period.period_start))
+        )
+        if thresholds or soft_cap_crossed:
+            due.append(_Due(counter, entitlement, thresholds, soft_cap_crossed))
+    if not due:
+        return []
+    period_start = period.period_start
+    crossings: list[_Crossing] = []
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        for item in due:
+            metric, limit = item.counter.metric, item.entitlement.included
+            for threshold in item.thresholds:
+                if await usage_repo.mark_threshold_notified(
+                    conn, tenant_id, metric, period_start, threshold
+                ):
+                    key = period_key(period_start)
+                    await enqueue_notification(
+                        conn,
+                        tenant_id=tenant_id,
+                        event_type="quota.threshold",
+                        message_id=f"quota.threshold:{tenant_id}:{metric}:{key}:{threshold}",
+                        payload={
+                            "metric": metric,
+                            "threshold_percent": threshold,
+                            "used": _text(item.counter.quantity),
+                            "limit": limit,
+                            "cap": item.entitlement.cap.value,
+                            "period_start": period_start.isoformat(),
+                        },
+                    )
+            if item.soft_cap_crossed and await usage_repo.mark_soft_cap_exceeded(
+                conn, tenant_id, metric, period_start
+            ):
+                crossings.append(_Crossing(metric, period_start))
     return crossings
 
 
