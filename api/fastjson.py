@@ -18,12 +18,12 @@ __all__ = ["FastJSONResponse", "dumps_compact"]
 _std_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
-def dumps_compact(value: Any) -> str:
-    """`value` as compact JSON text (no spaces, UTF-8 characters kept)."""
+def dumps_compact(value: Any) -> bytes:
+    """`value` as compact JSON (no spaces, UTF-8 characters kept), UTF-8 encoded."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except (orjson.JSONEncodeError, TypeError):
-        return _std_compact(value)
+        return _std_compact(value).encode()
 
 
 class FastJSONResponse(JSONResponse):

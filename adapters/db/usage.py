@@ -133,7 +133,7 @@ class EventColumns:
     quantities: list[str]
     occurred_at: list[datetime]
     keys: list[str]
-    metadata_json: list[str | None]
+    metadata_json: list[bytes | None]  # UTF-8 JSON
 
 
 async def ingest_events(
@@ -147,17 +147,18 @@ async def ingest_events(
 ) -> IngestResult:
     """`connection`: a bare asyncpg connection outside any transaction (the statement commits)."""
     keys = _SEPARATOR.join(events.keys)
-    metadata = [m or "" for m in events.metadata_json]
     if keys.count(_SEPARATOR) == len(events.keys) - 1:
         statement = _INGEST_PACKED
         columns: tuple[Any, ...] = (
             _SEPARATOR.join(events.metrics),
             _SEPARATOR.join(events.quantities),
             keys,
-            _SEPARATOR.join(metadata),
+            # one UTF-8 decode for the batch, not one per event
+            b"\x1f".join([m or b"" for m in events.metadata_json]).decode(),
         )
     else:  # a key holds the separator itself
         statement = _INGEST_ARRAYS
+        metadata = [m.decode() if m else "" for m in events.metadata_json]
         columns = (events.metrics, events.quantities, events.keys, metadata)
     rows = await connection.fetch(
         statement,

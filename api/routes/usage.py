@@ -171,15 +171,21 @@ async def _ingest(
                 statuses = [_ACCEPTED] * len(events)
                 problems: dict[int, EventProblem] = {}
                 first_index: dict[str, int] = {}  # key -> the event that decides its fate
-                rows: list[tuple[str, str, Decimal, datetime, str | None]] = []
+                rows: list[tuple[str, str, Decimal, datetime, bytes | None]] = []
                 for index, event in enumerate(events):
                     metadata = event.metadata
                     metadata_json = None if metadata is None else dumps_compact(metadata)
+                    occurred_at = event.timestamp
+                    if occurred_at.tzinfo is not None:
+                        # pydantic's own tzinfo class answers utcoffset() through a slow path,
+                        # and every comparison and the driver's encoding ask it (~1.5 ms per
+                        # 1,000 events); the same instant with the standard UTC is cheap.
+                        occurred_at = occurred_at.astimezone(UTC)
                     problem = check_event(
                         metric_known=event.metric in catalog_metrics,
                         quantity=event.quantity,
-                        occurred_at=event.timestamp,
-                        metadata_bytes=0 if metadata_json is None else len(metadata_json.encode()),
+                        occurred_at=occurred_at,
+                        metadata_bytes=0 if metadata_json is None else len(metadata_json),
                         now=now,
                         period_start=period_start,
                         period_end=period_end,
@@ -195,7 +201,7 @@ async def _ingest(
                         statuses[index] = _DUPLICATE  # the first occurrence in the batch decides
                         continue
                     first_index[key] = index
-                    rows.append((key, event.metric, event.quantity, event.timestamp, metadata_json))
+                    rows.append((key, event.metric, event.quantity, occurred_at, metadata_json))
                 written = None
                 if rows:
                     rows.sort(key=_row_key)
@@ -239,7 +245,7 @@ async def _ingest(
     )
 
 
-def _row_key(row: tuple[str, str, Decimal, datetime, str | None]) -> str:
+def _row_key(row: tuple[str, str, Decimal, datetime, bytes | None]) -> str:
     return row[0]
 
 
