@@ -59,13 +59,19 @@ class Http:
     async def request(
         self, method: str, path: str, headers: dict[str, str], body: bytes = b""
     ) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        self.writer.write(head.encode() + body)
-        assert self.reader is not None
-        status_line = await self.reader.readline()
+        for attempt in range(2):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            self.writer.write(head.encode() + body)
+            assert self.reader is not None
+            status_line = await self.reader.readline()
+            if status_line or attempt:
+                break
+            # The server closed the idle keep-alive connection (uvicorn: after 5 s): reconnect.
+            self.close()
+            self.writer = None
         status = int(status_line.split()[1])
         length = 0
         while True:
