@@ -33,7 +33,7 @@ from adapters.db import usage as usage_repo
 from adapters.db.notifications import enqueue_notification
 from adapters.temporal import start_grace_window
 from api.auth import ManagePrincipal, ReadPrincipal, ServicesDep, authorize_request
-from api.errors import Conflict, FieldInvalid, NotFound, error_responses
+from api.errors import Conflict, FieldInvalid, NotFound, ServiceUnavailable, error_responses
 from api.fastjson import FastJSONResponse, dumps_compact
 from api.services import Services
 from api.usage_schemas import (
@@ -245,6 +245,19 @@ async def _ingest(
     )
 
 
+async def _ingest_or_503(
+    services: Services, tenant_id: UUID, events: Sequence[UsageEventIn], *, strict: bool
+) -> _Outcome:
+    try:
+        return await _ingest(services, tenant_id, events, strict=strict)
+    except DB_UNAVAILABLE as error:
+        log.warning("usage ingestion: database unavailable", exc_info=True)
+        raise ServiceUnavailable(
+            "the usage store is unavailable; retry with the same idempotency keys (events "
+            "that were recorded are then reported as duplicates, never counted twice)"
+        ) from error
+
+
 def _row_key(row: tuple[str, str, Decimal, datetime, bytes | None]) -> str:
     return row[0]
 
@@ -360,7 +373,7 @@ async def _open_grace_windows(
     status_code=201,
     response_model=UsageEventOut,
     responses={
-        **error_responses(401, 403, 404, 409, 422),
+        **error_responses(401, 403, 404, 409, 422, 503),
         200: {"description": "duplicate (already recorded)", "model": UsageEventOut},
     },
 )
@@ -369,7 +382,7 @@ async def record_usage(
 ) -> JSONResponse:
     """Record one usage event. 201 when recorded, 200 when its idempotency key was already."""
     tenant_id = principal.require_tenant()
-    outcome = await _ingest(services, tenant_id, [event], strict=True)
+    outcome = await _ingest_or_503(services, tenant_id, [event], strict=True)
     await _open_grace_windows(services, tenant_id, outcome.crossings, principal.actor)
     status = outcome.results[0]["status"]
     return JSONResponse(
@@ -387,7 +400,7 @@ def _batch_body_schema() -> dict[str, Any]:
 @router.post(
     "/batch",
     response_model=UsageBatchOut,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -414,7 +427,7 @@ async def record_usage_batch(
     limit = services.settings.usage_batch_max_size
     if len(batch.events) > limit:
         raise FieldInvalid("events", f"at most {limit} events per batch")
-    outcome = await _ingest(services, tenant_id, batch.events, strict=False)
+    outcome = await _ingest_or_503(services, tenant_id, batch.events, strict=False)
     await _open_grace_windows(services, tenant_id, outcome.crossings, principal.actor)
     # Built by hand rather than through the response model: 1,000 result objects validated
     # again on the way out would cost more than the database write.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,9 +13,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from adapters.db.session import Database
+from api.app import create_app
+from api.services import Services
 from tests.factories.subscriptions import current_period, make_subscription
 from tests.factories.tenants import TenantWithKey, make_tenant
-from tests.harness import Databases
+from tests.harness import Databases, free_port
 
 
 def event(
@@ -309,3 +313,21 @@ async def test_malformed_batch_is_a_422_naming_the_event_field(
     )
     assert not_json.status_code == 422
     assert (await counts(dbs, tenant))["events"] == 0
+
+
+async def test_database_down_is_a_503_that_invites_a_retry(
+    services: Services, tenant: TenantWithKey
+) -> None:
+    dead = Database(f"postgresql+asyncpg://billing_app@127.0.0.1:{free_port()}/nowhere")
+    broken = replace(services, tenant_db=dead, extras={})  # keys still resolve (system role)
+    app = create_app(broken.settings, services=broken)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        single = await client.post("/api/billing/usage", json=event("d1"), headers=tenant.headers)
+        batch = await client.post(
+            "/api/billing/usage/batch", json={"events": [event("d2")]}, headers=tenant.headers
+        )
+    await dead.dispose()
+    for response in (single, batch):
+        assert response.status_code == 503, response.text
+        assert "idempotency keys" in response.json()["error"]["message"]
