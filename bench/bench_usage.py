@@ -13,6 +13,7 @@ measures, in the same run:
 Prints a table with ratios. Everything it starts is stopped by pid at the end. Loops are bounded.
 
     .venv/bin/python bench/bench_usage.py [--batches 240] [--rounds 4] [--clients 4] [--checks 3000]
+                                          [--quota-cache-seconds S]
 """
 
 from __future__ import annotations
@@ -285,6 +286,8 @@ async def main(args: argparse.Namespace) -> int:
         key, tenant_id, _ = await prepare(owner_url)
         port = free_port()
         env = {**os.environ, "BILLING_DATABASE_URL": owner_url, "BILLING_ENVIRONMENT": "dev"}
+        if args.quota_cache_seconds is not None:
+            env["BILLING_QUOTA_CACHE_SECONDS"] = str(args.quota_cache_seconds)
         # Started once, before anything is measured: blocking here is harmless.
         server = subprocess.Popen(  # noqa: ASYNC220
             [
@@ -360,7 +363,9 @@ async def main(args: argparse.Namespace) -> int:
         print(
             f"usage bench: {args.batches} batches x 1,000 events per path in {args.rounds} "
             f"alternating rounds, {args.clients} clients; "
-            f"{args.checks} quota checks; cpus={os.cpu_count()}; load {os.getloadavg()[0]:.1f}"
+            f"{args.checks} quota checks, quota cache "
+            f"{'default' if args.quota_cache_seconds is None else args.quota_cache_seconds}; "
+            f"cpus={os.cpu_count()}; load {os.getloadavg()[0]:.1f}"
         )
         for r in rows:
             print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
@@ -388,4 +393,10 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=4, help="alternating HTTP/raw rounds")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--checks", type=int, default=3000)
+    parser.add_argument(
+        "--quota-cache-seconds",
+        type=float,
+        default=None,
+        help="BILLING_QUOTA_CACHE_SECONDS for the server (0: every check reads Postgres)",
+    )
     sys.exit(asyncio.run(main(parser.parse_args())))
