@@ -5,26 +5,61 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import TypedDict
+
+# The event's fields, once: the single endpoint's model and the batch's parser share them.
+Metric = Annotated[str, Field(min_length=1, max_length=64, examples=["llm_tokens"])]
+# Decimal, never float: 0.1 GB must stay 0.1. NaN and infinities are refused here.
+Quantity = Annotated[Decimal, Field(allow_inf_nan=False, examples=["1500"])]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
+Metadata = dict[str, Any] | None
 
 
 class UsageEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    metric: str = Field(min_length=1, max_length=64, examples=["llm_tokens"])
-    # Decimal, never float: 0.1 GB must stay 0.1. NaN and infinities are refused here.
-    quantity: Decimal = Field(allow_inf_nan=False, examples=["1500"])
+    metric: Metric
+    quantity: Quantity
     timestamp: datetime
-    idempotency_key: str = Field(min_length=1, max_length=255)
-    metadata: dict[str, Any] | None = None
+    idempotency_key: IdempotencyKey
+    metadata: Metadata = None
+
+
+@with_config(ConfigDict(extra="forbid"))
+class UsageEventFields(TypedDict):
+    """`UsageEventIn` as a plain dict: what the batch endpoint parses 1,000 of per request
+    (a model instance per event cost ~20 % of the parse)."""
+
+    metric: Metric
+    quantity: Quantity
+    timestamp: datetime
+    idempotency_key: IdempotencyKey
+    metadata: NotRequired[Metadata]
 
 
 class UsageBatchIn(BaseModel):
+    """The batch body as documented in OpenAPI; requests are parsed by `parse_usage_batch`."""
+
     model_config = ConfigDict(extra="forbid")
     # The upper bound is the `usage_batch_max_size` setting, checked in the route.
     events: list[UsageEventIn] = Field(min_length=1)
+
+
+@with_config(ConfigDict(extra="forbid"))
+class _UsageBatchFields(TypedDict):
+    events: Annotated[list[UsageEventFields], Field(min_length=1)]
+
+
+_batch_adapter = TypeAdapter(_UsageBatchFields)
+
+
+def parse_usage_batch(body: bytes) -> list[UsageEventFields]:
+    """The batch's events, parsed and validated straight from the JSON bytes (pydantic-core's
+    parser). Raises pydantic's ValidationError, with the same locations as `UsageBatchIn`."""
+    return _batch_adapter.validate_json(body)["events"]
 
 
 class UsageEventResult(BaseModel):
