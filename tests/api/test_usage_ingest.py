@@ -99,6 +99,27 @@ async def test_same_key_in_one_batch_and_across_batches_counts_once(
     assert (await counts(dbs, tenant))["counters"] == {"llm_tokens": Decimal(16)}
 
 
+async def test_a_recorded_key_late_in_the_batch_leaves_no_partial_count(
+    api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
+) -> None:
+    # The batch is first written as if all its keys were new; "z" (last in key order) was
+    # recorded before, so that attempt fails after inserting "a" and "m" and must leave nothing
+    # behind before the batch is written again, skipping "z".
+    first = {"events": [event("z", quantity=7)]}
+    assert (await api.post("/api/billing/usage/batch", json=first, headers=tenant.headers)).json()[
+        "accepted"
+    ] == 1
+    batch = {"events": [event("m", quantity=2), event("z", quantity=7), event("a", quantity=1)]}
+    body = (await api.post("/api/billing/usage/batch", json=batch, headers=tenant.headers)).json()
+    assert [r["status"] for r in body["results"]] == ["accepted", "duplicate", "accepted"]
+    state = await counts(dbs, tenant)
+    assert state == {
+        "events": 3,
+        "counters": {"llm_tokens": Decimal(10)},
+        "daily": {"llm_tokens": Decimal(10)},
+    }
+
+
 async def test_concurrent_requests_with_the_same_keys_count_once(
     api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
 ) -> None:
