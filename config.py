@@ -115,8 +115,9 @@ class Settings(BaseSettings):
     payment_grace_days: float = Field(default=7.0, gt=0)
     # The quota check gives up on the database after this long and fails closed (ADR 0003).
     quota_check_timeout_seconds: float = Field(default=2.0, gt=0)
-    # Quota rows are cached in-process, dropped on every change (Postgres notifications, ADR 0003
-    # section 4) and in any case after this long. 0 disables the cache: every check reads Postgres.
+    # Quota rows are cached in-process, dropped on every change (Postgres notifications; ADR 0003,
+    # "The quota cache") and in any case after this long. 0 disables the cache: every check reads
+    # Postgres.
     quota_cache_seconds: float = Field(default=5.0, ge=0)
     # API keys are cached in-process this long; a revocation on another API process takes effect
     # within this delay (the process that revokes forgets the key at once). 0 disables the cache.

@@ -48,8 +48,8 @@ async def build_services(settings: Settings) -> Services:
 
 @asynccontextmanager
 async def quota_cache_listening(services: Services) -> AsyncIterator[None]:
-    """Keep the quota cache coherent while the app serves (ADR 0003, section 4): a task holds a
-    LISTEN connection; until it is up, and whenever it is down, checks read Postgres."""
+    """Keep the quota cache coherent while the app serves (ADR 0003, "The quota cache"): a task
+    holds a LISTEN connection; until it is up, and whenever it is down, checks read Postgres."""
     ttl = services.settings.quota_cache_seconds
     if ttl <= 0:
         yield

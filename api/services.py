@@ -33,5 +33,6 @@ class Services:
     # time-skipping server's clock.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Quota-check rows, served only while the app's lifespan keeps a LISTEN connection up
-    # (ADR 0003, section 4); without it (in-process test transports) every check reads Postgres.
+    # (ADR 0003, "The quota cache"); without it (in-process test transports) every check reads
+    # Postgres.
     quota_cache: QuotaRowCache = field(default_factory=lambda: QuotaRowCache(ttl_seconds=0))

@@ -1,9 +1,9 @@
 """The quota check's read, cached in-process and kept coherent by Postgres notifications.
 
 A quota check reads one row (`usage_quota_row`): the tenant's status, its live subscription's
-period, the period counter and any operator override. The round trip to Postgres was most of the
-check's latency (ADR 0003, section 4), so the API keeps the rows it read, per (tenant, metric),
-and drops them when they may have changed:
+period, the period counter and any operator override. The round trip to Postgres was most of
+the check's latency (ADR 0003, "The quota cache"), so the API keeps the rows it read, per
+(tenant, metric), and drops them when they may have changed:
 
 * every write to the four tables the row comes from notifies channel `billing_quota` with the
   tenant id, from triggers (migration 0005), at commit, whichever process wrote;

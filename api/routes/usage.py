@@ -232,7 +232,7 @@ async def _ingest(
     crossings: list[_Crossing] = []
     if written is not None:
         assert period is not None
-        # Committed: this process's next check must see it (ADR 0003, section 4).
+        # Committed: this process's next check must see it (ADR 0003, "The quota cache").
         services.quota_cache.invalidate(tenant_id)
         for key in written.existing_keys:  # recorded before this batch
             statuses[first_index[key]] = _DUPLICATE

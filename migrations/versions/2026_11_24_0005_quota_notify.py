@@ -1,9 +1,10 @@
 """quota cache coherence: change notifications, and the override's expiry in the quota read
 
 The API answers quota checks from an in-process cache of `usage_quota_row` results (ADR 0003,
-section 4). Every write that can change a quota answer notifies channel `billing_quota` with the
-tenant id (`*` for a TRUNCATE), from triggers, so no writer (API, worker, operator, a person in
-psql) can forget it. The notification is sent at commit; a rolled-back write sends nothing.
+"The quota cache"). Every write that can change a quota answer notifies channel
+`billing_quota` with the tenant id (`*` for a TRUNCATE), from triggers, so no writer (API,
+worker, operator, a person in psql) can forget it. The notification is sent at commit; a
+rolled-back write sends nothing.
 
 `usage_quota_row` also returns the override's expiry, so a cached answer is dropped the moment
 the override it used runs out.
