@@ -43,50 +43,11 @@ from adapters.api_keys import Scope, display_prefix, generate_key, hash_key  # n
 from adapters.db.migrate import alembic_config  # noqa: E402
 from adapters.db.plans import latest_plan, sync_catalog  # noqa: E402
 from adapters.db.session import Database  # noqa: E402
+from bench.http_client import Http  # noqa: E402
 from billing.catalog import load_catalog  # noqa: E402
 from config import DEFAULT_API_KEY_PEPPER  # noqa: E402
 from devstack.postgres import EmbeddedPostgres  # noqa: E402
 from tests.harness import free_port  # noqa: E402
-
-
-# --- A minimal keep-alive HTTP/1.1 client: the same one for every route, and light enough that
-# the client's own CPU does not dominate the latencies on a 2-core machine.
-class Http:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(
-        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
-    ) -> tuple[int, bytes]:
-        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        for attempt in range(2):
-            if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-            self.writer.write(head.encode() + body)
-            assert self.reader is not None
-            status_line = await self.reader.readline()
-            if status_line or attempt:
-                break
-            # The server closed the idle keep-alive connection (uvicorn: after 5 s): reconnect.
-            self.close()
-            self.writer = None
-        status = int(status_line.split()[1])
-        length = 0
-        while True:
-            line = await self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 async def prepare(admin_url: str) -> tuple[str, uuid.UUID, datetime]:

@@ -40,32 +40,35 @@ def _p99(samples: list[float]) -> float:
 
 
 async def _post_all(
-    url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int
+    port: int, path: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int
 ) -> tuple[float, list[float], int]:
-    """(events/s, latencies in s, non-2xx count) for POSTing every request."""
-    import httpx
+    """(events/s, latencies in s, non-2xx count) for POSTing every request over `concurrency`
+    keep-alive connections."""
+    from bench.http_client import Http
 
     latencies: list[float] = []
     failures = 0
     queue: asyncio.Queue[tuple[bytes, dict[str, str]]] = asyncio.Queue()
     for item in requests:
         queue.put_nowait(item)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
-        async def worker() -> None:
-            nonlocal failures
+    async def worker() -> None:
+        nonlocal failures
+        http = Http(port)
+        try:
             while not queue.empty():
                 body, headers = queue.get_nowait()
                 start = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
+                status, _ = await http.request("POST", path, headers, body)
                 latencies.append(time.perf_counter() - start)
-                if not 200 <= response.status_code < 300:
+                if not 200 <= status < 300:
                     failures += 1
+        finally:
+            http.close()
 
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
     return len(requests) / elapsed, latencies, failures
 
 
@@ -164,12 +167,14 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
                 for i in range(n)
             ]
 
-        await _post_all(f"{api}/bench/bare", unrelated(200), args.concurrency)  # warm-up
+        hook_path = "/api/billing/webhooks/stripe"
+        await _post_all(api_port, "/bench/bare", unrelated(200), args.concurrency)  # warm-up
+        bare_requests, hook_requests = unrelated(args.events), unrelated(args.events)
         bare_rate, bare_lat, bare_fail = await _post_all(
-            f"{api}/bench/bare", unrelated(args.events), args.concurrency
+            api_port, "/bench/bare", bare_requests, args.concurrency
         )
         hook_rate, hook_lat, hook_fail = await _post_all(
-            f"{api}/api/billing/webhooks/stripe", unrelated(args.events), args.concurrency
+            api_port, hook_path, hook_requests, args.concurrency
         )
         rows.append(
             (
@@ -270,9 +275,7 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
                 for _ in range(args.process_events)
             ]
             began = time.perf_counter()
-            _, _, failed = await _post_all(
-                f"{api}/api/billing/webhooks/stripe", requests, args.concurrency
-            )
+            _, _, failed = await _post_all(api_port, hook_path, requests, args.concurrency)
             await _drain(db, webhook_events, select, func)
             processing_rate = args.process_events / (time.perf_counter() - began)
             state = await handle.query(StandinSubscriptionWorkflow.state)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from api.app import create_app
+from api.server import settle_heap
 from config import load_settings
 
 
@@ -18,4 +19,5 @@ def build() -> FastAPI:
         await request.body()
         return {"received": True}
 
+    settle_heap()  # as `billing api` does before serving
     return app

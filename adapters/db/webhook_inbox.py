@@ -10,7 +10,6 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.tables import webhook_events
@@ -61,44 +60,55 @@ class Stored:
     replay_count: int
 
 
+# One statement, its own transaction (the endpoint's whole write): insert unless the id is in
+# the inbox already, and answer with the row's status either way. The payload is stored as
+# Stripe sent it (the verified body; jsonb normalizes it).
+_STORE = """
+WITH ins AS (
+  INSERT INTO webhook_events
+    (stripe_event_id, type, api_version, livemode, payload, status, processed_at)
+  VALUES ($1, $2, $3, $4, $5::jsonb, $6, CASE WHEN $7 THEN now() END)
+  ON CONFLICT (stripe_event_id) DO NOTHING
+  RETURNING status, replay_count
+)
+SELECT true, status, replay_count FROM ins
+UNION ALL
+SELECT false, status, replay_count FROM webhook_events
+WHERE stripe_event_id = $1 AND NOT EXISTS (SELECT 1 FROM ins)
+"""
+_EXISTING = "SELECT false, status, replay_count FROM webhook_events WHERE stripe_event_id = $1"
+
+
 async def store_event(
-    conn: AsyncConnection,
+    connection: Any,
     *,
     event_id: str,
     event_type: str,
     api_version: str | None,
     livemode: bool,
-    payload: Mapping[str, Any],
+    body: bytes,
     status: str,
 ) -> Stored:
-    """Insert the event unless its id is already in the inbox (Stripe delivers at least once)."""
-    final = status in FINAL_STATUSES
-    row = (
-        await conn.execute(
-            insert(webhook_events)
-            .values(
-                stripe_event_id=event_id,
-                type=event_type,
-                api_version=api_version,
-                livemode=livemode,
-                payload=dict(payload),
-                status=status,
-                processed_at=func.now() if final else None,
-            )
-            .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-            .returning(webhook_events.c.status, webhook_events.c.replay_count)
-        )
-    ).first()
-    if row is not None:
-        return Stored(True, row.status, row.replay_count)
-    existing = (
-        await conn.execute(
-            select(webhook_events.c.status, webhook_events.c.replay_count).where(
-                webhook_events.c.stripe_event_id == event_id
-            )
-        )
-    ).one()
-    return Stored(False, existing.status, existing.replay_count)
+    """Insert the event unless its id is already in the inbox (Stripe delivers at least once).
+
+    `connection`: a bare asyncpg connection outside any transaction (`Database.raw_pool()`):
+    the webhook endpoint's hot path, one round trip instead of BEGIN/INSERT/COMMIT through
+    SQLAlchemy. `body` is the verified request body, valid JSON."""
+    row = await connection.fetchrow(
+        _STORE,
+        event_id,
+        event_type,
+        api_version,
+        livemode,
+        body.decode(),
+        status,
+        status in FINAL_STATUSES,
+    )
+    if row is None:
+        # A concurrent delivery of the same event inserted it after this statement's snapshot:
+        # ON CONFLICT waited for it to commit; a new statement sees it.
+        row = await connection.fetchrow(_EXISTING, event_id)
+    return Stored(row[0], row[1], row[2])
 
 
 async def get_event(conn: AsyncConnection, event_id: str) -> InboxEvent | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -51,7 +52,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _database_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+    if isinstance(
+        exc,
+        OperationalError
+        | InterfaceError
+        | OSError
+        | TimeoutError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError,
+    ):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -93,14 +103,15 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
     handling = handling_for(event_type)
     api_version: Any = event.get("api_version")
     try:
-        async with services.system_db.transaction() as conn:
+        pool = await services.system_db.raw_pool()
+        async with pool.acquire() as connection:
             stored = await inbox.store_event(
-                conn,
+                connection,
                 event_id=event_id,
                 event_type=event_type,
                 api_version=api_version if isinstance(api_version, str) else None,
                 livemode=event.get("livemode") is True,
-                payload=event,
+                body=body,
                 status=_INITIAL_STATUS[handling],
             )
     except Exception as exc:
