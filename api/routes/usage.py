@@ -24,7 +24,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError
 
@@ -236,7 +236,12 @@ async def _ingest(
         services.quota_cache.invalidate(tenant_id)
         for key in written.existing_keys:  # recorded before this batch
             statuses[first_index[key]] = _DUPLICATE
-        crossings = await _after_counters(services, tenant_id, period, written.counters)
+        try:
+            crossings = await _after_counters(services, tenant_id, period, written.counters)
+        except (*DB_UNAVAILABLE, DBAPIError, asyncpg.PostgresError):
+            # The events are recorded: the answer must say so. The marks read state, so the next
+            # batch for the metric sends what this one could not.
+            log.exception("usage ingestion: quota notifications deferred for %s", tenant_id)
     rejected = len(problems)
     duplicates = statuses.count(_DUPLICATE)
     return _Outcome(

@@ -317,6 +317,50 @@ async def test_quota_notifications_queued_once_at_80_and_100_percent(
     assert all(i.startswith(f"quota.threshold:{tenant.id}:agent_executions:") for i in ids)
 
 
+async def test_a_lost_notification_step_is_made_up_by_the_next_batch(
+    api: httpx.AsyncClient, dbs: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The notifications follow the batch's commit in their own transaction. If that step
+    # fails, the events stay recorded (and the answer says so), and the next batch for the
+    # metric sends what was missed: the decision reads the counter, not the batch.
+    from api.routes import usage as usage_route
+
+    tenant = await make_tenant(dbs)
+    await make_subscription(dbs, tenant.id, plan_code="free", period=current_period())
+    async with dbs.worker.transaction() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO notification_endpoints (tenant_id, url, secret) "
+                "VALUES (:t, 'https://example.test/hook', 'whsec_test')"
+            ),
+            {"t": tenant.id},
+        )
+    real = usage_route.usage_repo.mark_threshold_notified
+
+    async def unavailable(*_args: Any, **_kwargs: Any) -> bool:
+        raise ConnectionResetError("the database went away")
+
+    monkeypatch.setattr(usage_route.usage_repo, "mark_threshold_notified", unavailable)
+    first = await api.post(
+        "/api/billing/usage", json=event("n1", "agent_executions", 85), headers=tenant.headers
+    )
+    assert first.status_code == 201, first.text
+    assert (await counts(dbs, tenant))["counters"] == {"agent_executions": Decimal(85)}
+
+    monkeypatch.setattr(usage_route.usage_repo, "mark_threshold_notified", real)
+    await api.post(
+        "/api/billing/usage", json=event("n2", "agent_executions", 1), headers=tenant.headers
+    )
+    async with dbs.admin.transaction() as conn:
+        ids = (
+            await conn.execute(
+                text("SELECT message_id FROM notification_deliveries WHERE tenant_id = :t"),
+                {"t": tenant.id},
+            )
+        ).scalars()
+        assert [i.rsplit(":", 1)[1] for i in ids] == ["80"]
+
+
 async def test_malformed_batch_is_a_422_naming_the_event_field(
     api: httpx.AsyncClient, dbs: Databases, tenant: TenantWithKey
 ) -> None:
