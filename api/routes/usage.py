@@ -539,10 +539,10 @@ async def check_quota(request: Request) -> JSONResponse:
         raise FieldInvalid("metric", "unknown metric", "query")
     cache = services.quota_cache
     row = cache.get(tenant_id, metric, datetime.now(UTC))
-    plan = None if row is None or row.plan_id is None else plan_cache(services).cached(row.plan_id)
+    plan = None
     try:
-        if row is None:
-            async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
+        async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
+            if row is None:
                 # One statement as the app role; see usage_quota_row (migrations 0004, 0005).
                 token = cache.token(tenant_id)
                 pool = await services.tenant_db.raw_pool()
@@ -550,12 +550,8 @@ async def check_quota(request: Request) -> JSONResponse:
                     row = await usage_repo.quota_row(connection, tenant_id, metric)
                 if row is not None:
                     cache.put(tenant_id, metric, row, token)
-        if plan is None and row is not None and row.plan_id is not None:
-            plan = plan_cache(services).cached(row.plan_id)
-            if plan is None:  # first check for this plan version in this process
-                async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
-                    async with services.tenant_db.engine.connect() as conn:
-                        plan = await plan_cache(services).get(conn, row.plan_id)
+            if row is not None and row.plan_id is not None:
+                plan = await _plan(services, row.plan_id)
     except DB_UNAVAILABLE:
         log.warning("quota check: database unavailable", exc_info=True)
         soft_ok = _last_known(services).get((tenant_id, metric), False)
