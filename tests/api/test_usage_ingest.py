@@ -282,9 +282,8 @@ async def test_tenant_without_open_period_gets_409(api: httpx.AsyncClient, dbs: 
     assert response.status_code == 409
 
 
-async def test_quota_notifications_queued_once_at_80_and_100_percent(
-    api: httpx.AsyncClient, dbs: Databases
-) -> None:
+async def free_tenant_with_endpoint(dbs: Databases) -> TenantWithKey:
+    """A Free-plan tenant (agent_executions: 100, hard) with one notification endpoint."""
     tenant = await make_tenant(dbs)
     await make_subscription(dbs, tenant.id, plan_code="free", period=current_period())
     async with dbs.worker.transaction() as conn:
@@ -295,6 +294,13 @@ async def test_quota_notifications_queued_once_at_80_and_100_percent(
             ),
             {"t": tenant.id},
         )
+    return tenant
+
+
+async def test_quota_notifications_queued_once_at_80_and_100_percent(
+    api: httpx.AsyncClient, dbs: Databases
+) -> None:
+    tenant = await free_tenant_with_endpoint(dbs)
     # free: 100 agent executions, hard cap
     for key, quantity in (("a", 70), ("b", 15), ("c", 5), ("d", 10), ("e", 1)):
         await api.post(
@@ -325,16 +331,7 @@ async def test_a_lost_notification_step_is_made_up_by_the_next_batch(
     # metric sends what was missed: the decision reads the counter, not the batch.
     from api.routes import usage as usage_route
 
-    tenant = await make_tenant(dbs)
-    await make_subscription(dbs, tenant.id, plan_code="free", period=current_period())
-    async with dbs.worker.transaction() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO notification_endpoints (tenant_id, url, secret) "
-                "VALUES (:t, 'https://example.test/hook', 'whsec_test')"
-            ),
-            {"t": tenant.id},
-        )
+    tenant = await free_tenant_with_endpoint(dbs)
     real = usage_route.usage_repo.mark_threshold_notified
 
     async def unavailable(*_args: Any, **_kwargs: Any) -> bool:
