@@ -21,6 +21,8 @@ DEFAULT_API_KEY_PEPPER = "dev-only-pepper-change-me"  # noqa: S105 - a known dev
 
 APP_ROLE = "billing_app"
 WORKER_ROLE = "billing_worker"
+# NOLOGIN, NOBYPASSRLS, granted to the worker: its tenant transactions run as this role.
+WORKER_SCOPED_ROLE = "billing_worker_scoped"
 
 
 class Environment(StrEnum):

@@ -27,7 +27,7 @@ from adapters.notification_sender import HttpxNotificationSender, NotificationSe
 from adapters.temporal import ensure_reconcile_schedule
 from billing.catalog import Aggregation, load_catalog
 from billing.payments import StripeGateway
-from config import ROOT, WORKER_ROLE, Settings
+from config import ROOT, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
 from workflows.dunning import DunningWorkflow
 from workflows.grace import GraceWindowWorkflow
 from workflows.notification_delivery import NotificationDeliveryWorkflow
@@ -173,7 +173,11 @@ async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
 
 async def run_worker(settings: Settings) -> None:
     client = await connect_temporal(settings)
-    db = Database(settings.role_url(WORKER_ROLE), pool_size=settings.db_pool_size)
+    db = Database(
+        settings.role_url(WORKER_ROLE),
+        pool_size=settings.db_pool_size,
+        scoped_role=WORKER_SCOPED_ROLE,
+    )
     dispatch = DispatchConfig.from_settings(settings)
     sender = HttpxNotificationSender(timeout_seconds=settings.notification_timeout_seconds)
     workers = build_workers(

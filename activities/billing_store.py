@@ -15,16 +15,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 
+from activities.errors import foreign_row
+from adapters.db import payment_methods as payment_methods_repo
 from adapters.db.session import Database
 from adapters.db.tables import (
     audit_log,
     dunning_attempts,
     invoice_items,
     invoices,
-    payment_methods,
     subscription_changes,
     usage_period_counters,
 )
+from billing.payments import CardDetails
 from workflows.io import (
     InvoiceProjection,
     PeriodUsage,
@@ -55,7 +57,7 @@ class BillingStore:
     async def read_period_usage(self, input: PeriodUsageInput) -> PeriodUsage:
         """The closed period's usage per metric from the counters the usage path maintains
         (keyed by the period start the subscription projected)."""
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             rows = await conn.execute(
                 select(usage_period_counters.c.metric, usage_period_counters.c.quantity).where(
                     usage_period_counters.c.tenant_id == UUID(input.tenant_id),
@@ -66,7 +68,7 @@ class BillingStore:
 
     @activity.defn(name="record_invoice")
     async def record_invoice(self, input: RecordInvoiceInput) -> RecordInvoiceResult:
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             inserted = await conn.execute(
                 insert(invoices)
                 .values(
@@ -89,9 +91,12 @@ class BillingStore:
             )
             if inserted.first() is None:
                 # Billed already (a retry after the commit): the period is never billed twice.
+                # RLS narrows this read to the tenant: a key another tenant holds is not "ours".
                 existing = await conn.scalar(
                     select(invoices.c.id).where(invoices.c.billing_key == input.billing_key)
                 )
+                if existing is None:
+                    raise foreign_row("invoice billing key", input.billing_key)
                 return RecordInvoiceResult(str(existing), created=False)
             await conn.execute(
                 invoice_items.insert(),
@@ -116,7 +121,10 @@ class BillingStore:
 
     @activity.defn(name="project_invoice")
     async def project_invoice(self, input: InvoiceProjection) -> ProjectionResult:
-        async with self._db.transaction() as conn:
+        tenant_id = await self._invoice_tenant(input)
+        if tenant_id is None:
+            return ProjectionResult(applied=False)
+        async with self._db.tenant_transaction(tenant_id) as conn:
             result = await conn.execute(
                 update(invoices)
                 .where(invoices.c.id == UUID(input.invoice_id), invoices.c.version < input.version)
@@ -132,11 +140,11 @@ class BillingStore:
                     updated_at=func.now(),
                 )
             )
-            if input.attempt_outcome and input.tenant_id and input.attempt_count:
+            if input.attempt_outcome and input.attempt_count:
                 await conn.execute(
                     insert(dunning_attempts)
                     .values(
-                        tenant_id=UUID(input.tenant_id),
+                        tenant_id=tenant_id,
                         invoice_id=UUID(input.invoice_id),
                         attempt=input.attempt_count,
                         idempotency_key=f"pay:{input.invoice_id}:{input.attempt_count}",
@@ -149,10 +157,21 @@ class BillingStore:
                 )
         return ProjectionResult(applied=result.rowcount == 1)
 
+    async def _invoice_tenant(self, input: InvoiceProjection) -> UUID | None:
+        """The projection's tenant. Histories written before the field existed send none: the
+        invoice row (an engine-made id) then says whose it is."""
+        if input.tenant_id is not None:
+            return UUID(input.tenant_id)
+        async with self._db.transaction() as conn:  # cross-tenant: a read by primary key
+            tenant_id: UUID | None = await conn.scalar(
+                select(invoices.c.tenant_id).where(invoices.c.id == UUID(input.invoice_id))
+            )
+        return tenant_id
+
     @activity.defn(name="record_subscription_change")
     async def record_subscription_change(self, input: SubscriptionChange) -> RecordChangeResult:
         """One history row and one audit row per change, both or neither (same transaction)."""
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             inserted = await conn.execute(
                 insert(subscription_changes)
                 .values(
@@ -195,30 +214,13 @@ class BillingStore:
     @activity.defn(name="record_payment_method")
     async def record_payment_method(self, input: RecordPaymentMethodInput) -> RecordChangeResult:
         """Store brand, last4 and expiry only, and make this card the tenant's default."""
-        tenant_id = UUID(input.tenant_id)
         card = input.card
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                update(payment_methods)
-                .where(
-                    payment_methods.c.tenant_id == tenant_id,
-                    payment_methods.c.stripe_payment_method_id != card.payment_method_id,
-                )
-                .values(is_default=False, updated_at=func.now())
-            )
-            stmt = insert(payment_methods).values(
-                tenant_id=tenant_id,
-                stripe_payment_method_id=card.payment_method_id,
-                brand=card.brand,
-                last4=card.last4,
-                exp_month=card.exp_month,
-                exp_year=card.exp_year,
-                is_default=True,
-            )
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["stripe_payment_method_id"],
-                    set_={"is_default": True, "detached_at": None, "updated_at": func.now()},
-                )
+        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
+            await payment_methods_repo.record_default_card(
+                conn,
+                UUID(input.tenant_id),
+                CardDetails(
+                    card.payment_method_id, card.brand, card.last4, card.exp_month, card.exp_year
+                ),
             )
         return RecordChangeResult(recorded=True)

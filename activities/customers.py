@@ -16,6 +16,8 @@ class CustomerActivities:
 
     @activity.defn(name="ensure_stripe_customer")
     async def ensure_stripe_customer(self, input: EnsureCustomerInput) -> EnsureCustomerResult:
+        if input.existing_customer_id:
+            return EnsureCustomerResult(input.existing_customer_id)
         try:
             customer = await self._gateway.ensure_customer(
                 tenant_id=input.tenant_id,

@@ -120,7 +120,7 @@ class DunningStore:
         """Record one attempt and queue its notifications in one transaction: a retried
         activity records once and notifies once (both writes are keyed)."""
         tenant_id = UUID(input.tenant_id)
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(tenant_id) as conn:
             result = await conn.execute(
                 insert(dunning_attempts)
                 .values(
@@ -146,7 +146,7 @@ class DunningStore:
         (a retried activity can land after a later one). Notifications ride along only when
         the write applies, so a stale retry does not announce a stale state."""
         tenant_id = UUID(input.tenant_id)
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(tenant_id) as conn:
             result = await conn.execute(
                 update(invoices)
                 .where(

@@ -9,6 +9,14 @@ from billing.errors import BillingError
 from workflows.retry import NON_RETRYABLE_ERROR_TYPES
 
 
+def foreign_row(what: str, key: str) -> ApplicationError:
+    """A key the input names is held by another tenant's row (RLS hid it from this tenant's
+    transaction): never retryable, and the message names only what the caller sent."""
+    return ApplicationError(
+        f"{what} {key!r} is not this tenant's", type="tenant_mismatch", non_retryable=True
+    )
+
+
 def to_application_error(error: BillingError) -> ApplicationError:
     retryable = bool(getattr(error, "retryable", False))
     # The shared list and the error's own flag must agree; a test checks every error class.

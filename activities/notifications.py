@@ -40,7 +40,8 @@ class NotificationActivities:
         """Queue the notification for each of the tenant's endpoints, then start deliveries.
         A retry re-enqueues nothing (message id is unique per endpoint) and the starts are
         idempotent; a start that fails is picked up by the re-dispatcher."""
-        async with self._db.transaction() as conn:
+        tenant_id = UUID(input.tenant_id)
+        async with self._db.tenant_transaction(tenant_id) as conn:
             await enqueue_notification(
                 conn,
                 tenant_id=UUID(input.tenant_id),
@@ -51,7 +52,7 @@ class NotificationActivities:
             ids = await repo.pending_ids_for_message(conn, UUID(input.tenant_id), input.message_id)
         for delivery_id in ids:
             await self._starter.start_notification(str(delivery_id))
-            async with self._db.transaction() as conn:
+            async with self._db.tenant_transaction(tenant_id) as conn:
                 await repo.mark_started(conn, delivery_id)
         return SendNotificationResult([str(i) for i in ids])
 

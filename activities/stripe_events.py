@@ -96,12 +96,14 @@ class StripeEventStore:
         """Local projections the event carries data for; idempotent (last write of the same facts
         wins, and a re-read is unnecessary: brand/last4/expiry only ever describe one card)."""
         tenant_id = _uuid(input.tenant_id)
-        async with self._db.transaction() as conn:
+        if tenant_id is None:
+            return ProjectStripeEventResult(applied=False)
+        async with self._db.transaction() as conn:  # the inbox row has no tenant yet
             event = await _load(conn, input.event_id)
-            obj = event_object(event.payload)
-            refs = event_refs(event.type, obj)
-            if tenant_id is None:
-                return ProjectStripeEventResult(applied=False)
+        obj = event_object(event.payload)
+        refs = event_refs(event.type, obj)
+        # The writes run as the scoped role for the resolved tenant: RLS keeps them on its rows.
+        async with self._db.tenant_transaction(tenant_id) as conn:
             if event.type in PAYMENT_METHOD_EVENTS and refs.object_id and refs.card:
                 card = refs.card
                 values: dict[str, Any] = {
@@ -114,7 +116,7 @@ class StripeEventStore:
                     insert(payment_methods)
                     .values(tenant_id=tenant_id, stripe_payment_method_id=refs.object_id, **values)
                     .on_conflict_do_update(
-                        index_elements=["stripe_payment_method_id"],
+                        index_elements=["tenant_id", "stripe_payment_method_id"],
                         set_={**values, "updated_at": func.now()},
                     )
                 )

@@ -29,7 +29,7 @@ class SubscriptionStore:
 
     @activity.defn(name="record_stripe_customer")
     async def record_stripe_customer(self, input: RecordCustomerInput) -> RecordCustomerResult:
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             await tenant_repo.set_stripe_customer(conn, UUID(input.tenant_id), input.customer_id)
         return RecordCustomerResult(recorded=True)
 
@@ -37,7 +37,7 @@ class SubscriptionStore:
     async def project_subscription(self, input: SubscriptionProjection) -> ProjectionResult:
         """Write the workflow's view of the subscription; an older version never overwrites a
         newer one (a retried activity can land after a later one)."""
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             result = await conn.execute(
                 update(subscriptions)
                 .where(

@@ -64,7 +64,7 @@ _SETTLE_GRACE = text(
 # Only a suspension some payment window caused is lifted here (one still held by another unpaid
 # invoice stays); an operator's manual suspension is not distinguished (ADR 0006).
 _LIFT_SUSPENSION = text(
-    "UPDATE tenants SET access_status = 'active', updated_at = now() "
+    "UPDATE tenants SET access_status = 'active', suspension_reason = NULL, updated_at = now() "
     "WHERE id = :t AND access_status = 'suspended' AND NOT EXISTS ("
     "SELECT 1 FROM grace_periods g WHERE g.tenant_id = :t AND g.kind = 'payment' "
     "AND g.resolution IN " + IN_FORCE + ")"
@@ -82,7 +82,7 @@ class UsageStore:
 
     @activity.defn(name="record_grace_period")
     async def record_grace_period(self, input: GraceProjection) -> GraceProjected:
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             result = await conn.execute(
                 _UPSERT_GRACE,
                 {
@@ -103,7 +103,7 @@ class UsageStore:
     async def apply_grace_expiry(self, input: GraceEffectInput) -> GraceEffectResult:
         """The kind-specific effect of an expired window; idempotent (safe to retry)."""
         tenant_id = UUID(input.tenant_id)
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(tenant_id) as conn:
             if input.kind == SOFT_CAP:
                 period_start = datetime.fromisoformat(input.period_start)
                 applied = await usage_repo.set_blocked(
@@ -121,10 +121,11 @@ class UsageStore:
                     )
                 result = await conn.execute(
                     text(
-                        "UPDATE tenants SET access_status = 'suspended', updated_at = now() "
-                        "WHERE id = :t AND access_status = 'active'"
+                        "UPDATE tenants SET access_status = 'suspended', suspension_reason = :r, "
+                        "updated_at = now() WHERE id = :t AND access_status = 'active'"
                     ),
-                    {"t": tenant_id},
+                    # An operator who ends the window early suspends the tenant themselves.
+                    {"t": tenant_id, "r": "operator" if input.resolution == "ended" else "payment"},
                 )
                 applied = bool(result.rowcount)
                 action = "tenant.suspended"
@@ -161,7 +162,7 @@ class UsageStore:
         """Settle an expired payment window; idempotent (the row update is guarded by its
         resolution, the reactivation by the tenant's status)."""
         tenant_id = UUID(input.tenant_id)
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(tenant_id) as conn:
             await conn.execute(_LOCK_TENANT, {"t": tenant_id})
             await conn.execute(
                 _SETTLE_GRACE, {"w": input.workflow_id, "r": input.resolution, "a": input.actor}
@@ -208,7 +209,7 @@ class UsageStore:
         operator overrides, and prices them with the plan snapshot given by the workflow."""
         tenant_id = UUID(input.tenant_id)
         plan = Plan.from_dict(input.plan_definition)
-        async with self._db.transaction() as conn:
+        async with self._db.tenant_transaction(tenant_id) as conn:
             counters = await usage_repo.period_counters(
                 conn, tenant_id, datetime.fromisoformat(input.period_start)
             )

@@ -33,6 +33,7 @@ from billing.payments import (
     CardDetails,
     InvoiceLine,
     InvoiceStatus,
+    PaymentMethodUnavailable,
     PaymentOutcome,
     StripeCardRejected,
     StripeCustomer,
@@ -48,6 +49,7 @@ from billing.payments import (
     default_payment_method_key,
     finalize_key,
     invoice_item_key,
+    unusable_payment_method_message,
 )
 
 T = TypeVar("T")
@@ -334,9 +336,9 @@ class FakeStripeGateway:
                 code = pm.decline_code or "card_declined"
                 raise StripeCardRejected(_DECLINE_MESSAGES.get(code, code), stripe_code=code)
             if pm.customer_id not in (None, customer_id):
-                raise StripeInvalidRequest(
-                    f"payment method {pm.card.payment_method_id} belongs to another customer"
-                )
+                # As Stripe: a payment method attached to one customer cannot be attached to
+                # another (it must be detached first).
+                raise PaymentMethodUnavailable(unusable_payment_method_message(payment_method_id))
             pm.customer_id = customer_id
             return pm.card
 

@@ -33,6 +33,7 @@ import stripe
 from billing.payments import (
     CardDetails,
     InvoiceLine,
+    PaymentMethodUnavailable,
     PaymentOutcome,
     StripeAuthenticationError,
     StripeCardRejected,
@@ -51,6 +52,7 @@ from billing.payments import (
     finalize_key,
     invoice_item_key,
     parse_invoice_status,
+    unusable_payment_method_message,
 )
 
 # The API version stripe-python 16.1.x is generated for (stripe._api_version._ApiVersion).
@@ -172,6 +174,17 @@ def _to_card(obj: stripe.PaymentMethod) -> CardDetails:
     )
 
 
+# Stripe's test payment methods (`pm_card_visa`, ...): each use makes a new, unattached card.
+TEST_ALIAS_PREFIX = "pm_card_"
+
+
+def _customer_of(obj: stripe.PaymentMethod) -> str | None:
+    customer = obj.to_dict().get("customer")
+    if isinstance(customer, Mapping):
+        customer = customer.get("id")
+    return str(customer) if customer else None
+
+
 def _keyed(idempotency_key: str) -> stripe.RequestOptions:
     return {"idempotency_key": idempotency_key}
 
@@ -236,11 +249,19 @@ class StripeSdkGateway:
         self, customer_id: str, payment_method_id: str, idempotency_key: str
     ) -> CardDetails:
         check_idempotency_key(idempotency_key)
+        if not payment_method_id.startswith(TEST_ALIAS_PREFIX):
+            # Stripe refuses to attach a card another customer holds; localstripe does not.
+            # Checked here too, so no backend ever moves another tenant's card to this one.
+            current = await self._client.v1.payment_methods.retrieve_async(payment_method_id)
+            if _customer_of(current) not in (None, customer_id):
+                raise PaymentMethodUnavailable(unusable_payment_method_message(payment_method_id))
         attached = await self._client.v1.payment_methods.attach_async(
             payment_method_id,
             params={"customer": customer_id},
             options=_keyed(idempotency_key),
         )
+        if _customer_of(attached) != customer_id:
+            raise PaymentMethodUnavailable(unusable_payment_method_message(payment_method_id))
         card = _to_card(attached)
         # The id Stripe returns, not the one given: a test alias becomes a new concrete id.
         await self._client.v1.customers.update_async(

@@ -14,6 +14,7 @@ from adapters.db.quota_cache import QuotaChangeListener, QuotaRowCache
 from adapters.db.session import Database
 from api.errors import install_error_handlers
 from api.routes import (
+    account,
     grace_operator,
     health,
     invoices,
@@ -28,7 +29,7 @@ from api.routes import (
 )
 from api.services import Services
 from billing.catalog import load_catalog
-from config import APP_ROLE, WORKER_ROLE, Settings
+from config import APP_ROLE, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
 
 
 async def build_services(settings: Settings) -> Services:
@@ -38,7 +39,9 @@ async def build_services(settings: Settings) -> Services:
         settings=settings,
         tenant_db=Database(settings.role_url(APP_ROLE), pool_size=settings.db_pool_size),
         system_db=Database(
-            settings.role_url(WORKER_ROLE), pool_size=max(2, settings.db_pool_size // 2)
+            settings.role_url(WORKER_ROLE),
+            pool_size=max(2, settings.db_pool_size // 2),
+            scoped_role=WORKER_SCOPED_ROLE,
         ),
         temporal=await connect_temporal(settings, lazy=True),
         stripe=build_gateway(settings),
@@ -100,6 +103,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(subscription.router)
     app.include_router(invoices.router)
     app.include_router(payment_methods.router)
+    app.include_router(account.router)
     app.include_router(usage.router)
     app.include_router(usage_operator.router)
     app.include_router(grace_operator.router)

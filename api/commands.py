@@ -92,7 +92,10 @@ def _domain(error: WorkflowUpdateFailedError) -> Exception:
             return InvalidTransition(cause.message)
         if cause.type == "stripe_card_rejected":
             return PaymentDeclined(f"the card was refused: {cause.message}")
-        if cause.type in ("stripe_not_found", "stripe_invalid_request"):
+        if cause.type in ("stripe_not_found", "payment_method_unavailable"):
+            # One answer for "no such card" and "another account's card": it reveals nothing.
+            return PaymentMethodRefused(cause.message)
+        if cause.type == "stripe_invalid_request":
             return InvalidRequest(cause.message)
     return ServiceUnavailable(f"the subscription workflow failed the request: {error.cause}")
 
@@ -100,3 +103,7 @@ def _domain(error: WorkflowUpdateFailedError) -> Exception:
 class InvalidRequest(ApiError):
     status_code = 422
     code = "invalid_request"
+
+
+class PaymentMethodRefused(InvalidRequest):
+    code = "payment_method_unavailable"

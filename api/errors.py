@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from billing import errors as domain
+from billing import payments
 
 
 class ApiError(Exception):
@@ -67,6 +68,10 @@ DOMAIN_STATUS: dict[type[domain.BillingError], int] = {
     domain.InvalidTransition: 409,
     domain.PaymentDeclined: 402,
     domain.QuotaExceeded: 402,
+    # Stripe, when the API calls it directly (a card added before any subscription).
+    payments.StripeTransientError: 503,
+    payments.StripeAuthenticationError: 503,
+    payments.StripeInvalidRequest: 422,
 }
 
 

@@ -230,6 +230,21 @@ class PaymentMethodOut(BaseModel):
     created_at: datetime | None = None
 
 
+class AccountOut(BaseModel):
+    """The calling tenant's own account: whether it has access, and why not."""
+
+    tenant_id: UUID
+    name: str
+    email: str | None
+    # active | suspended | closed
+    access_status: str
+    # payment (an unpaid invoice's grace window expired) | operator (an operator ended that
+    # window early) | null while active
+    suspension_reason: str | None
+    stripe_customer_id: str | None
+    default_payment_method: PaymentMethodOut | None
+
+
 class WebhookEventOut(BaseModel):
     stripe_event_id: str
     type: str

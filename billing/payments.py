@@ -93,6 +93,17 @@ class StripeNotFound(StripeInvalidRequest):
     code: ClassVar[str] = "stripe_not_found"
 
 
+class PaymentMethodUnavailable(StripeInvalidRequest):
+    """The payment method belongs to another customer (another tenant's card). The message says
+    no more than for an unknown id, so a caller learns nothing about other accounts."""
+
+    code: ClassVar[str] = "payment_method_unavailable"
+
+
+def unusable_payment_method_message(payment_method_id: str) -> str:
+    return f"payment method {payment_method_id!r} does not exist or cannot be used by this account"
+
+
 class StripeIdempotencyError(StripeInvalidRequest):
     """The idempotency key was already used with different parameters: a caller bug."""
 

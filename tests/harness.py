@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.session import Database
 from adapters.db.tables import metadata
-from config import APP_ROLE, WORKER_ROLE
+from config import APP_ROLE, WORKER_ROLE, WORKER_SCOPED_ROLE
 from workflows import search_attributes
 
 # Catalog rows are seeded once per run and are immutable; everything else is wiped per test.
@@ -92,7 +92,10 @@ class Databases:
             admin=Database(admin_url, pool_size=2, application_name="tests-admin"),
             app=Database(with_user(admin_url, APP_ROLE), pool_size=5, application_name="tests"),
             worker=Database(
-                with_user(admin_url, WORKER_ROLE), pool_size=5, application_name="tests"
+                with_user(admin_url, WORKER_ROLE),
+                pool_size=5,
+                application_name="tests",
+                scoped_role=WORKER_SCOPED_ROLE,
             ),
         )
 

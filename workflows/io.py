@@ -54,6 +54,8 @@ class SubscriptionInput:
     # Access continues this long after a collection fails, then the tenant is suspended until
     # the invoice is paid (ADR 0006). Snapshotted at sign-up from BILLING_PAYMENT_GRACE_DAYS.
     payment_grace_days: float = 7.0
+    # The tenant's Stripe customer when it exists before the subscription (ADR 0007).
+    stripe_customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class EnsureCustomerInput:
     tenant_id: str
     name: str
     email: str | None
+    # The customer the tenant already has (a card added before subscribing made it): reused,
+    # never a second customer for one tenant.
+    existing_customer_id: str | None = None
 
 
 @dataclass(frozen=True)

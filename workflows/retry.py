@@ -14,6 +14,8 @@ NON_RETRYABLE_ERROR_TYPES = [
     "stripe_invalid_request",
     "stripe_not_found",
     "stripe_idempotency_error",
+    "payment_method_unavailable",
+    "tenant_mismatch",
     "stripe_payment_method_missing",
     "stripe_card_rejected",
     "stripe_authentication_error",

@@ -236,7 +236,11 @@ class SubscriptionWorkflow:
         inp, c = self._require()
         customer: EnsureCustomerResult = await workflow.execute_activity(
             "ensure_stripe_customer",
-            EnsureCustomerInput(inp.tenant_id, inp.tenant_name, inp.tenant_email),
+            # Only the payload grows (ADR 0007): the same activity is scheduled, so recorded
+            # histories replay unchanged.
+            EnsureCustomerInput(
+                inp.tenant_id, inp.tenant_name, inp.tenant_email, inp.stripe_customer_id
+            ),
             result_type=EnsureCustomerResult,
             task_queue=inp.stripe_task_queue,
             start_to_close_timeout=ACTIVITY_TIMEOUT,

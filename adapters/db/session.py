@@ -1,14 +1,20 @@
 """Database access: one async engine per role, one transaction per unit of work.
 
-`tenant_transaction` is the only way the API touches tenant data: it opens a transaction as the
-RLS-enforced app role and sets `app.tenant_id` for that transaction only (SET LOCAL semantics),
-so a pooled connection never carries one tenant's identity into another request.
+`tenant_transaction` is the only way work done for one tenant touches its data: it sets
+`app.tenant_id` for that transaction only (SET LOCAL semantics), so a pooled connection never
+carries one tenant's identity into another request, and it runs the transaction as a role that
+row-level security applies to. The API's app role is such a role. The worker's login is BYPASSRLS
+(it has cross-tenant jobs: the inbox, the re-dispatchers, reconciliation), so its `Database` is
+built with `scoped_role`, and each tenant transaction switches to that NOBYPASSRLS role with
+`SET LOCAL ROLE`: a write with another tenant's ids then matches no row, or is refused by the
+policy's WITH CHECK, whatever the query says.
 Repositories receive the connection and never commit; the context manager commits on success.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,10 +25,21 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, application_name: str = "billing"):
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        application_name: str = "billing",
+        scoped_role: str | None = None,
+    ):
+        if scoped_role is not None and not _ROLE_NAME.match(scoped_role):
+            raise ValueError(f"not a role name: {scoped_role!r}")
+        self._set_role = text(f"SET LOCAL ROLE {scoped_role}") if scoped_role else None
         self._pool_size = pool_size
         self._application_name = application_name
         self._raw_pool: Any = None
@@ -37,13 +54,18 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction with no tenant set: for the worker role (cross-tenant work)."""
+        """A transaction with no tenant set, as the login role: for work that really spans
+        tenants (the inbox, re-dispatchers, sweepers, reconciliation, key lookup, operator
+        tenant admin). Work for one tenant uses `tenant_transaction` (a test lists the
+        activities allowed here, with the reason)."""
         async with self.engine.begin() as conn:
             yield conn
 
     @asynccontextmanager
     async def tenant_transaction(self, tenant_id: UUID) -> AsyncIterator[AsyncConnection]:
         async with self.engine.begin() as conn:
+            if self._set_role is not None:
+                await conn.execute(self._set_role)
             await conn.execute(SET_TENANT, {"tenant_id": str(tenant_id)})
             yield conn
 

@@ -85,7 +85,11 @@ tenants = Table(
     _metadata_col(),
     _created_at(),
     _updated_at(),
+    # Why access is suspended: payment (an unpaid invoice's grace window expired) or operator
+    # (an operator ended that window early); NULL while active.
+    Column("suspension_reason", Text, nullable=True),
     CheckConstraint("access_status IN ('active', 'suspended', 'closed')", name="access_status"),
+    CheckConstraint("suspension_reason IN ('payment', 'operator')", name="suspension_reason"),
 )
 
 api_keys = Table(
@@ -347,7 +351,8 @@ payment_methods = Table(
     metadata,
     _uuid_pk(),
     _tenant_fk(),
-    Column("stripe_payment_method_id", Text, nullable=False, unique=True),
+    # Unique per tenant: an upsert keyed on the Stripe id can only ever land on this tenant's row.
+    Column("stripe_payment_method_id", Text, nullable=False),
     # Brand, last4 and expiry only: card numbers never reach the engine.
     Column("brand", Text, nullable=True),
     Column("last4", Text, nullable=True),
@@ -357,6 +362,7 @@ payment_methods = Table(
     Column("detached_at", DateTime(timezone=True), nullable=True),
     _created_at(),
     _updated_at(),
+    UniqueConstraint("tenant_id", "stripe_payment_method_id"),
 )
 
 webhook_events = Table(

@@ -21,6 +21,7 @@ class TenantRow:
     access_status: str
     stripe_customer_id: str | None
     created_at: datetime
+    suspension_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ _TENANT_COLUMNS = (
     tenants.c.access_status,
     tenants.c.stripe_customer_id,
     tenants.c.created_at,
+    tenants.c.suspension_reason,
 )
 _KEY_COLUMNS = (
     api_keys.c.id,
@@ -76,6 +78,16 @@ async def set_stripe_customer(conn: AsyncConnection, tenant_id: UUID, customer_i
     await conn.execute(
         update(tenants)
         .where(tenants.c.id == tenant_id)
+        .values(stripe_customer_id=customer_id, updated_at=func.now())
+    )
+
+
+async def set_stripe_customer_if_unset(
+    conn: AsyncConnection, tenant_id: UUID, customer_id: str
+) -> None:
+    await conn.execute(
+        update(tenants)
+        .where(tenants.c.id == tenant_id, tenants.c.stripe_customer_id.is_(None))
         .values(stripe_customer_id=customer_id, updated_at=func.now())
     )
 

@@ -14,6 +14,7 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from adapters.db import billing_reads
+from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import plans as plan_repo
 from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
@@ -106,6 +107,9 @@ async def _create(
                     f"this tenant already has a {live.status} subscription ({live.id}); "
                     "change it with PUT or cancel it first"
                 )
+            # A card added before subscribing: the subscription starts with it, on the same
+            # Stripe customer.
+            card_on_file = await payment_methods_repo.default_card(conn)
             plan = await plan_repo.get_plan_version(conn, live.plan_id) if live else None
             if plan is None:
                 plan = await plan_repo.latest_plan(conn, body.plan_code)
@@ -158,7 +162,9 @@ async def _create(
         stripe_task_queue=services.settings.stripe_task_queue,
         actor=principal.actor,
         time_scale=services.settings.time_scale,
-        payment_method_id=body.payment_method_id,
+        payment_method_id=body.payment_method_id
+        or (card_on_file["stripe_payment_method_id"] if card_on_file else None),
+        stripe_customer_id=tenant.stripe_customer_id,
         dunning_policy=services.settings.dunning_policy().to_dict(),
         payment_grace_days=services.settings.payment_grace_days,
     )
