@@ -12,7 +12,12 @@ import stripe
 
 
 class WebhookRejected(ValueError):
-    """The request is not a verified Stripe event; the message says why (safe to return)."""
+    """The request is not a verified Stripe event; the message says why (safe to return), and
+    `code` is the error code of the 400 answer."""
+
+    def __init__(self, message: str, *, code: str = "invalid_webhook") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def verify_stripe_event(
@@ -47,8 +52,15 @@ def verify_stripe_event(
         raise WebhookRejected("signature timestamp is in the future")
     try:
         event = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not JSON, or an integer past Python's digit limit; RecursionError: nested
+        # deeper than the parser's stack.
         raise WebhookRejected("body is not valid JSON") from exc
+    if "\\u" in text and not _storable(event):
+        raise WebhookRejected(
+            "body holds a NUL character or an unpaired surrogate, which cannot be stored",
+            code="unstorable_payload",
+        )
     if not isinstance(event, dict):
         raise WebhookRejected("body is not a JSON object")
     if not isinstance(event.get("id"), str) or not event["id"]:
@@ -56,6 +68,31 @@ def verify_stripe_event(
     if not isinstance(event.get("type"), str) or not event["type"]:
         raise WebhookRejected("event has no type")
     return event
+
+
+def _storable(value: object) -> bool:
+    """PostgreSQL's jsonb (and text) holds neither U+0000 nor an unpaired surrogate; both can
+    only arrive as `\\u` escapes, so only bodies with an escape pay for this walk."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or not item.isascii() and not _utf8(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _timestamp(header: str) -> int:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters.api_keys import Scope, hash_key, implied_scopes, is_well_formed
@@ -86,9 +88,13 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def authenticate(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):  # AuthFirstRoute checked the key before the body
+        return known
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
     return await principal_for_key(services, credentials.credentials)
@@ -106,6 +112,7 @@ async def authorize_request(request: Request, scope: Scope) -> tuple[Services, P
         raise Forbidden(f"this API key lacks the `{scope}` scope")
     if scope is not Scope.OPERATOR:
         principal.require_tenant()
+    request.state.principal = principal
     return services, principal
 
 
@@ -147,7 +154,38 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
             principal.require_tenant()
         return principal
 
+    dependency.required_scope = scope  # type: ignore[attr-defined]
     return dependency
+
+
+def required_scope(dependant: Dependant) -> Scope | None:
+    """The scope a route's dependencies demand (`require(scope)` anywhere in the tree)."""
+    for dep in dependant.dependencies:
+        scope = getattr(dep.call, "required_scope", None)
+        if isinstance(scope, Scope):
+            return scope
+        nested = required_scope(dep)
+        if nested is not None:
+            return nested
+    return None
+
+
+class AuthFirstRoute(APIRoute):
+    """Checks the API key and its scope before FastAPI reads and parses the body, so a caller
+    without the right key learns nothing from body validation (401/403 come first, then 4xx for
+    the body). Every router of the app uses it; a test checks that."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        scope = required_scope(self.dependant)
+        if scope is None or self.body_field is None:
+            return handler
+
+        async def auth_first(request: Request) -> Response:
+            await authorize_request(request, scope)
+            return await handler(request)
+
+        return auth_first
 
 
 ReadPrincipal = Annotated[Principal, Depends(require(Scope.READ))]

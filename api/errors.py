@@ -1,15 +1,23 @@
-"""One place that maps errors to HTTP statuses. A business conflict is a 4xx, never a 500."""
+"""One place that maps errors to HTTP statuses. A business conflict is a 4xx, never a 500; an
+unreachable database is a 503 with `Retry-After`, on every route; every error body is an
+`ErrorResponse`."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.db import errors as db_errors
 from billing import errors as domain
 from billing import payments
+
+log = logging.getLogger("billing.api")
 
 
 class ApiError(Exception):
@@ -60,6 +68,18 @@ class ServiceUnavailable(ApiError):
     code = "service_unavailable"
 
 
+def database_unavailable_response() -> JSONResponse:
+    return JSONResponse(
+        error_body(
+            "service_unavailable",
+            "the database is unreachable; nothing was changed unless the answer said so, "
+            "retry later",
+        ),
+        status_code=503,
+        headers={"Retry-After": str(db_errors.RETRY_AFTER_SECONDS)},
+    )
+
+
 DOMAIN_STATUS: dict[type[domain.BillingError], int] = {
     domain.UnknownPlan: 422,
     domain.UnknownMetric: 422,
@@ -82,6 +102,18 @@ def status_for(error: domain.BillingError) -> int:
     return 400
 
 
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
@@ -102,8 +134,21 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if exc.status_code == 503:
+            headers = {"Retry-After": str(db_errors.RETRY_AFTER_SECONDS)}
         return JSONResponse(
             error_body(exc.code, exc.message), status_code=exc.status_code, headers=headers
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's and Starlette's own errors (a body that cannot be read, an unknown path, a
+        # wrong method) in the same schema as every other error.
+        code = HTTP_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(RequestValidationError)
@@ -121,7 +166,36 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(domain.BillingError)
     async def _domain_error(_: Request, exc: domain.BillingError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, str(exc)), status_code=status_for(exc))
+        status = status_for(exc)
+        headers = {"Retry-After": str(db_errors.RETRY_AFTER_SECONDS)} if status == 503 else None
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=status, headers=headers)
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not db_errors.is_unavailable(exc):
+            return _internal_error(request, exc)
+        log.warning("%s %s: database unavailable: %r", request.method, request.url.path, exc)
+        return database_unavailable_response()
+
+    # Registered per type (not only as the catch-all below) so Starlette answers them in its
+    # exception middleware, like any handled error, instead of logging them as a crash.
+    for error_type in db_errors.UNAVAILABLE_TYPES:
+        app.add_exception_handler(error_type, _unavailable)
+    app.add_exception_handler(DBAPIError, _unavailable)
+
+    @app.exception_handler(Exception)
+    async def _anything_else(request: Request, exc: Exception) -> JSONResponse:
+        if db_errors.is_unavailable(exc):
+            return database_unavailable_response()
+        return _internal_error(request, exc)
+
+
+def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback, answered in the one error schema."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "the request failed unexpectedly; it has been logged"),
+        status_code=500,
+    )
 
 
 from api.schemas import ErrorResponse  # noqa: E402 - schemas import nothing from here

@@ -7,11 +7,11 @@ from fastapi import APIRouter
 
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import tenants as tenant_repo
-from api.auth import ReadPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, ReadPrincipal, ServicesDep
 from api.errors import NotFound, error_responses
 from api.schemas import AccountOut, PaymentMethodOut
 
-router = APIRouter(prefix="/api/billing/account", tags=["account"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/account", tags=["account"])
 
 
 @router.get("", response_model=AccountOut, responses=error_responses(401, 403, 404, 503))

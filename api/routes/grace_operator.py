@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
 from adapters.db.tables import grace_periods
-from api.auth import OperatorPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
 from api.errors import Conflict, FieldInvalid, NotFound, ServiceUnavailable, error_responses
 from api.grace_schemas import (
     MAX_EXTENSION_DAYS,
@@ -36,7 +36,7 @@ from api.services import Services
 from workflows.grace import GraceWindowWorkflow
 from workflows.grace_io import GraceEndEarly, GraceExtend, GraceResolve
 
-router = APIRouter(prefix="/api/billing/operator", tags=["operator"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/operator", tags=["operator"])
 
 WAIVED = "waived"
 

@@ -8,10 +8,10 @@ from collections.abc import Awaitable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.auth import ServicesDep
+from api.auth import AuthFirstRoute, ServicesDep
 from api.schemas import ComponentHealth, Readiness
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=AuthFirstRoute, tags=["health"])
 
 READINESS_TIMEOUT_SECONDS = 3.0
 

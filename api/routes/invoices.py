@@ -11,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from adapters.db import billing_reads
-from api.auth import ReadPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, ReadPrincipal, ServicesDep
 from api.errors import ApiError, NotFound, error_responses
 from api.routes.subscription import preview_for
 from api.schemas import (
@@ -24,7 +24,7 @@ from api.schemas import (
 )
 from workflows.io import PreviewRequest
 
-router = APIRouter(prefix="/api/billing/invoices", tags=["invoices"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/invoices", tags=["invoices"])
 
 
 class BadCursor(ApiError):

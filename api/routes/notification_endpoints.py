@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 
 from adapters.db import notification_deliveries as repo
 from adapters.db.audit import record_audit
-from api.auth import ManagePrincipal, ReadPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, ManagePrincipal, ReadPrincipal, ServicesDep
 from api.errors import NotFound, error_responses
 from api.schemas import (
     NotificationEndpointCreate,
@@ -17,7 +17,9 @@ from api.schemas import (
 )
 from billing.standard_webhooks import new_secret
 
-router = APIRouter(prefix="/api/billing/notification-endpoints", tags=["notifications"])
+router = APIRouter(
+    route_class=AuthFirstRoute, prefix="/api/billing/notification-endpoints", tags=["notifications"]
+)
 
 
 @router.post(

@@ -9,11 +9,11 @@ from fastapi import APIRouter, status
 from adapters.api_keys import display_prefix, generate_key, hash_key
 from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
-from api.auth import OperatorPrincipal, ServicesDep, key_cache
+from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep, key_cache
 from api.errors import NotFound, error_responses
 from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, TenantCreate, TenantOut
 
-router = APIRouter(prefix="/api/billing/operator", tags=["operator"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/operator", tags=["operator"])
 
 
 @router.post(

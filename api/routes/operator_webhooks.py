@@ -6,11 +6,13 @@ from fastapi import APIRouter, Query
 
 from adapters.db import webhook_inbox as inbox
 from adapters.dispatch import DispatchConfig, Dispatcher, replay_stripe_events
-from api.auth import OperatorPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
 from api.errors import ApiError, NotFound, error_responses
 from api.schemas import WebhookEventOut, WebhookReplayOut, WebhookReplayRequest
 
-router = APIRouter(prefix="/api/billing/operator/webhooks", tags=["operator"])
+router = APIRouter(
+    route_class=AuthFirstRoute, prefix="/api/billing/operator/webhooks", tags=["operator"]
+)
 
 
 @router.get(

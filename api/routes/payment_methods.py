@@ -18,7 +18,7 @@ from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
-from api.auth import ManagePrincipal, Principal, ReadPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, ManagePrincipal, Principal, ReadPrincipal, ServicesDep
 from api.commands import PaymentMethodRefused, apply_before, run_update
 from api.errors import NotFound
 from api.routes.subscription import COMMAND_ERRORS
@@ -32,7 +32,9 @@ from billing.payments import (
 )
 from workflows.io import PaymentMethodResult, SetPaymentMethodRequest
 
-router = APIRouter(prefix="/api/billing/payment-methods", tags=["payment methods"])
+router = APIRouter(
+    route_class=AuthFirstRoute, prefix="/api/billing/payment-methods", tags=["payment methods"]
+)
 
 
 @router.post(

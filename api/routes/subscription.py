@@ -22,7 +22,7 @@ from adapters.db.audit import record_audit
 from adapters.db.subscriptions import SubscriptionRow
 from adapters.db.tables import subscriptions
 from adapters.temporal import start_subscription
-from api.auth import ManagePrincipal, Principal, ReadPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, ManagePrincipal, Principal, ReadPrincipal, ServicesDep
 from api.commands import StillRunning, apply_before, run_update
 from api.errors import Conflict, NotFound, ServiceUnavailable, error_responses
 from api.schemas import (
@@ -56,7 +56,9 @@ from workflows.subscription import SubscriptionWorkflow, workflow_id
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/api/billing/subscription", tags=["subscription"])
+router = APIRouter(
+    route_class=AuthFirstRoute, prefix="/api/billing/subscription", tags=["subscription"]
+)
 
 
 def _out(row: SubscriptionRow) -> SubscriptionOut:

@@ -24,15 +24,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError
 
 from adapters.api_keys import Scope
+from adapters.db import errors as db_errors
 from adapters.db import usage as usage_repo
 from adapters.db.notifications import enqueue_notification
 from adapters.temporal import start_grace_window
-from api.auth import ManagePrincipal, ReadPrincipal, ServicesDep, authorize_request
+from api.auth import AuthFirstRoute, ManagePrincipal, ReadPrincipal, ServicesDep, authorize_request
 from api.errors import Conflict, FieldInvalid, NotFound, ServiceUnavailable, error_responses
 from api.fastjson import FastJSONResponse, dumps_compact
 from api.services import Services
@@ -62,18 +63,11 @@ from billing.usage import (
 )
 from workflows.grace_io import GraceInput
 
-router = APIRouter(prefix="/api/billing/usage", tags=["usage"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/usage", tags=["usage"])
 log = logging.getLogger("billing.api.usage")
 
-# Errors that mean "the database is not answering", as opposed to a bug in a query.
-DB_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    OperationalError,
-    InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-)
+# Errors that mean "the database is not answering" (the one definition, adapters/db/errors.py).
+DB_UNAVAILABLE = db_errors.UNAVAILABLE_TYPES
 # Two concurrent batches can still collide on a unique-index wait; retrying is always safe
 # because the whole batch is one transaction.
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
@@ -258,7 +252,9 @@ async def _ingest_or_503(
 ) -> _Outcome:
     try:
         return await _ingest(services, tenant_id, events, strict=strict)
-    except DB_UNAVAILABLE as error:
+    except Exception as error:
+        if not db_errors.is_unavailable(error):
+            raise
         log.warning("usage ingestion: database unavailable", exc_info=True)
         raise ServiceUnavailable(
             "the usage store is unavailable; retry with the same idempotency keys (events "
@@ -552,7 +548,9 @@ async def check_quota(request: Request) -> JSONResponse:
                     cache.put(tenant_id, metric, row, token)
             if row is not None and row.plan_id is not None:
                 plan = await _plan(services, row.plan_id)
-    except DB_UNAVAILABLE:
+    except Exception as error:
+        if not db_errors.is_unavailable(error):
+            raise
         log.warning("quota check: database unavailable", exc_info=True)
         soft_ok = _last_known(services).get((tenant_id, metric), False)
         body = {

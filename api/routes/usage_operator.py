@@ -10,7 +10,7 @@ from fastapi import APIRouter, status
 from adapters.db import tenants as tenant_repo
 from adapters.db import usage as usage_repo
 from adapters.db.audit import record_audit
-from api.auth import OperatorPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
 from api.errors import FieldInvalid, NotFound, error_responses
 from api.routes.usage import gauges as gauge_metrics
 from api.usage_schemas import (
@@ -21,7 +21,7 @@ from api.usage_schemas import (
     ReconcileOut,
 )
 
-router = APIRouter(prefix="/api/billing/operator", tags=["operator"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/operator", tags=["operator"])
 
 
 @router.put(

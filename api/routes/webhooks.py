@@ -12,18 +12,18 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.background import BackgroundTasks
 
+from adapters.db import errors as db_errors
 from adapters.db import webhook_inbox as inbox
 from adapters.dispatch import DispatchConfig, Dispatcher
 from adapters.stripe_webhooks import WebhookRejected, verify_stripe_event
-from api.auth import ServicesDep
+from api.auth import AuthFirstRoute, ServicesDep
 from api.errors import error_body, error_responses
 from billing.stripe_events import EventHandling, handling_for
 
 log = logging.getLogger("billing.webhooks")
-router = APIRouter(prefix="/api/billing/webhooks", tags=["webhooks"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/webhooks", tags=["webhooks"])
 
 # What the inbox row starts as, per handling: only handled types get a workflow.
 _INITIAL_STATUS = {
@@ -49,21 +49,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise _TooLarge
     return bytes(body)
-
-
-def _database_unavailable(exc: BaseException) -> bool:
-    if isinstance(
-        exc,
-        OperationalError
-        | InterfaceError
-        | OSError
-        | TimeoutError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.CannotConnectNowError,
-    ):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 @router.post(
@@ -96,7 +81,7 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
             tolerance_seconds=settings.stripe_webhook_tolerance_seconds,
         )
     except WebhookRejected as exc:
-        return JSONResponse(error_body("invalid_webhook", str(exc)), status_code=400)
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=400)
 
     event_id: str = event["id"]
     event_type: str = event["type"]
@@ -114,14 +99,22 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
                 body=body,
                 status=_INITIAL_STATUS[handling],
             )
+    except asyncpg.DataError as exc:
+        # Valid, signed JSON that jsonb still refuses (e.g. a number past numeric's range):
+        # refused for good, never a 500 that Stripe would retry for days.
+        log.warning("webhook %s refused, not storable: %r", event_id, exc)
+        return JSONResponse(
+            error_body("unstorable_payload", f"the event cannot be stored: {exc}"),
+            status_code=400,
+        )
     except Exception as exc:
-        if not _database_unavailable(exc):
+        if not db_errors.is_unavailable(exc):
             raise
         log.warning("webhook %s not stored, database unavailable: %r", event_id, exc)
         return JSONResponse(
             error_body("service_unavailable", "the event could not be stored; retry later"),
             status_code=503,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(db_errors.RETRY_AFTER_SECONDS)},
         )
 
     if stored.status == inbox.RECEIVED:
