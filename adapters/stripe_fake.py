@@ -292,6 +292,11 @@ class FakeStripeGateway:
     def invoice(self, invoice_id: str) -> StripeInvoice:
         return self._snapshot(self._invoice(invoice_id))
 
+    def payment_method_customer(self, payment_method_id: str) -> str | None:
+        """The customer a payment method is attached to (None: unattached or unknown)."""
+        pm = self._payment_methods.get(payment_method_id)
+        return pm.customer_id if pm else None
+
     @property
     def customers(self) -> list[StripeCustomer]:
         return [self._customer_snapshot(c) for c in self._customers.values()]

@@ -128,3 +128,22 @@ async def start_time_skipping_env() -> WorkflowEnvironment:
         )
     )
     return env
+
+
+async def tenant_rows(dbs: Databases, tenant_id: uuid.UUID) -> dict[str, list[str]]:
+    """Every row the tenant owns, table by table, as Postgres renders it (read as the owner, so
+    RLS hides nothing): two snapshots are equal only if no byte of the tenant's data changed."""
+    snapshot: dict[str, list[str]] = {}
+    async with dbs.admin.transaction() as conn:
+        for name, table in sorted(metadata.tables.items()):
+            column = "id" if name == "tenants" else "tenant_id"
+            if column not in table.c:
+                continue
+            rows = await conn.execute(
+                text(
+                    f"SELECT row_to_json(t)::text FROM {name} t WHERE t.{column} = :t ORDER BY 1"  # noqa: S608 - table names from metadata
+                ),
+                {"t": tenant_id},
+            )
+            snapshot[name] = [r[0] for r in rows]
+    return snapshot

@@ -53,15 +53,19 @@ async def add_payment_method(
     if live is None:
         card = await _attach_without_subscription(services, principal, body.payment_method_id)
     else:
-        result = await run_update(
-            services,
-            live.workflow_id,
-            "set_payment_method",
-            SetPaymentMethodRequest(
-                body.payment_method_id, principal.actor, apply_before=apply_before(services)
-            ),
-            PaymentMethodResult,
-        )
+        try:
+            result = await run_update(
+                services,
+                live.workflow_id,
+                "set_payment_method",
+                SetPaymentMethodRequest(
+                    body.payment_method_id, principal.actor, apply_before=apply_before(services)
+                ),
+                PaymentMethodResult,
+            )
+        except PaymentMethodRefused as error:  # Stripe's wording differs by case: one message
+            message = unusable_payment_method_message(body.payment_method_id)
+            raise PaymentMethodRefused(message) from error
         card = CardDetails(
             result.payment_method_id, result.brand, result.last4, result.exp_month, result.exp_year
         )

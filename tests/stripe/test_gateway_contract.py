@@ -8,6 +8,7 @@ import pytest
 
 from billing.payments import (
     InvoiceLine,
+    PaymentMethodUnavailable,
     StripeCardRejected,
     StripeInvalidRequest,
     StripeNotFound,
@@ -223,3 +224,21 @@ async def test_a_customer_may_have_no_email(gateway: GatewayUnderTest, tenant_id
 
     assert customer.email is None
     assert customer.metadata == {"tenant_id": tenant_id}
+
+
+async def test_a_card_attached_to_one_customer_cannot_be_attached_to_another(
+    gateway: GatewayUnderTest, tenant_id: str
+) -> None:
+    """Stripe refuses it; localstripe does not, so the SDK adapter checks first. Re-attaching to
+    the same customer (an activity retry, a card added before subscribing) still works."""
+    g = gateway.gateway
+    first = await g.ensure_customer(tenant_id, None, "A", f"customer:{tenant_id}")
+    second = await g.ensure_customer(f"{tenant_id}-b", None, "B", f"customer:{tenant_id}-b")
+    card = await g.attach_payment_method(first.id, "pm_card_visa", f"pm:{tenant_id}:a")
+
+    with pytest.raises(PaymentMethodUnavailable) as refused:
+        await g.attach_payment_method(second.id, card.payment_method_id, f"pm:{tenant_id}:b")
+
+    assert card.payment_method_id in str(refused.value)
+    again = await g.attach_payment_method(first.id, card.payment_method_id, f"pm:{tenant_id}:a2")
+    assert again.payment_method_id == card.payment_method_id

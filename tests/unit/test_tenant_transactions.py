@@ -1,0 +1,72 @@
+"""Lint: an activity that works for one tenant opens `tenant_transaction(tenant_id)`, so RLS
+applies to the worker too (its login is BYPASSRLS). A plain `transaction()` (the login role,
+every tenant visible) is allowed only in the places listed here, each with its reason; a new
+one fails this test until it is either tenant-scoped or listed with a reason."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from config import ROOT
+
+# (module, function) -> why the work spans tenants.
+CROSS_TENANT = {
+    ("activities/billing_store.py", "_invoice_tenant"): (
+        "finds whose invoice it is, by the engine's own primary key, before the tenant write"
+    ),
+    ("activities/stripe_events.py", "resolve_stripe_event"): (
+        "the inbox row has no tenant yet: resolving which tenant a Stripe event concerns is "
+        "the point (lookups by Stripe ids across tenants)"
+    ),
+    ("activities/stripe_events.py", "project_stripe_event"): (
+        "reads the inbox row only; its writes run in the resolved tenant's transaction"
+    ),
+    ("activities/stripe_events.py", "mark_stripe_event"): "inbox bookkeeping, by event id",
+    ("activities/notifications.py", "deliver_notification"): (
+        "the delivery workflow knows only the delivery id (an engine-made key); the row says "
+        "whose it is, and the write touches that row only"
+    ),
+    ("activities/notifications.py", "mark_notification"): "outbox bookkeeping, by delivery id",
+    ("activities/usage_store.py", "reconcile_usage_days"): (
+        "reconciliation recomputes every tenant's daily totals from raw events"
+    ),
+    ("activities/usage_store.py", "find_missing_grace_windows"): (
+        "a sweeper: finds soft-capped counters of any tenant that have no grace window"
+    ),
+}
+
+
+def _plain_transactions() -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for path in sorted((ROOT / "activities").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "transaction"
+                ):
+                    found.add((str(path.relative_to(ROOT)), fn.name))
+    return found
+
+
+def test_only_listed_activities_open_cross_tenant_transactions() -> None:
+    unlisted = _plain_transactions() - set(CROSS_TENANT)
+    assert not unlisted, (
+        f"{sorted(unlisted)} open a transaction with no tenant as the BYPASSRLS worker role: use "
+        "tenant_transaction(tenant_id), or list the function in CROSS_TENANT with the reason"
+    )
+
+
+def test_the_list_has_no_stale_entries() -> None:
+    assert set(CROSS_TENANT) <= _plain_transactions()
+    assert all(CROSS_TENANT.values())
+
+
+def test_the_worker_database_switches_role() -> None:
+    source = Path(ROOT / "worker.py").read_text()
+    assert "scoped_role=WORKER_SCOPED_ROLE" in source
