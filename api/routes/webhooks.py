@@ -72,6 +72,7 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
         return JSONResponse(
             error_body("service_unavailable", "no webhook signing secret is configured"),
             status_code=503,
+            headers={"Retry-After": str(db_errors.RETRY_AFTER_SECONDS)},
         )
     try:
         event = verify_stripe_event(
