@@ -58,6 +58,9 @@ class SubscriptionStore:
                     paused_at=_ts(input.paused_at),
                     resume_at=_ts(input.resume_at),
                     pending_change=input.pending_change,
+                    clock_wall_origin=_ts(input.clock_wall_origin),
+                    clock_business_origin=_ts(input.clock_business_origin),
+                    time_scale=input.time_scale,
                     updated_at=func.now(),
                 )
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -42,6 +43,14 @@ class Forbidden(ApiError):
 class NotFound(ApiError):
     status_code = 404
     code = "not_found"
+
+
+class SubscriptionPaused(ApiError):
+    """Usage while the subscription is paused: the paused period is closed and billed, and no
+    period is open until it resumes."""
+
+    status_code = 402
+    code = "subscription_paused"
 
 
 class Conflict(ApiError):
@@ -172,7 +181,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         if not db_errors.is_unavailable(exc):
-            return _internal_error(request, exc)
+            return _database_error(request, exc)
         log.warning("%s %s: database unavailable: %r", request.method, request.url.path, exc)
         return database_unavailable_response()
 
@@ -182,11 +191,25 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error_type, _unavailable)
     app.add_exception_handler(DBAPIError, _unavailable)
 
+    app.add_exception_handler(asyncpg.DataError, _database_error)
+
     @app.exception_handler(Exception)
     async def _anything_else(request: Request, exc: Exception) -> JSONResponse:
         if db_errors.is_unavailable(exc):
             return database_unavailable_response()
+        return _database_error(request, exc)
+
+
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    refused = db_errors.invalid_data(exc)
+    if refused is None:
         return _internal_error(request, exc)
+    # Nothing was written: the statement failed, and with it its transaction.
+    message = str(refused).split("\n", 1)[0]
+    return JSONResponse(
+        error_body("invalid_value", f"a value in the request cannot be stored: {message}"),
+        status_code=422,
+    )
 
 
 def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -17,13 +17,18 @@ Metric = Annotated[str, Field(min_length=1, max_length=64, examples=["llm_tokens
 Quantity = Annotated[Decimal, Field(allow_inf_nan=False, examples=["1500"])]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
 Metadata = dict[str, Any] | None
+# The caller's wall clock, with a UTC offset; omitted: the moment the API receives it. Under a
+# demo clock (`--time-scale`) the engine maps it to the subscription's business time.
+Timestamp = Annotated[
+    datetime | None, Field(description="when it happened, on the caller's wall clock")
+]
 
 
 class UsageEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     metric: Metric
     quantity: Quantity
-    timestamp: datetime
+    timestamp: Timestamp = None
     idempotency_key: IdempotencyKey
     metadata: Metadata = None
 
@@ -35,7 +40,7 @@ class UsageEventFields(TypedDict):
 
     metric: Metric
     quantity: Quantity
-    timestamp: datetime
+    timestamp: NotRequired[Timestamp]
     idempotency_key: IdempotencyKey
     metadata: NotRequired[Metadata]
 

@@ -62,6 +62,7 @@ def check_event(
     now: datetime,
     period_start: datetime,
     period_end: datetime,
+    future_tolerance: timedelta = FUTURE_TOLERANCE,
 ) -> EventProblem | None:
     """The first rule the event breaks, or None when it may be recorded.
 
@@ -83,7 +84,7 @@ def check_event(
         return EventProblem("quantity", "has more than 6 decimal places")
     if occurred_at.tzinfo is None:
         return EventProblem("timestamp", "must include a UTC offset")
-    if occurred_at > now + FUTURE_TOLERANCE:
+    if occurred_at > now + future_tolerance:
         return EventProblem("timestamp", "is more than 5 minutes in the future")
     if occurred_at < period_start:
         return EventProblem("timestamp", "is before the open billing period")
@@ -128,6 +129,8 @@ class BlockReason(StrEnum):
     PAYMENT_OVERDUE = "payment_overdue"
     ACCOUNT_CLOSED = "account_closed"
     NO_SUBSCRIPTION = "no_active_subscription"
+    # Paused: the period the pause closed is billed, and none is open until it resumes.
+    SUBSCRIPTION_PAUSED = "subscription_paused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,7 @@ def decide_quota(
     requested: Decimal,
     access_status: str,
     blocked: bool,
+    paused: bool = False,
 ) -> QuotaDecision:
     """Answer a quota check. Blocking order: account state, then hard cap, then expired grace.
 
@@ -165,6 +169,8 @@ def decide_quota(
         return answer(False, BlockReason.PAYMENT_OVERDUE)
     if access_status != "active":
         return answer(False, BlockReason.ACCOUNT_CLOSED)
+    if paused:
+        return answer(False, BlockReason.SUBSCRIPTION_PAUSED)
     if limit is None:
         return answer(True, None)
     over = used + requested > limit

@@ -109,6 +109,10 @@ class SubscriptionProjection:
     paused_at: str | None = None
     resume_at: str | None = None
     pending_change: dict[str, Any] | None = None
+    # The business clock (billing.periods.BusinessClock); None from older histories.
+    clock_wall_origin: str | None = None
+    clock_business_origin: str | None = None
+    time_scale: float = 1.0
 
 
 @dataclass(frozen=True)

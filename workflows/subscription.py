@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         proration_lines,
     )
     from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
-    from billing.periods import card_expires_at, period_bounds
+    from billing.periods import BusinessClock, card_expires_at, period_bounds
     from workflows import notify as notice
     from workflows import search_attributes as sa
     from workflows.dunning import DUNNING_FINISHED_SIGNAL, DunningWorkflow, dunning_workflow_id
@@ -90,6 +90,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.payment_grace import resolve_payment_grace, start_payment_grace
     from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
 
+# How old a preview's proration_date may be when the change is made (wall time).
+PRORATION_DATE_MAX_AGE = timedelta(hours=1)
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Guards every command added with dunning and notifications (issue 4), so histories recorded
 # before them replay unchanged (tests/replay/histories/subscription/).
@@ -992,9 +994,17 @@ class SubscriptionWorkflow:
         if c.anchor is None:
             return
         start, end = self._period()
-        if not start <= at <= min(end, now or self._business_now()):
+        current = now or self._business_now()
+        if not start <= at <= min(end, current):
             raise InvalidTransition(
                 "proration_date must lie in the current period and not in the future"
+            )
+        # A preview is good for an hour of the caller's time: an older instant would backdate
+        # the change (a larger credit for an immediate downgrade). Validators do not run on
+        # replay, so this bound leaves recorded histories as they are (ADR 0007).
+        if at < current - PRORATION_DATE_MAX_AGE * self._require()[0].time_scale:
+            raise InvalidTransition(
+                "proration_date is more than an hour old: preview the change again"
             )
 
     @workflow.update(name="cancel")
@@ -1403,17 +1413,16 @@ class SubscriptionWorkflow:
     def _business_now(self) -> datetime:
         return self._business_at(workflow.now())
 
-    def _business_at(self, wall: datetime) -> datetime:
+    def _clock(self) -> BusinessClock:
         inp, c = self._require()
-        wall_origin = datetime.fromisoformat(c.wall_origin)
-        business_origin = datetime.fromisoformat(c.business_origin)
-        elapsed = wall - wall_origin
-        if inp.time_scale == 1.0:
-            return business_origin + elapsed
-        # Whole microseconds, so the same history always gives the same business instant.
-        return business_origin + timedelta(
-            microseconds=round(elapsed / timedelta(microseconds=1) * inp.time_scale)
+        return BusinessClock(
+            datetime.fromisoformat(c.wall_origin),
+            datetime.fromisoformat(c.business_origin),
+            inp.time_scale,
         )
+
+    def _business_at(self, wall: datetime) -> datetime:
+        return self._clock().business_at(wall)
 
     def _wall_until(self, deadline: datetime) -> timedelta:
         inp = self._require()[0]
@@ -1486,6 +1495,10 @@ class SubscriptionWorkflow:
                     if c.pending_plan
                     else None
                 ),
+                # Payload only (ADR 0007): the usage path reads the workflow's clock.
+                clock_wall_origin=c.wall_origin,
+                clock_business_origin=c.business_origin,
+                time_scale=inp.time_scale,
             ),
             result_type=ProjectionResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,

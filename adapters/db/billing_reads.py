@@ -48,7 +48,9 @@ async def list_changes(conn: AsyncConnection, subscription_id: UUID) -> list[dic
     rows = await conn.execute(
         select(subscription_changes)
         .where(subscription_changes.c.subscription_id == subscription_id)
-        .order_by(subscription_changes.c.id)
+        # When it took effect, then the order it was recorded in: a renewal's `renewed` (at the
+        # period boundary) precedes the `payment_failed` of its collection.
+        .order_by(subscription_changes.c.effective_at, subscription_changes.c.id)
     )
     return [dict(r._mapping) for r in rows]
 

@@ -28,6 +28,24 @@ UNAVAILABLE_TYPES: tuple[type[Exception], ...] = (
 RETRY_AFTER_SECONDS = 5
 
 
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not s for s in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def invalid_data(error: BaseException) -> asyncpg.DataError | None:
+    """Postgres refused a value the caller sent (SQLSTATE class 22: a NUL character, a number
+    out of range, text too long for its column): the caller's error, a 4xx, never a 500."""
+    for item in _chain(error):
+        if isinstance(item, asyncpg.DataError):
+            return item
+    return None
+
+
 def is_unavailable(error: BaseException) -> bool:
     """True when `error`, or an error it was raised from, says Postgres cannot be reached."""
     seen: set[int] = set()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -182,6 +183,12 @@ subscriptions = Table(
     Column("paused_at", DateTime(timezone=True), nullable=True),
     Column("resume_at", DateTime(timezone=True), nullable=True),
     Column("pending_change", JSONB, nullable=True),
+    # The workflow's business clock (business = business_origin + (wall - wall_origin) *
+    # time_scale), so the usage path maps a wall-clock timestamp to business time as the
+    # workflow does. NULL origins: business time is wall time.
+    Column("clock_wall_origin", DateTime(timezone=True), nullable=True),
+    Column("clock_business_origin", DateTime(timezone=True), nullable=True),
+    Column("time_scale", Float, nullable=False, server_default=text("1")),
     Column(
         "reactivated_from",
         UUID(as_uuid=True),

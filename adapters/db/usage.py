@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.plans import PlanVersion, get_plan_version
 from billing.catalog import Plan
+from billing.periods import WALL_CLOCK, BusinessClock, business_clock
 from config import Settings
 
 
@@ -62,6 +63,8 @@ class OpenPeriod:
     period_end: datetime | None
     # metric -> (included, cap) of unexpired operator overrides
     overrides: dict[str, tuple[int | None, str | None]]
+    subscription_status: str | None = None
+    clock: BusinessClock = WALL_CLOCK
 
 
 # `usage_open_period` (migration 0006) sets app.tenant_id for its own statement, then reads.
@@ -82,7 +85,9 @@ async def open_period_on(connection: Any, tenant_id: UUID) -> OpenPeriod | None:
     # SQLAlchemy registers a JSON codec on its asyncpg connections; a bare one returns text.
     raw = json.loads(row[4]) if isinstance(row[4], str) else row[4]
     overrides = {m: (i, c) for m, i, c in raw} if raw else {}
-    return OpenPeriod(row[0], row[1], row[2], row[3], overrides)
+    return OpenPeriod(
+        row[0], row[1], row[2], row[3], overrides, row[5], business_clock(row[6], row[7], row[8])
+    )
 
 
 # --- Ingestion -------------------------------------------------------------------------------
@@ -233,6 +238,7 @@ class QuotaRow:
     override_included: int | None
     override_cap: str | None
     override_expires_at: datetime | None
+    subscription_status: str | None = None
 
 
 # `usage_quota_row` (migrations 0004, 0005) sets app.tenant_id for its own statement and reads

@@ -317,7 +317,10 @@ async def resume_subscription(principal: ManagePrincipal, services: ServicesDep)
 @router.post(
     "/reactivate",
     response_model=SubscriptionOut,
-    responses=error_responses(401, 403, 404, 409, 422, 503),
+    responses={
+        201: {"model": SubscriptionOut, "description": "a new subscription was started"},
+        **error_responses(401, 403, 404, 409, 422, 503),
+    },
 )
 async def reactivate_subscription(
     principal: ManagePrincipal, services: ServicesDep, response: Response

@@ -9,15 +9,15 @@ import asyncio
 import itertools
 import shutil
 import tempfile
-from datetime import UTC, datetime
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from alembic import command
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from adapters.db.migrate import alembic_config

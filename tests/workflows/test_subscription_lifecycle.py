@@ -254,7 +254,8 @@ async def test_immediate_downgrade_carries_the_credit_forward(
     )
     handle = await start(workflow_env, sub, settings.task_queue)
     await until(workflow_env, handle, lambda s: s.invoices_issued == 1 and not s.open_invoices)
-    await workflow_env.sleep(timedelta(days=16))
+    # Just past mid-April: a proration_date older than an hour would be refused as stale.
+    await workflow_env.sleep(timedelta(days=15))
     standard = await plan_snapshot(dbs, "standard")
     result = await handle.execute_update(
         SubscriptionWorkflow.change_plan,
@@ -271,6 +272,38 @@ async def test_immediate_downgrade_carries_the_credit_forward(
     # May's 4900 is covered by the credit: no charge, 17600 left.
     assert after.credit_balance == 17600
     assert [c.amount for c in stripe_fake.charges] == [49900]
+
+
+async def test_a_stale_proration_date_cannot_backdate_a_downgrade(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    """An immediate downgrade priced at an instant days ago would credit those days too: a
+    proration_date more than an hour old is refused, and nothing changes."""
+    sub = await make_subscription(
+        dbs,
+        task_queues=task_queues,
+        plan_code="enterprise",
+        business_start="2027-04-01T00:00:00+00:00",
+    )
+    handle = await start(workflow_env, sub, settings.task_queue)
+    await until(workflow_env, handle, lambda s: s.invoices_issued == 1 and not s.open_invoices)
+    await workflow_env.sleep(timedelta(days=15))
+    standard = await plan_snapshot(dbs, "standard")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            SubscriptionWorkflow.change_plan,
+            ChangePlanRequest(
+                standard, "tests", timing="immediate", proration_date="2027-04-02T00:00:00+00:00"
+            ),
+        )
+    assert "more than an hour old" in str(refused.value.cause)
+    state = await handle.query(SubscriptionWorkflow.state)
+    assert state.plan_code == "enterprise"
+    assert state.credit_balance == 0
 
 
 async def test_cancel_at_period_end_then_undo_then_cancel_for_real(
