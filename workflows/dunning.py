@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         retry_deadline,
         retry_delay,
     )
+    from workflows import notify as notice
     from workflows import search_attributes as sa
     from workflows.dunning_io import (
         DunningInput,
@@ -332,12 +333,14 @@ class DunningWorkflow:
             next_attempt_at=next_at.isoformat() if next_at else None,
         )
         notifications = [
-            DunningNotification("dunning.step", f"dunning.step:{inp.invoice_id}:{attempt}", step)
+            DunningNotification(
+                notice.DUNNING_STEP, f"{notice.DUNNING_STEP}:{inp.invoice_id}:{attempt}", step
+            )
         ]
         if not succeeded:
             notifications.append(
                 DunningNotification(
-                    "invoice.payment_failed",
+                    notice.INVOICE_PAYMENT_FAILED,
                     f"invoice.payment_failed:{inp.invoice_id}:{attempt}",
                     step,
                 )
@@ -405,7 +408,9 @@ class DunningWorkflow:
             amount_paid=closed.invoice.amount_paid,
             notifications=[
                 DunningNotification(
-                    "dunning.step", f"dunning.step:{inp.invoice_id}:exhausted", payload
+                    notice.DUNNING_STEP,
+                    f"{notice.DUNNING_STEP}:{inp.invoice_id}:exhausted",
+                    payload,
                 )
             ],
         )
@@ -424,7 +429,9 @@ class DunningWorkflow:
             notifications=[
                 # The same message id the webhook side uses for this event, so the tenant
                 # hears of the payment once whichever path saw it first.
-                DunningNotification("invoice.paid", f"invoice.paid:{inp.invoice_id}", payload)
+                DunningNotification(
+                    notice.INVOICE_PAID, f"{notice.INVOICE_PAID}:{inp.invoice_id}", payload
+                )
             ],
         )
         return self._result(outcome, "paid")

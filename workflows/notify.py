@@ -17,27 +17,29 @@ with workflow.unsafe.imports_passed_through():
     from workflows.io import SendNotificationInput, SendNotificationResult
     from workflows.retry import DB_RETRY
 
-# Event types of the catalogue (docs/notifications.md). Workflows pass one of these.
+# Event types of the catalogue (docs/notifications.md), each one emitted somewhere: a test
+# compares this list, the catalogue and the code that sends them.
 SUBSCRIPTION_ACTIVATED = "subscription.activated"
 SUBSCRIPTION_TRIAL_ENDING = "subscription.trial_ending"
-SUBSCRIPTION_SUSPENDED = "subscription.suspended"
 SUBSCRIPTION_CANCELED = "subscription.canceled"
 INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
 INVOICE_PAID = "invoice.paid"
 DUNNING_STEP = "dunning.step"
 PAYMENT_METHOD_EXPIRING = "payment_method.expiring"
 TENANT_SUSPENDED = "tenant.suspended"
+# Queued by usage ingestion (the API) in the transaction that records the crossing.
+QUOTA_THRESHOLD = "quota.threshold"
 
 EVENT_TYPES = (
     SUBSCRIPTION_ACTIVATED,
     SUBSCRIPTION_TRIAL_ENDING,
-    SUBSCRIPTION_SUSPENDED,
     SUBSCRIPTION_CANCELED,
     INVOICE_PAYMENT_FAILED,
     INVOICE_PAID,
     DUNNING_STEP,
     PAYMENT_METHOD_EXPIRING,
     TENANT_SUSPENDED,
+    QUOTA_THRESHOLD,
 )
 
 

@@ -70,6 +70,7 @@ from billing.usage import (
     period_key,
 )
 from workflows.grace_io import GraceInput
+from workflows.notify import QUOTA_THRESHOLD
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/usage", tags=["usage"])
 log = logging.getLogger("billing.api.usage")
@@ -346,8 +347,8 @@ async def _after_counters(
                     await enqueue_notification(
                         conn,
                         tenant_id=tenant_id,
-                        event_type="quota.threshold",
-                        message_id=f"quota.threshold:{tenant_id}:{metric}:{key}:{threshold}",
+                        event_type=QUOTA_THRESHOLD,
+                        message_id=f"{QUOTA_THRESHOLD}:{tenant_id}:{metric}:{key}:{threshold}",
                         payload={
                             "metric": metric,
                             "threshold_percent": threshold,
