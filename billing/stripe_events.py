@@ -18,7 +18,7 @@ class EventHandling(StrEnum):
     SIGNAL = "signal"
     # Updates a local projection (payment method details, customer link), then signals.
     PROJECT = "project"
-    # Recorded and acknowledged only (the engine owns subscription state, DESIGN.md §2.1).
+    # Recorded and acknowledged only (the engine owns subscription state: ADR 0004).
     RECORD = "record"
     # Not a type the engine knows: stored and acknowledged.
     IGNORE = "ignore"

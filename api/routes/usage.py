@@ -1,6 +1,6 @@
 """`/api/billing/usage`: ingestion (single and batch), the quota check, and usage reads.
 
-Usage never flows through workflows (DESIGN §2.8): a batch is one Postgres transaction that
+Usage never flows through workflows (ADR 0003): a batch is one Postgres transaction that
 inserts the new events and moves the daily totals and the period counter. The only Temporal call
 is opening a soft-cap grace window, made after that transaction committed, with an idempotent
 workflow id.

@@ -53,7 +53,7 @@ def test_shipped_catalog_declares_the_design_metrics(catalog: Catalog) -> None:
     assert list(catalog.plans) == ["free", "standard", "enterprise"]
 
 
-# DESIGN.md section 4, verbatim (None = unlimited).
+# The domain table of plans and quotas, verbatim (None = unlimited).
 DESIGN_QUOTAS = {
     "llm_tokens": (10_000, 1_000_000, 10_000_000),
     "agent_executions": (100, 5_000, 50_000),

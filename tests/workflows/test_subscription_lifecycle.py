@@ -92,7 +92,7 @@ async def test_a_full_year_bills_twelve_periods_once_each_despite_transient_fail
     changes = await db_changes(dbs, sub.input.subscription_id)
     assert changes == ["activated"] + ["renewed"] * 11
     # Reported, not asserted: speed is a benchmark's job (bench/bench_subscription_year.py), and
-    # CI's two cores are shared. `pytest -s` shows it (2.1-3.9 s here; DESIGN's bar is 5 s).
+    # CI's two cores are shared. `pytest -s` shows it (2.1-3.9 s here; the bar is 5 s).
     print(f"\nfull year of one subscription: {elapsed:.2f}s wall")  # noqa: T201
 
 
