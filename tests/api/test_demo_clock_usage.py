@@ -5,14 +5,12 @@ time-skipping server skips it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from api.services import Services
 from config import Settings
 from tests.api.test_billing_api import SUB, _until, align_clock
@@ -24,15 +22,8 @@ SCALE = 10_000.0
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
+    # The `services` and `api` fixtures build on this one.
     return settings.model_copy(update={"time_scale": SCALE})
-
-
-@pytest.fixture
-async def api(services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(services.settings, services=services)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 def _wall(business: timedelta) -> timedelta:

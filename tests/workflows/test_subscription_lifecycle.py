@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import insert
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -198,13 +199,15 @@ async def test_upgrade_mid_period_bills_exactly_the_preview(
     assert stripe_fake.charges[-1].amount == 49900
 
 
-async def test_downgrade_takes_effect_at_period_end(
+async def _enterprise_from_april(
     workflow_env: WorkflowEnvironment,
     dbs: Databases,
     settings: Settings,
     task_queues: tuple[str, str],
-    stripe_fake: FakeStripeGateway,
-) -> None:
+    *,
+    days: int,
+) -> WorkflowHandle[Any, Any]:
+    """Enterprise from business time April 1st 2027, its first invoice paid, `days` later."""
     sub = await make_subscription(
         dbs,
         task_queues=task_queues,
@@ -213,7 +216,18 @@ async def test_downgrade_takes_effect_at_period_end(
     )
     handle = await start(workflow_env, sub, settings.task_queue)
     await until(workflow_env, handle, lambda s: s.invoices_issued == 1 and not s.open_invoices)
-    await workflow_env.sleep(timedelta(days=10))
+    await workflow_env.sleep(timedelta(days=days))
+    return handle
+
+
+async def test_downgrade_takes_effect_at_period_end(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    handle = await _enterprise_from_april(workflow_env, dbs, settings, task_queues, days=10)
     standard = await plan_snapshot(dbs, "standard")
     result = await handle.execute_update(
         SubscriptionWorkflow.change_plan, ChangePlanRequest(standard, "tests")
@@ -224,7 +238,7 @@ async def test_downgrade_takes_effect_at_period_end(
     assert result.lines == []
     pending = await state(handle)
     assert (pending.plan_code, pending.pending_plan_code) == ("enterprise", "standard")
-    assert (await db_subscription(dbs, sub.input.subscription_id))["pending_change"] == {
+    assert (await db_subscription(dbs, handle.id.split(":", 1)[1]))["pending_change"] == {
         "plan_code": "standard",
         "plan_id": standard.plan_id,
     }
@@ -233,7 +247,7 @@ async def test_downgrade_takes_effect_at_period_end(
     assert after.pending_plan_code is None
     await until(workflow_env, handle, lambda s: not s.open_invoices)
     assert [c.amount for c in stripe_fake.charges] == [49900, 4900]
-    assert (await db_changes(dbs, sub.input.subscription_id))[-2:] == [
+    assert (await db_changes(dbs, handle.id.split(":", 1)[1]))[-2:] == [
         "plan_change_scheduled",
         "plan_changed",
     ]
@@ -246,16 +260,8 @@ async def test_immediate_downgrade_carries_the_credit_forward(
     task_queues: tuple[str, str],
     stripe_fake: FakeStripeGateway,
 ) -> None:
-    sub = await make_subscription(
-        dbs,
-        task_queues=task_queues,
-        plan_code="enterprise",
-        business_start="2027-04-01T00:00:00+00:00",
-    )
-    handle = await start(workflow_env, sub, settings.task_queue)
-    await until(workflow_env, handle, lambda s: s.invoices_issued == 1 and not s.open_invoices)
     # Just past mid-April: a proration_date older than an hour would be refused as stale.
-    await workflow_env.sleep(timedelta(days=15))
+    handle = await _enterprise_from_april(workflow_env, dbs, settings, task_queues, days=15)
     standard = await plan_snapshot(dbs, "standard")
     result = await handle.execute_update(
         SubscriptionWorkflow.change_plan,
@@ -283,15 +289,7 @@ async def test_a_stale_proration_date_cannot_backdate_a_downgrade(
 ) -> None:
     """An immediate downgrade priced at an instant days ago would credit those days too: a
     proration_date more than an hour old is refused, and nothing changes."""
-    sub = await make_subscription(
-        dbs,
-        task_queues=task_queues,
-        plan_code="enterprise",
-        business_start="2027-04-01T00:00:00+00:00",
-    )
-    handle = await start(workflow_env, sub, settings.task_queue)
-    await until(workflow_env, handle, lambda s: s.invoices_issued == 1 and not s.open_invoices)
-    await workflow_env.sleep(timedelta(days=15))
+    handle = await _enterprise_from_april(workflow_env, dbs, settings, task_queues, days=15)
     standard = await plan_snapshot(dbs, "standard")
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(
