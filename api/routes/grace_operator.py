@@ -42,7 +42,7 @@ WAIVED = "waived"
 
 
 async def _window(services: Services, tenant_id: UUID, grace_id: UUID) -> Any:
-    async with services.system_db.transaction() as conn:
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
         if await tenant_repo.get_tenant(conn, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}")
         row = (
@@ -65,7 +65,7 @@ def _closed(row: Any) -> bool:
 async def _audit(
     services: Services, row: Any, actor: str, action: str, details: dict[str, Any]
 ) -> None:
-    async with services.system_db.transaction() as conn:
+    async with services.system_db.tenant_transaction(row.tenant_id) as conn:
         await record_audit(
             conn,
             actor=actor,
@@ -96,7 +96,7 @@ async def list_grace_periods(
     tenant_id: UUID, _: OperatorPrincipal, services: ServicesDep
 ) -> GracePeriodList:
     """Every grace window of the tenant, newest first (read from Postgres, not the workflows)."""
-    async with services.system_db.transaction() as conn:
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
         if await tenant_repo.get_tenant(conn, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}")
         rows = (

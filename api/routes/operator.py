@@ -43,7 +43,7 @@ async def create_tenant(
     "/tenants/{tenant_id}", response_model=TenantOut, responses=error_responses(401, 403, 404)
 )
 async def get_tenant(tenant_id: UUID, _: OperatorPrincipal, services: ServicesDep) -> TenantOut:
-    async with services.system_db.transaction() as conn:
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
         tenant = await tenant_repo.get_tenant(conn, tenant_id)
     if tenant is None:
         raise NotFound(f"no tenant {tenant_id}")
@@ -60,7 +60,7 @@ async def issue_api_key(
     tenant_id: UUID, body: ApiKeyCreate, principal: OperatorPrincipal, services: ServicesDep
 ) -> ApiKeyCreated:
     key = generate_key()
-    async with services.system_db.transaction() as conn:
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
         if await tenant_repo.get_tenant(conn, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}")
         scopes = sorted({str(s) for s in body.scopes})
@@ -95,7 +95,7 @@ async def issue_api_key(
 async def list_api_keys(
     tenant_id: UUID, _: OperatorPrincipal, services: ServicesDep
 ) -> list[ApiKeyOut]:
-    async with services.system_db.transaction() as conn:
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
         if await tenant_repo.get_tenant(conn, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}")
         rows = await tenant_repo.list_api_keys(conn, tenant_id)

@@ -42,7 +42,7 @@ async def put_quota_override(
         raise FieldInvalid("metric", "unknown metric")
     if body.included is None and body.cap is None:
         raise FieldInvalid("included", "give `included`, `cap`, or both")
-    async with services.system_db.transaction() as conn:
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
         if await tenant_repo.get_tenant(conn, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}")
         before = (await usage_repo.overrides(conn, tenant_id)).get(metric)
@@ -85,7 +85,7 @@ async def put_quota_override(
 async def delete_quota_override(
     tenant_id: UUID, metric: str, principal: OperatorPrincipal, services: ServicesDep
 ) -> None:
-    async with services.system_db.transaction() as conn:
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
         if not await usage_repo.delete_override(conn, tenant_id, metric):
             raise NotFound(f"no override of {metric} for tenant {tenant_id}")
         await record_audit(
