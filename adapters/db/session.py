@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
+CONNECT_TIMEOUT_SECONDS = 5.0
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -49,7 +50,13 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=False,
-            connect_args={"server_settings": {"application_name": application_name}},
+            # An unreachable server fails a request in seconds (a 503), not after asyncpg's
+            # default minute, and a saturated pool does the same after `pool_timeout`.
+            pool_timeout=CONNECT_TIMEOUT_SECONDS,
+            connect_args={
+                "server_settings": {"application_name": application_name},
+                "timeout": CONNECT_TIMEOUT_SECONDS,
+            },
         )
 
     @asynccontextmanager
@@ -90,6 +97,7 @@ class Database:
                     max_size=self._pool_size,
                     server_settings={"application_name": self._application_name},
                     reset=_no_reset,
+                    timeout=CONNECT_TIMEOUT_SECONDS,
                 )
         return self._raw_pool
 
