@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.factories.tenants import make_tenant, operator_headers
-from tests.harness import Databases
+from tests.harness import Databases, tenant_rows
 
 
 async def insert_window(dbs: Databases, tenant_id: UUID, *, resolution: str | None) -> str:
@@ -74,12 +74,29 @@ async def test_unknown_or_foreign_window_is_404(api: httpx.AsyncClient, dbs: Dat
     tenant, other = await make_tenant(dbs), await make_tenant(dbs)
     foreign = await insert_window(dbs, other.id, resolution=None)
     headers = await operator_headers(dbs)
+    before = await tenant_rows(dbs, other.id)
     for grace_id in (foreign, str(uuid4())):
         for action in ("extend", "end", "resolve"):
             response = await api.post(
                 f"{base(tenant.id)}/{grace_id}/{action}", json=BODIES[action], headers=headers
             )
             assert response.status_code == 404, (grace_id, action)
+    assert await tenant_rows(dbs, other.id) == before
+
+
+async def test_an_override_under_one_tenants_path_never_touches_another(
+    api: httpx.AsyncClient, dbs: Databases
+) -> None:
+    tenant, other = await make_tenant(dbs), await make_tenant(dbs)
+    headers = await operator_headers(dbs)
+    path = "/api/billing/operator/tenants/{}/quota-overrides/api_calls"
+    body = {"included": 5, "reason": "test"}
+    assert (await api.put(path.format(other.id), json=body, headers=headers)).status_code == 200
+    before = await tenant_rows(dbs, other.id)
+    assert (await api.delete(path.format(tenant.id), headers=headers)).status_code == 404
+    changed = await api.put(path.format(tenant.id), json={**body, "included": 9}, headers=headers)
+    assert changed.status_code == 200, changed.text
+    assert await tenant_rows(dbs, other.id) == before
 
 
 @pytest.mark.parametrize(
