@@ -24,8 +24,9 @@ from activities.usage_store import UsageStore
 from adapters.db.session import Database
 from adapters.dispatch import DispatchConfig, Dispatcher
 from adapters.notification_sender import HttpxNotificationSender, NotificationSender
-from adapters.temporal import ensure_reconcile_schedule
-from billing.catalog import Aggregation, load_catalog
+from adapters.stripe_sdk import build_gateway
+from adapters.temporal import connect_temporal, ensure_reconcile_schedule
+from billing.catalog import load_catalog
 from billing.payments import StripeGateway
 from config import ROOT, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
 from workflows.dunning import DunningWorkflow
@@ -49,8 +50,7 @@ WORKFLOWS: Sequence[type] = (
 
 def gauge_metrics(catalog_path: Path = ROOT / "catalog" / "plans.toml") -> list[str]:
     """Metrics aggregated by max (gauges): reconciliation recomputes them with max, not sum."""
-    catalog = load_catalog(catalog_path)
-    return [m.code for m in catalog.metrics.values() if m.aggregation is Aggregation.MAX]
+    return list(load_catalog(catalog_path).gauge_metrics)
 
 
 def main_queue_activities(
@@ -68,7 +68,6 @@ def main_queue_activities(
     return [
         store.record_stripe_customer,
         store.project_subscription,
-        billing.read_period_usage,
         billing.record_invoice,
         billing.project_invoice,
         billing.record_subscription_change,
@@ -99,8 +98,6 @@ def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
         customers.ensure_stripe_customer,
         invoicing.create_stripe_invoice,
         invoicing.collect_invoice,
-        invoicing.retrieve_stripe_invoice,
-        invoicing.void_stripe_invoice,
         invoicing.attach_payment_method,
         reads.reread_stripe_invoice,
         dunning.reread_dunning_invoice,
@@ -149,26 +146,6 @@ def build_workers(
             max_task_queue_activities_per_second=stripe_activities_per_second,
         ),
     ]
-
-
-def build_gateway(settings: Settings) -> StripeGateway:
-    from adapters.stripe_sdk import StripeSdkGateway
-
-    if settings.stripe_api_key is None:
-        raise SystemExit("BILLING_STRIPE_API_KEY is not set (run through `billing dev`)")
-    return StripeSdkGateway(
-        api_key=settings.stripe_api_key.get_secret_value(), api_base=settings.stripe_api_base
-    )
-
-
-async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
-    """`lazy`: connect on first use, so the API starts (and stores webhooks) while Temporal is
-    down."""
-    if settings.temporal_address is None:
-        raise SystemExit("BILLING_TEMPORAL_ADDRESS is not set (run through `billing dev`)")
-    return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy
-    )
 
 
 async def run_worker(settings: Settings) -> None:

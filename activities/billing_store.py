@@ -6,9 +6,7 @@ Every write is idempotent under activity retries: invoices by `billing_key`, cha
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from decimal import Decimal
 from uuid import UUID
 
 from sqlalchemy import func, select, update
@@ -24,13 +22,10 @@ from adapters.db.tables import (
     invoice_items,
     invoices,
     subscription_changes,
-    usage_period_counters,
 )
 from billing.payments import CardDetails
 from workflows.io import (
     InvoiceProjection,
-    PeriodUsage,
-    PeriodUsageInput,
     ProjectionResult,
     RecordChangeResult,
     RecordInvoiceInput,
@@ -44,27 +39,9 @@ def _ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _whole_units(quantity: Decimal) -> int:
-    # Billing counts started units (as overage counts started blocks): 0.2 GB bills as 1.
-    return math.ceil(quantity)
-
-
 class BillingStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    @activity.defn(name="read_period_usage")
-    async def read_period_usage(self, input: PeriodUsageInput) -> PeriodUsage:
-        """The closed period's usage per metric from the counters the usage path maintains
-        (keyed by the period start the subscription projected)."""
-        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
-            rows = await conn.execute(
-                select(usage_period_counters.c.metric, usage_period_counters.c.quantity).where(
-                    usage_period_counters.c.tenant_id == UUID(input.tenant_id),
-                    usage_period_counters.c.period_start == _ts(input.period_start),
-                )
-            )
-            return PeriodUsage({row.metric: _whole_units(row.quantity) for row in rows})
 
     @activity.defn(name="record_invoice")
     async def record_invoice(self, input: RecordInvoiceInput) -> RecordInvoiceResult:

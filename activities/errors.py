@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from temporalio.exceptions import ApplicationError
 
-from billing.errors import BillingError
-from workflows.retry import NON_RETRYABLE_ERROR_TYPES
+from billing.errors import NON_RETRYABLE_CODES, BillingError
 
 
 def foreign_row(what: str, key: str) -> ApplicationError:
@@ -19,9 +18,9 @@ def foreign_row(what: str, key: str) -> ApplicationError:
 
 def to_application_error(error: BillingError) -> ApplicationError:
     retryable = bool(getattr(error, "retryable", False))
-    # The shared list and the error's own flag must agree; a test checks every error class.
+    # The shared list and the error's own flag agree for every class (test_error_codes.py).
     return ApplicationError(
         str(error),
         type=error.code,
-        non_retryable=not retryable or error.code in NON_RETRYABLE_ERROR_TYPES,
+        non_retryable=not retryable or error.code in NON_RETRYABLE_CODES,
     )

@@ -17,7 +17,6 @@ from workflows.io import (
     CollectInvoiceResult,
     CreateStripeInvoiceInput,
     PaymentMethodResult,
-    StripeInvoiceRef,
     StripeInvoiceResult,
 )
 
@@ -85,24 +84,6 @@ class StripeBillingActivities:
             decline_code=outcome.decline_code,
             failure_message=outcome.failure_message,
         )
-
-    @activity.defn(name="retrieve_stripe_invoice")
-    async def retrieve_stripe_invoice(self, input: StripeInvoiceRef) -> StripeInvoiceResult:
-        try:
-            return _result(await self._gateway.retrieve_invoice(input.stripe_invoice_id))
-        except BillingError as error:
-            raise to_application_error(error) from error
-
-    @activity.defn(name="void_stripe_invoice")
-    async def void_stripe_invoice(self, input: StripeInvoiceRef) -> StripeInvoiceResult:
-        """Void an open invoice (e.g. an operator writes it off); idempotent by invoice."""
-        try:
-            invoice = await self._gateway.void_invoice(
-                input.stripe_invoice_id, idempotency_key=f"void:{input.invoice_id}"
-            )
-        except BillingError as error:
-            raise to_application_error(error) from error
-        return _result(invoice)
 
     @activity.defn(name="attach_payment_method")
     async def attach_payment_method(self, input: AttachPaymentMethodInput) -> PaymentMethodResult:

@@ -15,8 +15,9 @@ from adapters.db.audit import record_audit
 from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Database
 from billing.catalog import Plan
+from billing.grace import PAYMENT, SOFT_CAP
+from billing.notifications import TENANT_SUSPENDED
 from billing.usage import effective_entitlement, overage_lines, period_key
-from workflows.grace import PAYMENT, SOFT_CAP
 from workflows.grace_io import (
     GraceEffectInput,
     GraceEffectResult,
@@ -32,7 +33,6 @@ from workflows.grace_io import (
     ReconcileInput,
     ReconcileResult,
 )
-from workflows.notify import TENANT_SUSPENDED
 
 _UPSERT_GRACE = text(
     "INSERT INTO grace_periods (tenant_id, kind, subject, workflow_id, started_at, expires_at, "
@@ -259,7 +259,7 @@ class UsageStore:
             windows=[
                 GraceInput(
                     tenant_id=str(tenant_id),
-                    kind="soft_cap",
+                    kind=SOFT_CAP,
                     subject=metric,
                     period_key=period_key(period_start),
                     period_start=period_start.isoformat(),

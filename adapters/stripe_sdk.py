@@ -54,6 +54,7 @@ from billing.payments import (
     parse_invoice_status,
     unusable_payment_method_message,
 )
+from config import Settings
 
 # The API version stripe-python 16.1.x is generated for (stripe._api_version._ApiVersion).
 STRIPE_API_VERSION: Final = "2026-10-28.endive"
@@ -441,3 +442,12 @@ if TYPE_CHECKING:
 
     def _implements_the_port(gateway: StripeSdkGateway) -> StripeGateway:
         return gateway  # mypy fails here if the adapter drifts from the protocol
+
+
+def build_gateway(settings: Settings) -> StripeGateway:
+    """The Stripe adapter the settings name (localstripe under `billing dev`, Stripe otherwise)."""
+    if settings.stripe_api_key is None:
+        raise SystemExit("BILLING_STRIPE_API_KEY is not set (run through `billing dev`)")
+    return StripeSdkGateway(
+        api_key=settings.stripe_api_key.get_secret_value(), api_base=settings.stripe_api_base
+    )

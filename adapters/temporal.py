@@ -127,3 +127,13 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:
     except ScheduleAlreadyRunningError:
         return False
     return True
+
+
+async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
+    """`lazy`: connect on first use, so the API starts (and stores webhooks) while Temporal is
+    down."""
+    if settings.temporal_address is None:
+        raise SystemExit("BILLING_TEMPORAL_ADDRESS is not set (run through `billing dev`)")
+    return await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy
+    )

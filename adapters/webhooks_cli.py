@@ -33,7 +33,7 @@ async def print_dead_letters(settings: Settings, out: TextIO, *, limit: int = 10
 async def replay(
     settings: Settings, out: TextIO, event_ids: Sequence[str] | None, *, actor: str | None = None
 ) -> int:
-    from worker import connect_temporal
+    from adapters.temporal import connect_temporal
 
     db = Database(settings.role_url(WORKER_ROLE), pool_size=1)
     try:

@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from adapters.db.quota_cache import QuotaChangeListener, QuotaRowCache
 from adapters.db.session import Database
+from adapters.stripe_sdk import build_gateway
+from adapters.temporal import connect_temporal
 from api.errors import install_error_handlers
 from api.routes import (
     account,
@@ -33,8 +35,6 @@ from config import APP_ROLE, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
 
 
 async def build_services(settings: Settings) -> Services:
-    from worker import build_gateway, connect_temporal
-
     return Services(
         settings=settings,
         tenant_db=Database(settings.role_url(APP_ROLE), pool_size=settings.db_pool_size),

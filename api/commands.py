@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import (
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
@@ -26,9 +27,15 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import ApiError, Conflict, ServiceUnavailable
+from adapters.db import subscriptions as subscription_repo
+from adapters.db.subscriptions import SubscriptionRow
+from api.auth import Principal
+from api.errors import ApiError, Conflict, NotFound, ServiceUnavailable, error_responses
+from api.schemas import LineOut, PreviewOut
 from api.services import Services
 from billing.errors import InvalidTransition, PaymentDeclined
+from workflows.io import InvoiceLinePayload, PreviewRequest, PreviewResult
+from workflows.subscription import SubscriptionWorkflow
 
 T = TypeVar("T")
 
@@ -107,3 +114,50 @@ class InvalidRequest(ApiError):
 
 class PaymentMethodRefused(InvalidRequest):
     code = "payment_method_unavailable"
+
+
+# --- shared by the routes that command or query the live subscription -------------------------
+
+COMMAND_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
+
+
+async def live_subscription(services: Services, principal: Principal) -> SubscriptionRow:
+    tenant_id = principal.require_tenant()
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        row = await subscription_repo.get_live_subscription(conn, tenant_id)
+    if row is None:
+        raise NotFound("this tenant has no live subscription")
+    return row
+
+
+def line_out(lines: list[InvoiceLinePayload]) -> list[LineOut]:
+    return [LineOut.model_validate(line, from_attributes=True) for line in lines]
+
+
+async def preview_for(
+    services: Services, principal: Principal, request: PreviewRequest
+) -> PreviewOut:
+    """The workflow's `preview` query: the same pure functions the real change runs."""
+    live = await live_subscription(services, principal)
+    handle = services.temporal.get_workflow_handle(live.workflow_id)
+    try:
+        async with asyncio.timeout(services.settings.update_timeout_seconds):
+            result: PreviewResult = await handle.query(SubscriptionWorkflow.preview, request)
+    except WorkflowQueryFailedError as error:
+        raise InvalidTransition(str(error.message)) from error
+    except (TimeoutError, RPCError) as error:
+        raise ServiceUnavailable(
+            "no billing worker answered the preview in time; retry later"
+        ) from error
+    return PreviewOut(
+        kind=result.kind,
+        currency=result.currency,
+        effective_at=result.effective_at,
+        proration_date=result.proration_date,
+        lines=line_out(result.lines),
+        total=result.total,
+        credit_balance_after=result.credit_balance_after,
+        next_invoice_at=result.next_invoice_at,
+        next_invoice_lines=line_out(result.next_invoice_lines),
+        next_invoice_total=result.next_invoice_total,
+    )

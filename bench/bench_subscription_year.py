@@ -39,8 +39,6 @@ from workflows import search_attributes  # noqa: E402
 from workflows.grace_io import PeriodOverageInput, PeriodOverageResult  # noqa: E402
 from workflows.io import (  # noqa: E402
     InvoiceProjection,
-    PeriodUsage,
-    PeriodUsageInput,
     PlanSnapshot,
     ProjectionResult,
     RecordChangeResult,
@@ -71,10 +69,6 @@ class InMemoryStore:
     @activity.defn(name="project_subscription")
     async def project_subscription(self, input: SubscriptionProjection) -> ProjectionResult:
         return ProjectionResult(True)
-
-    @activity.defn(name="read_period_usage")
-    async def read_period_usage(self, input: PeriodUsageInput) -> PeriodUsage:
-        return PeriodUsage({})
 
     @activity.defn(name="compute_period_overage")
     async def compute_period_overage(self, input: PeriodOverageInput) -> PeriodOverageResult:
@@ -145,7 +139,6 @@ async def main(n: int) -> None:
                 activities=[
                     store.record_stripe_customer,
                     store.project_subscription,
-                    store.read_period_usage,
                     store.compute_period_overage,
                     store.record_invoice,
                     store.project_invoice,

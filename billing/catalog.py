@@ -272,6 +272,11 @@ class Catalog:
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
         object.__setattr__(self, "plans", MappingProxyType(dict(self.plans)))
 
+    @property
+    def gauge_metrics(self) -> tuple[str, ...]:
+        """Metrics aggregated by max (gauges): counters and reconciliation take their peak."""
+        return tuple(m.code for m in self.metrics.values() if m.aggregation is Aggregation.MAX)
+
     def plan(self, code: str) -> Plan:
         try:
             return self.plans[code]

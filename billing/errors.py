@@ -105,3 +105,28 @@ class QuotaExceeded(BillingError):
     """Usage is blocked: a hard cap was reached, or a soft cap's grace window has run out."""
 
     code: ClassVar[str] = "quota_exceeded"
+
+
+# Error codes that retrying cannot fix (bad request, bad credentials, business rule): the
+# non-retryable ApplicationError types of every retry policy (workflows/retry.py).
+# Only `stripe_transient` (rate limit, connection, 5xx) and infrastructure failures are retried.
+NON_RETRYABLE_CODES: tuple[str, ...] = (
+    "billing_error",
+    "stripe_error",
+    "stripe_invalid_request",
+    "stripe_not_found",
+    "stripe_idempotency_error",
+    "payment_method_unavailable",
+    "tenant_mismatch",
+    "stripe_payment_method_missing",
+    "stripe_card_rejected",
+    "stripe_authentication_error",
+    "catalog_error",
+    "unknown_plan",
+    "unknown_metric",
+    "currency_mismatch",
+    "invalid_transition",
+    "payment_declined",
+    "quota_exceeded",
+    "invalid_dunning_policy",
+)

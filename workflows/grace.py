@@ -23,6 +23,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from billing.grace import PAYMENT
     from workflows.grace_io import (
         GraceEffectInput,
         GraceEffectResult,
@@ -41,8 +42,7 @@ with workflow.unsafe.imports_passed_through():
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
-SOFT_CAP = "soft_cap"
-PAYMENT = "payment"
+
 # Resolutions of an expired payment window that give the tenant its access back.
 LIFTING_RESOLUTIONS = frozenset({"paid", "waived"})
 # Marks the code that keeps an expired payment window open until it is settled; histories

@@ -354,18 +354,6 @@ class AttachPaymentMethodInput:
 
 
 @dataclass(frozen=True)
-class PeriodUsageInput:
-    tenant_id: str
-    period_start: str
-    period_end: str
-
-
-@dataclass(frozen=True)
-class PeriodUsage:
-    quantities: dict[str, int]
-
-
-@dataclass(frozen=True)
 class RecordInvoiceInput:
     invoice_id: str
     tenant_id: str
@@ -466,12 +454,6 @@ class RecordChangeResult:
 class RecordPaymentMethodInput:
     tenant_id: str
     card: PaymentMethodResult
-
-
-@dataclass(frozen=True)
-class StripeInvoiceRef:
-    invoice_id: str
-    stripe_invoice_id: str
 
 
 @dataclass(frozen=True)

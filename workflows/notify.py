@@ -14,33 +14,21 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    # The catalogue's types (billing/notifications.py), re-exported for workflow code.
+    from billing.notifications import (
+        DUNNING_STEP,
+        EVENT_TYPES,
+        INVOICE_PAID,
+        INVOICE_PAYMENT_FAILED,
+        PAYMENT_METHOD_EXPIRING,
+        QUOTA_THRESHOLD,
+        SUBSCRIPTION_ACTIVATED,
+        SUBSCRIPTION_CANCELED,
+        SUBSCRIPTION_TRIAL_ENDING,
+        TENANT_SUSPENDED,
+    )
     from workflows.io import SendNotificationInput, SendNotificationResult
     from workflows.retry import DB_RETRY
-
-# Event types of the catalogue (docs/notifications.md), each one emitted somewhere: a test
-# compares this list, the catalogue and the code that sends them.
-SUBSCRIPTION_ACTIVATED = "subscription.activated"
-SUBSCRIPTION_TRIAL_ENDING = "subscription.trial_ending"
-SUBSCRIPTION_CANCELED = "subscription.canceled"
-INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
-INVOICE_PAID = "invoice.paid"
-DUNNING_STEP = "dunning.step"
-PAYMENT_METHOD_EXPIRING = "payment_method.expiring"
-TENANT_SUSPENDED = "tenant.suspended"
-# Queued by usage ingestion (the API) in the transaction that records the crossing.
-QUOTA_THRESHOLD = "quota.threshold"
-
-EVENT_TYPES = (
-    SUBSCRIPTION_ACTIVATED,
-    SUBSCRIPTION_TRIAL_ENDING,
-    SUBSCRIPTION_CANCELED,
-    INVOICE_PAYMENT_FAILED,
-    INVOICE_PAID,
-    DUNNING_STEP,
-    PAYMENT_METHOD_EXPIRING,
-    TENANT_SUSPENDED,
-    QUOTA_THRESHOLD,
-)
 
 
 async def notify(
@@ -56,3 +44,18 @@ async def notify(
         summary=f"notify {event_type}",
     )
     return result
+
+
+__all__ = [
+    "DUNNING_STEP",
+    "EVENT_TYPES",
+    "INVOICE_PAID",
+    "INVOICE_PAYMENT_FAILED",
+    "PAYMENT_METHOD_EXPIRING",
+    "QUOTA_THRESHOLD",
+    "SUBSCRIPTION_ACTIVATED",
+    "SUBSCRIPTION_CANCELED",
+    "SUBSCRIPTION_TRIAL_ENDING",
+    "TENANT_SUSPENDED",
+    "notify",
+]

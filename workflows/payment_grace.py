@@ -13,7 +13,8 @@ from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.grace import PAYMENT, GraceWindowWorkflow, payment_grace_workflow_id
+    from billing.grace import PAYMENT
+    from workflows.grace import GraceWindowWorkflow, payment_grace_workflow_id
     from workflows.grace_io import GraceInput, GraceResolve
 
 __all__ = [

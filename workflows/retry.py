@@ -6,27 +6,10 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-# ApplicationError types that retrying cannot fix (bad request, bad credentials, business rule).
-# Only `stripe_transient` (rate limit, connection, 5xx) and infrastructure failures are retried.
-NON_RETRYABLE_ERROR_TYPES = [
-    "billing_error",
-    "stripe_error",
-    "stripe_invalid_request",
-    "stripe_not_found",
-    "stripe_idempotency_error",
-    "payment_method_unavailable",
-    "tenant_mismatch",
-    "stripe_payment_method_missing",
-    "stripe_card_rejected",
-    "stripe_authentication_error",
-    "catalog_error",
-    "unknown_plan",
-    "unknown_metric",
-    "currency_mismatch",
-    "invalid_transition",
-    "payment_declined",
-    "quota_exceeded",
-]
+from billing.errors import NON_RETRYABLE_CODES
+
+# ApplicationError types that retrying cannot fix: the domain's list (billing/errors.py).
+NON_RETRYABLE_ERROR_TYPES = list(NON_RETRYABLE_CODES)
 
 STRIPE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

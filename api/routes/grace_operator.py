@@ -33,6 +33,7 @@ from api.grace_schemas import (
     GracePeriodOut,
 )
 from api.services import Services
+from billing.grace import PAYMENT
 from workflows.grace import GraceWindowWorkflow
 from workflows.grace_io import GraceEndEarly, GraceExtend, GraceResolve
 
@@ -194,7 +195,7 @@ async def resolve_grace_period(
     row = await _window(services, tenant_id, grace_id)
     if _closed(row) and row.resolution not in ("expired", "ended"):
         raise Conflict("this grace window is already resolved")
-    if _closed(row) and row.kind != "payment":
+    if _closed(row) and row.kind != PAYMENT:
         raise Conflict("this grace window has expired; its effect stays")
     handle = services.temporal.get_workflow_handle(row.workflow_id)
     try:

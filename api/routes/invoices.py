@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query
 
 from adapters.db import billing_reads
 from api.auth import AuthFirstRoute, ReadPrincipal, ServicesDep
+from api.commands import preview_for
 from api.errors import ApiError, NotFound, error_responses
-from api.routes.subscription import preview_for
 from api.schemas import (
     InvoiceDetailOut,
     InvoiceDocument,

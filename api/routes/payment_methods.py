@@ -19,9 +19,8 @@ from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
 from api.auth import AuthFirstRoute, ManagePrincipal, Principal, ReadPrincipal, ServicesDep
-from api.commands import PaymentMethodRefused, apply_before, run_update
+from api.commands import COMMAND_ERRORS, PaymentMethodRefused, apply_before, run_update
 from api.errors import NotFound
-from api.routes.subscription import COMMAND_ERRORS
 from api.schemas import PaymentMethodIn, PaymentMethodOut
 from api.services import Services
 from billing.payments import (

@@ -3,14 +3,12 @@ write the row first and then start (or message) the subscription workflow."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from adapters.db import billing_reads
@@ -23,12 +21,19 @@ from adapters.db.subscriptions import SubscriptionRow
 from adapters.db.tables import subscriptions
 from adapters.temporal import start_subscription
 from api.auth import AuthFirstRoute, ManagePrincipal, Principal, ReadPrincipal, ServicesDep
-from api.commands import StillRunning, apply_before, run_update
+from api.commands import (
+    COMMAND_ERRORS,
+    StillRunning,
+    apply_before,
+    line_out,
+    live_subscription,
+    preview_for,
+    run_update,
+)
 from api.errors import Conflict, NotFound, ServiceUnavailable, error_responses
 from api.schemas import (
     ChangeOut,
     LifecycleOut,
-    LineOut,
     PauseIn,
     PlanChange,
     PlanChangeOut,
@@ -43,16 +48,14 @@ from workflows.io import (
     CancelRequest,
     ChangePlanRequest,
     ChangePlanResult,
-    InvoiceLinePayload,
     LifecycleRequest,
     LifecycleResult,
     PauseRequest,
     PlanSnapshot,
     PreviewRequest,
-    PreviewResult,
     SubscriptionInput,
 )
-from workflows.subscription import SubscriptionWorkflow, workflow_id
+from workflows.subscription import workflow_id
 
 T = TypeVar("T")
 
@@ -197,17 +200,6 @@ def _is_retry_of(live: SubscriptionRow, body: SubscriptionCreate) -> bool:
 
 # --- commands on the live subscription (workflow Updates) --------------------------------------
 
-COMMAND_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
-
-
-async def live_subscription(services: Services, principal: Principal) -> SubscriptionRow:
-    tenant_id = principal.require_tenant()
-    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
-        row = await subscription_repo.get_live_subscription(conn, tenant_id)
-    if row is None:
-        raise NotFound("this tenant has no live subscription")
-    return row
-
 
 async def _plan_snapshot(services: Services, principal: Principal, code: str) -> PlanSnapshot:
     async with services.tenant_db.tenant_transaction(principal.require_tenant()) as conn:
@@ -215,10 +207,6 @@ async def _plan_snapshot(services: Services, principal: Principal, code: str) ->
     if plan is None:
         raise UnknownPlan(code)
     return PlanSnapshot(str(plan.id), plan.code, plan.version, plan.definition)
-
-
-def _lines(lines: list[InvoiceLinePayload]) -> list[LineOut]:
-    return [LineOut.model_validate(line, from_attributes=True) for line in lines]
 
 
 def _iso(value: object) -> str | None:
@@ -252,7 +240,7 @@ async def change_plan(
         kind=result.kind,
         effective_at=result.effective_at,
         scheduled=result.scheduled,
-        lines=_lines(result.lines),
+        lines=line_out(result.lines),
         invoice_id=uuid.UUID(result.invoice_id) if result.invoice_id else None,
         invoice_total=result.invoice_total,
         credit_balance=result.credit_balance,
@@ -353,35 +341,6 @@ async def reactivate_subscription(
 # --- reads ---------------------------------------------------------------------------------------
 
 
-async def preview_for(
-    services: Services, principal: Principal, request: PreviewRequest
-) -> PreviewOut:
-    """The workflow's `preview` query: the same pure functions the real change runs."""
-    live = await live_subscription(services, principal)
-    handle = services.temporal.get_workflow_handle(live.workflow_id)
-    try:
-        async with asyncio.timeout(services.settings.update_timeout_seconds):
-            result: PreviewResult = await handle.query(SubscriptionWorkflow.preview, request)
-    except WorkflowQueryFailedError as error:
-        raise InvalidTransition(str(error.message)) from error
-    except (TimeoutError, RPCError) as error:
-        raise ServiceUnavailable(
-            "no billing worker answered the preview in time; retry later"
-        ) from error
-    return PreviewOut(
-        kind=result.kind,
-        currency=result.currency,
-        effective_at=result.effective_at,
-        proration_date=result.proration_date,
-        lines=_lines(result.lines),
-        total=result.total,
-        credit_balance_after=result.credit_balance_after,
-        next_invoice_at=result.next_invoice_at,
-        next_invoice_lines=_lines(result.next_invoice_lines),
-        next_invoice_total=result.next_invoice_total,
-    )
-
-
 @router.post("/preview", response_model=PreviewOut, responses=COMMAND_ERRORS)
 async def preview_change(
     body: PreviewQuery, principal: ReadPrincipal, services: ServicesDep
@@ -407,4 +366,4 @@ async def subscription_history(principal: ReadPrincipal, services: ServicesDep) 
     return [ChangeOut.model_validate(row) for row in rows]
 
 
-__all__ = ["StillRunning", "preview_for", "router"]
+__all__ = ["StillRunning", "router"]

@@ -58,7 +58,9 @@ from api.usage_schemas import (
     UsageSummaryOut,
     parse_usage_batch,
 )
-from billing.catalog import Aggregation, CapKind, Entitlement, Plan
+from billing.catalog import CapKind, Entitlement, Plan
+from billing.grace import SOFT_CAP
+from billing.notifications import QUOTA_THRESHOLD
 from billing.usage import (
     FUTURE_TOLERANCE,
     EventProblem,
@@ -70,7 +72,6 @@ from billing.usage import (
     period_key,
 )
 from workflows.grace_io import GraceInput
-from workflows.notify import QUOTA_THRESHOLD
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/usage", tags=["usage"])
 log = logging.getLogger("billing.api.usage")
@@ -90,10 +91,6 @@ def plan_cache(services: Services) -> usage_repo.PlanCache:
     if not isinstance(cache, usage_repo.PlanCache):
         cache = services.extras["plan_cache"] = usage_repo.PlanCache()
     return cache
-
-
-def gauges(services: Services) -> list[str]:
-    return [m.code for m in services.catalog.metrics.values() if m.aggregation is Aggregation.MAX]
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -232,7 +229,7 @@ async def _ingest(
                             occurred_at=[r[3] for r in rows],
                             metadata_json=[r[4] for r in rows],
                         ),
-                        gauge_metrics=gauges(services),
+                        gauge_metrics=services.catalog.gauge_metrics,
                         period_start=period_start,
                         period_end=period_end,
                     )
@@ -378,7 +375,7 @@ async def _open_grace_windows(
                 services.temporal,
                 GraceInput(
                     tenant_id=str(tenant_id),
-                    kind="soft_cap",
+                    kind=SOFT_CAP,
                     subject=crossing.metric,
                     period_key=period_key(crossing.period_start),
                     period_start=crossing.period_start.isoformat(),

@@ -12,7 +12,6 @@ from adapters.db import usage as usage_repo
 from adapters.db.audit import record_audit
 from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
 from api.errors import FieldInvalid, NotFound, error_responses
-from api.routes.usage import gauges as gauge_metrics
 from api.usage_schemas import (
     DriftOut,
     QuotaOverrideIn,
@@ -112,7 +111,7 @@ async def reconcile_usage(
         raise FieldInvalid("last", "must not be before first")
     if (body.last - body.first).days > 400:
         raise FieldInvalid("last", "a range covers at most 400 days")
-    gauges = gauge_metrics(services)
+    gauges = services.catalog.gauge_metrics
     async with services.system_db.transaction() as conn:
         drift = await usage_repo.find_drift(conn, body.first, body.last, gauges)
         if drift and body.repair:
