@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import text
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from adapters.db import grace as grace_repo
 from adapters.db import usage as usage_repo
 from adapters.db.audit import record_audit
 from adapters.db.notifications import enqueue_notification
@@ -34,42 +34,6 @@ from workflows.grace_io import (
     ReconcileResult,
 )
 
-_UPSERT_GRACE = text(
-    "INSERT INTO grace_periods (tenant_id, kind, subject, workflow_id, started_at, expires_at, "
-    "resolved_at, resolution, actor) VALUES (:tenant_id, :kind, :subject, :workflow_id, "
-    ":started_at, :expires_at, :resolved_at, :resolution, :actor) "
-    "ON CONFLICT (workflow_id) DO UPDATE SET expires_at = EXCLUDED.expires_at, "
-    "resolved_at = EXCLUDED.resolved_at, resolution = EXCLUDED.resolution, "
-    "actor = EXCLUDED.actor, updated_at = now() "
-    # Once resolved, a late retry of an earlier projection must not reopen the row.
-    "WHERE grace_periods.resolved_at IS NULL"
-)
-
-
-# Payment windows whose suspension is in force: expired (or ended by an operator), not settled.
-IN_FORCE = "('expired', 'ended')"
-
-_LOCK_TENANT = text("SELECT 1 FROM tenants WHERE id = :t FOR UPDATE")
-
-_MARK_IN_FORCE = text(
-    "UPDATE grace_periods SET resolution = :r, resolved_at = now(), actor = :a, "
-    "updated_at = now() WHERE workflow_id = :w AND resolved_at IS NULL"
-)
-
-_SETTLE_GRACE = text(
-    "UPDATE grace_periods SET resolution = :r, resolved_at = now(), actor = :a, "
-    "updated_at = now() WHERE workflow_id = :w AND resolution IN " + IN_FORCE
-)
-
-# Only a suspension some payment window caused is lifted here (one still held by another unpaid
-# invoice stays); an operator's manual suspension is not distinguished (ADR 0006).
-_LIFT_SUSPENSION = text(
-    "UPDATE tenants SET access_status = 'active', suspension_reason = NULL, updated_at = now() "
-    "WHERE id = :t AND access_status = 'suspended' AND NOT EXISTS ("
-    "SELECT 1 FROM grace_periods g WHERE g.tenant_id = :t AND g.kind = 'payment' "
-    "AND g.resolution IN " + IN_FORCE + ")"
-)
-
 
 def _ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
@@ -83,21 +47,19 @@ class UsageStore:
     @activity.defn(name="record_grace_period")
     async def record_grace_period(self, input: GraceProjection) -> GraceProjected:
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
-            result = await conn.execute(
-                _UPSERT_GRACE,
-                {
-                    "tenant_id": UUID(input.tenant_id),
-                    "kind": input.kind,
-                    "subject": input.subject,
-                    "workflow_id": input.workflow_id,
-                    "started_at": _ts(input.started_at),
-                    "expires_at": _ts(input.expires_at),
-                    "resolved_at": _ts(input.resolved_at),
-                    "resolution": input.resolution,
-                    "actor": input.actor,
-                },
+            written = await grace_repo.upsert_window(
+                conn,
+                tenant_id=UUID(input.tenant_id),
+                kind=input.kind,
+                subject=input.subject,
+                workflow_id=input.workflow_id,
+                started_at=_ts(input.started_at),
+                expires_at=_ts(input.expires_at),
+                resolved_at=_ts(input.resolved_at),
+                resolution=input.resolution,
+                actor=input.actor,
             )
-        return GraceProjected(written=bool(result.rowcount))
+        return GraceProjected(written=written)
 
     @activity.defn(name="apply_grace_expiry")
     async def apply_grace_expiry(self, input: GraceEffectInput) -> GraceEffectResult:
@@ -113,21 +75,14 @@ class UsageStore:
             elif input.kind == PAYMENT:
                 # Tenant row lock first, as in settle_payment_grace: a suspension and a
                 # settlement of two windows of one tenant run one after the other.
-                await conn.execute(_LOCK_TENANT, {"t": tenant_id})
+                await grace_repo.lock_tenant(conn, tenant_id)
                 if input.workflow_id:
-                    await conn.execute(
-                        _MARK_IN_FORCE,
-                        {"w": input.workflow_id, "r": input.resolution, "a": input.actor},
+                    await grace_repo.mark_in_force(
+                        conn, input.workflow_id, input.resolution, input.actor
                     )
-                result = await conn.execute(
-                    text(
-                        "UPDATE tenants SET access_status = 'suspended', suspension_reason = :r, "
-                        "updated_at = now() WHERE id = :t AND access_status = 'active'"
-                    ),
-                    # An operator who ends the window early suspends the tenant themselves.
-                    {"t": tenant_id, "r": "operator" if input.resolution == "ended" else "payment"},
-                )
-                applied = bool(result.rowcount)
+                # An operator who ends the window early suspends the tenant themselves.
+                reason = "operator" if input.resolution == "ended" else "payment"
+                applied = await grace_repo.suspend_tenant(conn, tenant_id, reason)
                 action = "tenant.suspended"
                 if applied:
                     # Same transaction as the suspension (outbox): the notice exists if and only
@@ -163,16 +118,13 @@ class UsageStore:
         resolution, the reactivation by the tenant's status)."""
         tenant_id = UUID(input.tenant_id)
         async with self._db.tenant_transaction(tenant_id) as conn:
-            await conn.execute(_LOCK_TENANT, {"t": tenant_id})
-            await conn.execute(
-                _SETTLE_GRACE, {"w": input.workflow_id, "r": input.resolution, "a": input.actor}
-            )
+            await grace_repo.lock_tenant(conn, tenant_id)
+            await grace_repo.settle(conn, input.workflow_id, input.resolution, input.actor)
             reactivated = False
             if input.lift:
                 # The row above no longer counts as in force, so only *other* expired payment
                 # windows (other unpaid invoices) keep the tenant suspended.
-                result = await conn.execute(_LIFT_SUSPENSION, {"t": tenant_id})
-                reactivated = bool(result.rowcount)
+                reactivated = await grace_repo.lift_suspension(conn, tenant_id)
             if reactivated:
                 await record_audit(
                     conn,
@@ -242,19 +194,7 @@ class UsageStore:
     @activity.defn(name="find_missing_grace_windows")
     async def find_missing_grace_windows(self, input: ReconcileInput) -> MissingGraceWindows:
         async with self._db.transaction() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        "SELECT c.tenant_id, c.metric, c.period_start FROM usage_period_counters c "
-                        "WHERE c.soft_cap_exceeded_at IS NOT NULL AND c.blocked_at IS NULL "
-                        "AND c.period_end > now() AND NOT EXISTS (SELECT 1 FROM grace_periods g "
-                        "WHERE g.workflow_id = 'grace:' || c.tenant_id || ':' || c.metric || ':' "
-                        # the same key as billing.usage.period_key()
-                        "|| to_char(c.period_start AT TIME ZONE 'UTC', "
-                        '\'YYYYMMDD"T"HH24MISS"Z"\'))'
-                    )
-                )
-            ).all()
+            rows = await grace_repo.missing_soft_cap_windows(conn)
         return MissingGraceWindows(
             windows=[
                 GraceInput(

@@ -14,13 +14,12 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, status
-from sqlalchemy import select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.db import grace as grace_repo
 from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
-from adapters.db.tables import grace_periods
 from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
 from api.errors import Conflict, FieldInvalid, NotFound, ServiceUnavailable, error_responses
 from api.grace_schemas import (
@@ -46,13 +45,7 @@ async def _window(services: Services, tenant_id: UUID, grace_id: UUID) -> Any:
     async with services.system_db.tenant_transaction(tenant_id) as conn:
         if await tenant_repo.get_tenant(conn, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}")
-        row = (
-            await conn.execute(
-                select(grace_periods).where(
-                    grace_periods.c.id == grace_id, grace_periods.c.tenant_id == tenant_id
-                )
-            )
-        ).first()
+        row = await grace_repo.get_window(conn, tenant_id, grace_id)
     if row is None:
         raise NotFound(f"no grace period {grace_id} for tenant {tenant_id}")
     return row
@@ -100,13 +93,7 @@ async def list_grace_periods(
     async with services.system_db.tenant_transaction(tenant_id) as conn:
         if await tenant_repo.get_tenant(conn, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}")
-        rows = (
-            await conn.execute(
-                select(grace_periods)
-                .where(grace_periods.c.tenant_id == tenant_id)
-                .order_by(grace_periods.c.started_at.desc())
-            )
-        ).all()
+        rows = await grace_repo.list_windows(conn, tenant_id)
     return GracePeriodList(items=[GracePeriodOut.model_validate(r) for r in rows])
 
 
