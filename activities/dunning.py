@@ -8,18 +8,14 @@ have deterministic message ids, and the invoice projection is guarded by its ver
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 
 from activities.errors import to_application_error
+from adapters.db import invoices as invoices_repo
 from adapters.db.notifications import enqueue_notification
-from adapters.db.session import Database
-from adapters.db.tables import dunning_attempts, invoices
+from adapters.db.session import Connection, Database
 from billing.dunning import final_action_key, parse_final_action
 from billing.errors import BillingError
 from billing.payments import StripeGateway, StripeInvalidRequest, StripeInvoice
@@ -99,7 +95,7 @@ class DunningStripeActivities:
 
 
 async def _enqueue_all(
-    conn: AsyncConnection, tenant_id: UUID, notifications: list[DunningNotification]
+    conn: Connection, tenant_id: UUID, notifications: list[DunningNotification]
 ) -> None:
     for note in notifications:
         await enqueue_notification(
@@ -121,22 +117,17 @@ class DunningStore:
         activity records once and notifies once (both writes are keyed)."""
         tenant_id = UUID(input.tenant_id)
         async with self._db.tenant_transaction(tenant_id) as conn:
-            result = await conn.execute(
-                insert(dunning_attempts)
-                .values(
-                    tenant_id=tenant_id,
-                    invoice_id=UUID(input.invoice_id),
-                    attempt=input.attempt,
-                    idempotency_key=input.idempotency_key,
-                    attempted_at=datetime.fromisoformat(input.attempted_at),
-                    outcome=input.outcome,
-                    decline_code=input.decline_code,
-                    failure_message=input.failure_message,
-                )
-                .on_conflict_do_nothing()
-                .returning(dunning_attempts.c.id)
+            recorded = await invoices_repo.record_attempt(
+                conn,
+                tenant_id=tenant_id,
+                invoice_id=UUID(input.invoice_id),
+                attempt=input.attempt,
+                idempotency_key=input.idempotency_key,
+                attempted_at=input.attempted_at,
+                outcome=input.outcome,
+                decline_code=input.decline_code,
+                failure_message=input.failure_message,
             )
-            recorded = result.first() is not None
             await _enqueue_all(conn, tenant_id, input.notifications)
         return RecordAttemptResult(recorded=recorded)
 
@@ -147,22 +138,15 @@ class DunningStore:
         the write applies, so a stale retry does not announce a stale state."""
         tenant_id = UUID(input.tenant_id)
         async with self._db.tenant_transaction(tenant_id) as conn:
-            result = await conn.execute(
-                update(invoices)
-                .where(
-                    invoices.c.id == UUID(input.invoice_id),
-                    invoices.c.version < input.version,
-                )
-                .values(
-                    version=input.version,
-                    status=input.status,
-                    attempt_count=input.attempt_count,
-                    amount_paid=input.amount_paid,
-                    paid_at=datetime.fromisoformat(input.paid_at) if input.paid_at else None,
-                    updated_at=func.now(),
-                )
+            applied = await invoices_repo.project_dunning_view(
+                conn,
+                UUID(input.invoice_id),
+                version=input.version,
+                status=input.status,
+                amount_paid=input.amount_paid,
+                attempt_count=input.attempt_count,
+                paid_at=input.paid_at,
             )
-            applied = result.rowcount == 1
             if applied:
                 await _enqueue_all(conn, tenant_id, input.notifications)
         return InvoiceProjectionResult(applied=applied)

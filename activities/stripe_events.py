@@ -3,20 +3,19 @@ invoice from Stripe, update local projections, record the outcome on the inbox r
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import to_application_error
+from adapters.db import invoices as invoices_repo
+from adapters.db import payment_methods as payment_methods_repo
+from adapters.db import subscriptions as subscription_repo
+from adapters.db import tenants as tenant_repo
 from adapters.db import webhook_inbox as inbox
 from adapters.db.audit import record_audit
-from adapters.db.session import Database
-from adapters.db.tables import invoices, payment_methods, subscriptions, tenants
+from adapters.db.session import Connection, Database
 from billing.errors import BillingError
 from billing.payments import StripeGateway
 from billing.stripe_events import (
@@ -48,7 +47,7 @@ def _uuid(value: str | None) -> UUID | None:
         return None
 
 
-async def _load(conn: AsyncConnection, event_id: str) -> inbox.InboxEvent:
+async def _load(conn: Connection, event_id: str) -> inbox.InboxEvent:
     event = await inbox.get_event(conn, event_id)
     if event is None:
         raise ApplicationError(f"event {event_id} is not in the inbox", type="billing_error")
@@ -105,31 +104,11 @@ class StripeEventStore:
         # The writes run as the scoped role for the resolved tenant: RLS keeps them on its rows.
         async with self._db.tenant_transaction(tenant_id) as conn:
             if event.type in PAYMENT_METHOD_EVENTS and refs.object_id and refs.card:
-                card = refs.card
-                values: dict[str, Any] = {
-                    "brand": card.brand,
-                    "last4": card.last4,
-                    "exp_month": card.exp_month,
-                    "exp_year": card.exp_year,
-                }
-                await conn.execute(
-                    insert(payment_methods)
-                    .values(tenant_id=tenant_id, stripe_payment_method_id=refs.object_id, **values)
-                    .on_conflict_do_update(
-                        index_elements=["tenant_id", "stripe_payment_method_id"],
-                        set_={**values, "updated_at": func.now()},
-                    )
-                )
+                await payment_methods_repo.project_card(conn, tenant_id, refs.object_id, refs.card)
                 return ProjectStripeEventResult(applied=True)
             if event.type == CUSTOMER_DELETED and refs.object_id:
-                result = await conn.execute(
-                    update(tenants)
-                    .where(
-                        tenants.c.id == tenant_id, tenants.c.stripe_customer_id == refs.object_id
-                    )
-                    .values(stripe_customer_id=None, updated_at=func.now())
-                )
-                if result.rowcount:
+                cleared = await tenant_repo.clear_stripe_customer(conn, tenant_id, refs.object_id)
+                if cleared:
                     await record_audit(
                         conn,
                         actor=f"stripe:{event.stripe_event_id}",
@@ -139,7 +118,7 @@ class StripeEventStore:
                         tenant_id=tenant_id,
                         details={"stripe_customer_id": refs.object_id},
                     )
-                return ProjectStripeEventResult(applied=bool(result.rowcount))
+                return ProjectStripeEventResult(applied=cleared)
         return ProjectStripeEventResult(applied=False)
 
     @activity.defn(name="mark_stripe_event")
@@ -155,46 +134,24 @@ class StripeEventStore:
         return MarkStripeEventResult(updated=updated)
 
 
-async def _locate(conn: AsyncConnection, refs: EventRefs) -> tuple[UUID | None, ...]:
+async def _locate(conn: Connection, refs: EventRefs) -> tuple[UUID | None, ...]:
     """(tenant, subscription, invoice): the engine's metadata first, then lookups by Stripe id."""
     tenant_id = _uuid(refs.tenant_id)
     subscription_id = _uuid(refs.subscription_id)
     invoice_id = _uuid(refs.invoice_id)
     if invoice_id is None and refs.stripe_invoice_id is not None:
-        row = (
-            await conn.execute(
-                select(invoices.c.id, invoices.c.tenant_id, invoices.c.subscription_id).where(
-                    invoices.c.stripe_invoice_id == refs.stripe_invoice_id
-                )
-            )
-        ).first()
-        if row is not None:
-            invoice_id = row.id
-            tenant_id = tenant_id or row.tenant_id
-            subscription_id = subscription_id or row.subscription_id
+        found = await invoices_repo.find_by_stripe_invoice(conn, refs.stripe_invoice_id)
+        if found is not None:
+            invoice_id = found[0]
+            tenant_id = tenant_id or found[1]
+            subscription_id = subscription_id or found[2]
     if tenant_id is None and refs.stripe_customer_id is not None:
-        tenant_id = (
-            await conn.execute(
-                select(tenants.c.id).where(tenants.c.stripe_customer_id == refs.stripe_customer_id)
-            )
-        ).scalar_one_or_none()
-    if tenant_id is not None:
+        tenant_id = await tenant_repo.tenant_for_stripe_customer(conn, refs.stripe_customer_id)
+    if tenant_id is not None and await tenant_repo.get_tenant(conn, tenant_id) is None:
         # Metadata may name ids that do not exist here (another environment's objects).
-        exists = (
-            await conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id))
-        ).scalar_one_or_none()
-        if exists is None:
-            return None, None, None
+        return None, None, None
     if subscription_id is None and tenant_id is not None:
-        # The tenant's most recent subscription (at most one is live).
-        subscription_id = (
-            await conn.execute(
-                select(subscriptions.c.id)
-                .where(subscriptions.c.tenant_id == tenant_id)
-                .order_by(subscriptions.c.created_at.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
+        subscription_id = await subscription_repo.latest_subscription_id(conn, tenant_id)
     return tenant_id, subscription_id, invoice_id
 
 

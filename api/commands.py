@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from adapters.db import subscriptions as subscription_repo
 from adapters.db.subscriptions import SubscriptionRow
@@ -38,6 +41,7 @@ from workflows.io import InvoiceLinePayload, PreviewRequest, PreviewResult
 from workflows.subscription import SubscriptionWorkflow
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 class StillRunning(ApiError):
@@ -51,18 +55,22 @@ def apply_before(services: Services) -> str:
 
 
 async def run_update(
-    services: Services, workflow_id: str, update: str, arg: Any, result_type: type[T]
+    services: Services,
+    workflow_id: str,
+    update: UpdateMethodMultiParam[[Any, A], Coroutine[Any, Any, T]],
+    arg: A,
 ) -> T:
+    """Send `update` (a `@workflow.update` method of the workflow class: its name and its result
+    type come from it, never from a string)."""
     timeout = services.settings.update_timeout_seconds
     handle = services.temporal.get_workflow_handle(workflow_id)
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            update_handle = await handle.start_update(
-                update,
-                arg,
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                result_type=result_type,
+            # (An async update's result type is the coroutine's, as temporalio types it.)
+            update_handle = cast(
+                WorkflowUpdateHandle[T],
+                await handle.start_update(update, arg, wait_for_stage=WorkflowUpdateStage.ACCEPTED),
             )
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as error:
         raise ServiceUnavailable(

@@ -24,6 +24,26 @@ UNAVAILABLE_TYPES: tuple[type[Exception], ...] = (
     asyncpg.TooManyConnectionsError,
 )
 
+# Any error a statement can raise, whether through SQLAlchemy or a bare asyncpg connection: for
+# callers that must carry on when a follow-up step fails (the step is made up later).
+STATEMENT_ERRORS: tuple[type[Exception], ...] = (
+    *UNAVAILABLE_TYPES,
+    sa.DBAPIError,
+    asyncpg.PostgresError,
+)
+
+# A transaction that lost a race (deadlock, serialization failure): running it again is safe
+# when the statement was the whole transaction.
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+# Raised by a unique index: a concurrent request wrote the same row first.
+UniqueViolation = sa.IntegrityError
+
+
+def lost_a_race(error: BaseException) -> bool:
+    return isinstance(error, asyncpg.PostgresError) and error.sqlstate in _RETRYABLE_SQLSTATES
+
+
 # Seconds a client is asked to wait before retrying (`Retry-After`).
 RETRY_AFTER_SECONDS = 5
 
@@ -35,6 +55,9 @@ def _chain(error: BaseException) -> list[BaseException]:
         seen.append(current)
         current = current.__cause__ or current.__context__
     return seen
+
+
+DataError = asyncpg.DataError
 
 
 def invalid_data(error: BaseException) -> asyncpg.DataError | None:

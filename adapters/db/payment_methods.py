@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.tables import payment_methods
 from billing.payments import CardDetails
+from billing.stripe_events import CardFacts
 
 
 async def record_default_card(conn: AsyncConnection, tenant_id: UUID, card: CardDetails) -> None:
@@ -38,6 +39,27 @@ async def record_default_card(conn: AsyncConnection, tenant_id: UUID, card: Card
         stmt.on_conflict_do_update(
             index_elements=["tenant_id", "stripe_payment_method_id"],
             set_={"is_default": True, "detached_at": None, "updated_at": func.now()},
+        )
+    )
+
+
+async def project_card(
+    conn: AsyncConnection, tenant_id: UUID, payment_method_id: str, card: CardFacts
+) -> None:
+    """Brand, last4 and expiry from a Stripe event (the last write of the same facts wins);
+    the row is the tenant's own, keyed per tenant."""
+    values: dict[str, Any] = {
+        "brand": card.brand,
+        "last4": card.last4,
+        "exp_month": card.exp_month,
+        "exp_year": card.exp_year,
+    }
+    await conn.execute(
+        insert(payment_methods)
+        .values(tenant_id=tenant_id, stripe_payment_method_id=payment_method_id, **values)
+        .on_conflict_do_update(
+            index_elements=["tenant_id", "stripe_payment_method_id"],
+            set_={**values, "updated_at": func.now()},
         )
     )
 

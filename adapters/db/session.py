@@ -24,6 +24,9 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+# The connection repositories take: what activities and routes may name without building SQL.
+Connection = AsyncConnection
+
 SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
 CONNECT_TIMEOUT_SECONDS = 5.0
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.db.tables import plans, subscriptions
+from adapters.db.audit import record_audit
+from adapters.db.tables import plans, subscription_changes, subscriptions
+from workflows.io import SubscriptionChange, SubscriptionProjection
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +112,102 @@ async def latest_subscription(conn: AsyncConnection, tenant_id: UUID) -> Subscri
         )
     ).first()
     return SubscriptionRow(**row._mapping) if row else None
+
+
+async def record_change(conn: AsyncConnection, change: SubscriptionChange) -> bool:
+    """One history row and one audit row per change, both or neither (the caller's
+    transaction); False when the change key is already recorded (an activity retry)."""
+    inserted = await conn.execute(
+        insert(subscription_changes)
+        .values(
+            tenant_id=UUID(change.tenant_id),
+            subscription_id=UUID(change.subscription_id),
+            kind=change.kind,
+            from_status=change.from_status,
+            to_status=change.to_status,
+            from_plan_code=change.from_plan_code,
+            to_plan_code=change.to_plan_code,
+            effective_at=_ts(change.effective_at),
+            actor=change.actor,
+            change_key=change.change_key,
+            details=change.details,
+        )
+        .on_conflict_do_nothing(index_elements=["change_key"])
+        .returning(subscription_changes.c.id)
+    )
+    if inserted.first() is None:
+        return False
+    await record_audit(
+        conn,
+        actor=change.actor,
+        action=f"subscription.{change.kind}",
+        subject_type="subscription",
+        subject_id=change.subscription_id,
+        tenant_id=UUID(change.tenant_id),
+        details={
+            "from_status": change.from_status,
+            "to_status": change.to_status,
+            "from_plan": change.from_plan_code,
+            "to_plan": change.to_plan_code,
+            "effective_at": change.effective_at,
+            **change.details,
+        },
+    )
+    return True
+
+
+async def project_subscription(conn: AsyncConnection, p: SubscriptionProjection) -> bool:
+    """Write the workflow's view of the subscription; an older version never overwrites a
+    newer one (a retried activity can land after a later one). False when nothing was written."""
+    result = await conn.execute(
+        update(subscriptions)
+        .where(
+            subscriptions.c.id == UUID(p.subscription_id),
+            subscriptions.c.version < p.version,
+        )
+        .values(
+            version=p.version,
+            status=p.status,
+            plan_id=UUID(p.plan_id),
+            plan_code=p.plan_code,
+            interval=p.interval,
+            current_period_start=_ts(p.current_period_start),
+            current_period_end=_ts(p.current_period_end),
+            trial_end=_ts(p.trial_end),
+            cancel_at_period_end=p.cancel_at_period_end,
+            canceled_at=_ts(p.canceled_at),
+            paused_at=_ts(p.paused_at),
+            resume_at=_ts(p.resume_at),
+            pending_change=p.pending_change,
+            clock_wall_origin=_ts(p.clock_wall_origin),
+            clock_business_origin=_ts(p.clock_business_origin),
+            time_scale=p.time_scale,
+            updated_at=func.now(),
+        )
+    )
+    return result.rowcount == 1
+
+
+async def set_reactivated_from(
+    conn: AsyncConnection, subscription_id: UUID, reactivated_from: UUID
+) -> None:
+    await conn.execute(
+        update(subscriptions)
+        .where(subscriptions.c.id == subscription_id)
+        .values(reactivated_from=reactivated_from)
+    )
+
+
+async def latest_subscription_id(conn: AsyncConnection, tenant_id: UUID) -> UUID | None:
+    """The tenant's most recent subscription (at most one is live)."""
+    found: UUID | None = await conn.scalar(
+        select(subscriptions.c.id)
+        .where(subscriptions.c.tenant_id == tenant_id)
+        .order_by(subscriptions.c.created_at.desc())
+        .limit(1)
+    )
+    return found
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -92,6 +92,23 @@ async def set_stripe_customer_if_unset(
     )
 
 
+async def clear_stripe_customer(conn: AsyncConnection, tenant_id: UUID, customer_id: str) -> bool:
+    """The tenant's Stripe customer was deleted in Stripe; False if it was not this one."""
+    result = await conn.execute(
+        update(tenants)
+        .where(tenants.c.id == tenant_id, tenants.c.stripe_customer_id == customer_id)
+        .values(stripe_customer_id=None, updated_at=func.now())
+    )
+    return bool(result.rowcount)
+
+
+async def tenant_for_stripe_customer(conn: AsyncConnection, customer_id: str) -> UUID | None:
+    found: UUID | None = await conn.scalar(
+        select(tenants.c.id).where(tenants.c.stripe_customer_id == customer_id)
+    )
+    return found
+
+
 async def insert_api_key(
     conn: AsyncConnection,
     *,

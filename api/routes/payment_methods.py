@@ -29,7 +29,8 @@ from billing.payments import (
     StripeNotFound,
     unusable_payment_method_message,
 )
-from workflows.io import PaymentMethodResult, SetPaymentMethodRequest
+from workflows.io import SetPaymentMethodRequest
+from workflows.subscription import SubscriptionWorkflow
 
 router = APIRouter(
     route_class=AuthFirstRoute, prefix="/api/billing/payment-methods", tags=["payment methods"]
@@ -56,11 +57,10 @@ async def add_payment_method(
             result = await run_update(
                 services,
                 live.workflow_id,
-                "set_payment_method",
+                SubscriptionWorkflow.set_payment_method,
                 SetPaymentMethodRequest(
                     body.payment_method_id, principal.actor, apply_before=apply_before(services)
                 ),
-                PaymentMethodResult,
             )
         except PaymentMethodRefused as error:  # Stripe's wording differs by case: one message
             message = unusable_payment_method_message(body.payment_method_id)

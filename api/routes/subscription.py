@@ -4,21 +4,21 @@ write the row first and then start (or message) the subscription workflow."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Response, status
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from temporalio.service import RPCError
+from temporalio.workflow import UpdateMethodMultiParam
 
 from adapters.db import billing_reads
+from adapters.db import errors as db_errors
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import plans as plan_repo
 from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
 from adapters.db.subscriptions import SubscriptionRow
-from adapters.db.tables import subscriptions
 from adapters.temporal import start_subscription
 from api.auth import AuthFirstRoute, ManagePrincipal, Principal, ReadPrincipal, ServicesDep
 from api.commands import (
@@ -47,7 +47,6 @@ from billing.errors import InvalidTransition, UnknownPlan
 from workflows.io import (
     CancelRequest,
     ChangePlanRequest,
-    ChangePlanResult,
     LifecycleRequest,
     LifecycleResult,
     PauseRequest,
@@ -55,9 +54,10 @@ from workflows.io import (
     PreviewRequest,
     SubscriptionInput,
 )
-from workflows.subscription import workflow_id
+from workflows.subscription import SubscriptionWorkflow, workflow_id
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 router = APIRouter(
     route_class=AuthFirstRoute, prefix="/api/billing/subscription", tags=["subscription"]
@@ -133,10 +133,8 @@ async def _create(
                     workflow_id=workflow_id(str(subscription_id)),
                 )
                 if reactivated_from is not None:
-                    await conn.execute(
-                        update(subscriptions)
-                        .where(subscriptions.c.id == subscription_id)
-                        .values(reactivated_from=reactivated_from)
+                    await subscription_repo.set_reactivated_from(
+                        conn, subscription_id, reactivated_from
                     )
                 await record_audit(
                     conn,
@@ -152,7 +150,7 @@ async def _create(
                         "reactivated_from": str(reactivated_from) if reactivated_from else None,
                     },
                 )
-    except IntegrityError as error:  # a concurrent request created one first
+    except db_errors.UniqueViolation as error:  # a concurrent request created one first
         raise Conflict("this tenant already has a subscription") from error
 
     # After the commit: the workflow id is the subscription id, so a retry after a failure here
@@ -225,7 +223,7 @@ async def change_plan(
         services,
         principal,
         live.workflow_id,
-        "change_plan",
+        SubscriptionWorkflow.change_plan,
         ChangePlanRequest(
             plan,
             principal.actor,
@@ -233,7 +231,6 @@ async def change_plan(
             _iso(body.proration_date),
             apply_before=apply_before(services),
         ),
-        ChangePlanResult,
     )
     return PlanChangeOut(
         subscription_id=uuid.UUID(result.subscription_id),
@@ -252,14 +249,13 @@ async def _update(
     services: Services,
     principal: Principal,
     workflow_id: str,
-    name: str,
-    arg: Any,
-    result_type: type[T],
+    update: UpdateMethodMultiParam[[Any, A], Coroutine[Any, Any, T]],
+    arg: A,
 ) -> T:
     """`run_update`, then forget the tenant's cached quota rows: a plan change, pause or cancel
     changes its quotas, and this process's next check must not wait for the notification."""
     try:
-        return await run_update(services, workflow_id, name, arg, result_type)
+        return await run_update(services, workflow_id, update, arg)
     finally:
         services.quota_cache.invalidate(principal.require_tenant())
 
@@ -277,7 +273,7 @@ async def cancel_subscription(
     live = await live_subscription(services, principal)
     request = CancelRequest(principal.actor, at_period_end, apply_before=apply_before(services))
     return _lifecycle(
-        await _update(services, principal, live.workflow_id, "cancel", request, LifecycleResult)
+        await _update(services, principal, live.workflow_id, SubscriptionWorkflow.cancel, request)
     )
 
 
@@ -289,7 +285,7 @@ async def pause_subscription(
     resume_at = _iso(body.resume_at) if body else None
     request = PauseRequest(principal.actor, resume_at, apply_before=apply_before(services))
     return _lifecycle(
-        await _update(services, principal, live.workflow_id, "pause", request, LifecycleResult)
+        await _update(services, principal, live.workflow_id, SubscriptionWorkflow.pause, request)
     )
 
 
@@ -298,7 +294,7 @@ async def resume_subscription(principal: ManagePrincipal, services: ServicesDep)
     live = await live_subscription(services, principal)
     request = LifecycleRequest(principal.actor, apply_before=apply_before(services))
     return _lifecycle(
-        await _update(services, principal, live.workflow_id, "resume", request, LifecycleResult)
+        await _update(services, principal, live.workflow_id, SubscriptionWorkflow.resume, request)
     )
 
 
@@ -325,7 +321,7 @@ async def reactivate_subscription(
             raise InvalidTransition(f"the subscription is {latest.status}, not canceled")
         request = LifecycleRequest(principal.actor, apply_before=apply_before(services))
         await _update(
-            services, principal, latest.workflow_id, "undo_cancel", request, LifecycleResult
+            services, principal, latest.workflow_id, SubscriptionWorkflow.undo_cancel, request
         )
         async with services.tenant_db.tenant_transaction(tenant_id) as conn:
             row = await subscription_repo.get_subscription(conn, latest.id)

@@ -19,19 +19,17 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-import asyncpg  # type: ignore[import-untyped]
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.service import RPCError
 
 from adapters.api_keys import Scope
 from adapters.db import errors as db_errors
 from adapters.db import usage as usage_repo
 from adapters.db.notifications import enqueue_notification
+from adapters.db.session import Connection
 from adapters.temporal import start_grace_window
 from api.auth import AuthFirstRoute, ManagePrincipal, ReadPrincipal, ServicesDep, authorize_request
 from api.errors import (
@@ -75,12 +73,6 @@ from workflows.grace_io import GraceInput
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/usage", tags=["usage"])
 log = logging.getLogger("billing.api.usage")
-
-# Errors that mean "the database is not answering" (the one definition, adapters/db/errors.py).
-DB_UNAVAILABLE = db_errors.UNAVAILABLE_TYPES
-# Two concurrent batches can still collide on a unique-index wait; retrying is always safe
-# because the whole batch is one transaction.
-_RETRYABLE_SQLSTATES = {"40P01", "40001"}
 
 
 # --- Shared helpers ----------------------------------------------------------------------------
@@ -234,10 +226,10 @@ async def _ingest(
                         period_end=period_end,
                     )
             break
-        except asyncpg.PostgresError as error:
+        except Exception as error:
             # Concurrent batches can still collide on a unique-index wait; the statement is the
             # whole transaction, so running it again is always safe.
-            if error.sqlstate in _RETRYABLE_SQLSTATES and attempt < 2:
+            if db_errors.lost_a_race(error) and attempt < 2:
                 continue
             raise
     crossings: list[_Crossing] = []
@@ -249,7 +241,7 @@ async def _ingest(
             statuses[first_index[key]] = _DUPLICATE
         try:
             crossings = await _after_counters(services, tenant_id, period, written.counters)
-        except (*DB_UNAVAILABLE, DBAPIError, asyncpg.PostgresError):
+        except db_errors.STATEMENT_ERRORS:
             # The events are recorded: the answer must say so. The marks read state, so the next
             # batch for the metric sends what this one could not.
             log.exception("usage ingestion: quota notifications deferred for %s", tenant_id)
@@ -630,7 +622,7 @@ class _Period:
     overrides: dict[str, tuple[int | None, str | None]]
 
 
-async def _current_period(services: Services, conn: AsyncConnection, tenant_id: UUID) -> _Period:
+async def _current_period(services: Services, conn: Connection, tenant_id: UUID) -> _Period:
     period = await usage_repo.open_period(conn, tenant_id)
     if period is None:
         raise NotFound("tenant not found")

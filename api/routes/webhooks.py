@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTasks
@@ -100,7 +99,7 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
                 body=body,
                 status=_INITIAL_STATUS[handling],
             )
-    except asyncpg.DataError as exc:
+    except db_errors.DataError as exc:
         # Valid, signed JSON that jsonb still refuses (e.g. a number past numeric's range):
         # refused for good, never a 500 that Stripe would retry for days.
         log.warning("webhook %s refused, not storable: %r", event_id, exc)
