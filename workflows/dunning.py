@@ -51,8 +51,10 @@ with workflow.unsafe.imports_passed_through():
         retry_deadline,
         retry_delay,
     )
+    from workflows import activity_refs as refs
     from workflows import notify as notice
     from workflows import search_attributes as sa
+    from workflows.activity_refs import call
     from workflows.dunning_io import (
         DunningInput,
         DunningNotification,
@@ -62,11 +64,9 @@ with workflow.unsafe.imports_passed_through():
         FinalActionResult,
         InvoicePaid,
         InvoiceProjection,
-        InvoiceProjectionResult,
         InvoiceSnapshot,
         PaymentMethodUpdated,
         RecordAttemptInput,
-        RecordAttemptResult,
         RereadInvoiceInput,
         RetryPaymentInput,
         RetryPaymentResult,
@@ -266,10 +266,9 @@ class DunningWorkflow:
 
     async def _reread(self) -> InvoiceSnapshot:
         assert self._input is not None
-        invoice: InvoiceSnapshot = await workflow.execute_activity(
-            "reread_dunning_invoice",
+        invoice: InvoiceSnapshot = await call(
+            refs.REREAD_DUNNING_INVOICE,
             RereadInvoiceInput(self._input.stripe_invoice_id),
-            result_type=InvoiceSnapshot,
             task_queue=self._input.stripe_task_queue,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=STRIPE_RETRY,
@@ -292,10 +291,9 @@ class DunningWorkflow:
         failure_message: str | None = None
         paid_invoice: InvoiceSnapshot | None = None
         try:
-            paid: RetryPaymentResult = await workflow.execute_activity(
-                "retry_invoice_payment",
+            paid: RetryPaymentResult = await call(
+                refs.RETRY_INVOICE_PAYMENT,
                 RetryPaymentInput(inp.stripe_invoice_id, key),
-                result_type=RetryPaymentResult,
                 task_queue=inp.stripe_task_queue,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 # Stripe forgets idempotency keys after about 24 hours: stop retrying this key
@@ -345,8 +343,8 @@ class DunningWorkflow:
                     step,
                 )
             )
-        await workflow.execute_activity(
-            "record_dunning_attempt",
+        await call(
+            refs.RECORD_DUNNING_ATTEMPT,
             RecordAttemptInput(
                 tenant_id=inp.tenant_id,
                 invoice_id=inp.invoice_id,
@@ -358,7 +356,6 @@ class DunningWorkflow:
                 failure_message=failure_message,
                 notifications=notifications,
             ),
-            result_type=RecordAttemptResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary=f"record attempt {attempt} ({outcome})",
@@ -382,10 +379,9 @@ class DunningWorkflow:
         self._next_attempt_at = None
         action = self._policy.final_action
         self._describe(f"schedule exhausted after attempt {self._last_attempt}: {action}")
-        closed: FinalActionResult = await workflow.execute_activity(
-            "close_unrecovered_invoice",
+        closed: FinalActionResult = await call(
+            refs.CLOSE_UNRECOVERED_INVOICE,
             FinalActionInput(inp.invoice_id, inp.stripe_invoice_id, action),
-            result_type=FinalActionResult,
             task_queue=inp.stripe_task_queue,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             # No schedule-to-close: closing is idempotent by state (an invoice already in the
@@ -450,8 +446,8 @@ class DunningWorkflow:
     ) -> None:
         assert self._input is not None
         self._version += 1
-        await workflow.execute_activity(
-            "project_dunning_invoice",
+        await call(
+            refs.PROJECT_DUNNING_INVOICE,
             InvoiceProjection(
                 tenant_id=self._input.tenant_id,
                 invoice_id=self._input.invoice_id,
@@ -462,7 +458,6 @@ class DunningWorkflow:
                 paid_at=paid_at.isoformat() if paid_at else None,
                 notifications=notifications or [],
             ),
-            result_type=InvoiceProjectionResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary=f"project invoice {status}",

@@ -24,13 +24,14 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from billing.grace import PAYMENT
+    from workflows import activity_refs as refs
+    from workflows.activity_refs import call
     from workflows.grace_io import (
         GraceEffectInput,
         GraceEffectResult,
         GraceEndEarly,
         GraceExtend,
         GraceInput,
-        GraceProjected,
         GraceProjection,
         GraceResolve,
         GraceResult,
@@ -105,8 +106,8 @@ class GraceWindowWorkflow:
         applied = False
         if self._resolution is None:
             self._expiring = True
-            result: GraceEffectResult = await workflow.execute_activity(
-                "apply_grace_expiry",
+            result: GraceEffectResult = await call(
+                refs.APPLY_GRACE_EXPIRY,
                 GraceEffectInput(
                     tenant_id=input.tenant_id,
                     kind=input.kind,
@@ -116,7 +117,6 @@ class GraceWindowWorkflow:
                     workflow_id=workflow.info().workflow_id,
                     resolution="ended" if self._end_early else "expired",
                 ),
-                result_type=GraceEffectResult,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=DB_RETRY,
                 summary=f"grace expired: {input.kind} {input.subject}",
@@ -143,8 +143,8 @@ class GraceWindowWorkflow:
         self._holding = True
         await workflow.wait_condition(lambda: self._settlement is not None)
         assert self._settlement is not None
-        settled: PaymentSettled = await workflow.execute_activity(
-            "settle_payment_grace",
+        settled: PaymentSettled = await call(
+            refs.SETTLE_PAYMENT_GRACE,
             PaymentSettlement(
                 workflow_id=workflow.info().workflow_id,
                 tenant_id=input.tenant_id,
@@ -153,7 +153,6 @@ class GraceWindowWorkflow:
                 actor=self._settlement.actor,
                 lift=self._settlement.resolution in LIFTING_RESOLUTIONS,
             ),
-            result_type=PaymentSettled,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary=f"grace settled: {self._settlement.resolution}",
@@ -166,8 +165,8 @@ class GraceWindowWorkflow:
     async def _project(self, input: GraceInput, *, resolved: bool = False) -> None:
         assert self._started_at is not None
         assert self._expires_at is not None
-        await workflow.execute_activity(
-            "record_grace_period",
+        await call(
+            refs.RECORD_GRACE_PERIOD,
             GraceProjection(
                 workflow_id=workflow.info().workflow_id,
                 tenant_id=input.tenant_id,
@@ -179,7 +178,6 @@ class GraceWindowWorkflow:
                 resolution=self._resolution if resolved else None,
                 actor=(self._resolved_by or input.actor) if resolved else input.actor,
             ),
-            result_type=GraceProjected,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
         )

@@ -12,11 +12,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import activity_refs as refs
+    from workflows.activity_refs import call
     from workflows.io import (
         DeliverNotificationInput,
         DeliverNotificationResult,
         MarkNotificationInput,
-        MarkNotificationResult,
         NotificationDeliveryInput,
         NotificationDeliveryResult,
     )
@@ -38,10 +39,9 @@ class NotificationDeliveryWorkflow:
         while True:
             attempt += 1
             try:
-                result: DeliverNotificationResult = await workflow.execute_activity(
-                    "deliver_notification",
+                result: DeliverNotificationResult = await call(
+                    refs.DELIVER_NOTIFICATION,
                     DeliverNotificationInput(input.delivery_id, attempt),
-                    result_type=DeliverNotificationResult,
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=ONE_TRY,
                     summary=f"attempt {attempt}",
@@ -51,12 +51,11 @@ class NotificationDeliveryWorkflow:
             if result.delivered:
                 return NotificationDeliveryResult(input.delivery_id, "delivered", attempt)
             if attempt >= input.schedule.max_attempts:
-                await workflow.execute_activity(
-                    "mark_notification",
+                await call(
+                    refs.MARK_NOTIFICATION,
                     MarkNotificationInput(
                         input.delivery_id, "dead_lettered", attempt, result.error
                     ),
-                    result_type=MarkNotificationResult,
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=DB_RETRY,
                 )

@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
         SUBSCRIPTION_TRIAL_ENDING,
         TENANT_SUSPENDED,
     )
+    from workflows import activity_refs as refs
+    from workflows.activity_refs import call
     from workflows.io import SendNotificationInput, SendNotificationResult
     from workflows.retry import DB_RETRY
 
@@ -35,10 +37,9 @@ async def notify(
     tenant_id: str, event_type: str, message_id: str, payload: dict[str, Any]
 ) -> SendNotificationResult:
     """Call from workflow code only."""
-    result: SendNotificationResult = await workflow.execute_activity(
-        "send_notification",
+    result: SendNotificationResult = await call(
+        refs.SEND_NOTIFICATION,
         SendNotificationInput(tenant_id, event_type, message_id, payload),
-        result_type=SendNotificationResult,
         start_to_close_timeout=timedelta(seconds=30),
         retry_policy=DB_RETRY,
         summary=f"notify {event_type}",

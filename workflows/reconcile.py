@@ -17,6 +17,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import activity_refs as refs
+    from workflows.activity_refs import call
     from workflows.grace import GraceWindowWorkflow, grace_workflow_id
     from workflows.grace_io import MissingGraceWindows, ReconcileInput, ReconcileResult
     from workflows.retry import DB_RETRY
@@ -35,10 +37,9 @@ class ReconcileUsageWorkflow:
             first = (today - timedelta(days=input.days - 1)).isoformat()
             last = today.isoformat()
         date.fromisoformat(first), date.fromisoformat(last)  # fail fast on a malformed range
-        result: ReconcileResult = await workflow.execute_activity(
-            "reconcile_usage_days",
+        result: ReconcileResult = await call(
+            refs.RECONCILE_USAGE_DAYS,
             ReconcileInput(days=input.days, first=first, last=last, repair=input.repair),
-            result_type=ReconcileResult,
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=DB_RETRY,
         )
@@ -57,10 +58,9 @@ class ReconcileUsageWorkflow:
     async def _open_missing_grace_windows(self, input: ReconcileInput) -> int:
         """A soft-cap crossing is committed before its grace window is started; if Temporal was
         down at that moment the window is missing. Open it now (same id, so never twice)."""
-        missing: MissingGraceWindows = await workflow.execute_activity(
-            "find_missing_grace_windows",
+        missing: MissingGraceWindows = await call(
+            refs.FIND_MISSING_GRACE_WINDOWS,
             input,
-            result_type=MissingGraceWindows,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
         )

@@ -20,11 +20,11 @@ with workflow.unsafe.imports_passed_through():
         PAYMENT_EVENTS,
         EventHandling,
     )
+    from workflows import activity_refs as refs
+    from workflows.activity_refs import call, call_local
     from workflows.io import (
         MarkStripeEventInput,
-        MarkStripeEventResult,
         ProjectStripeEventInput,
-        ProjectStripeEventResult,
         RereadInvoiceInput,
         RereadInvoiceResult,
         ResolvedStripeEvent,
@@ -84,10 +84,9 @@ class StripeEventWorkflow:
             return StripeEventResult(input.event_id, status, attempt, detail)
 
     async def _process(self, input: StripeEventInput) -> tuple[str, str | None]:
-        event: ResolvedStripeEvent = await workflow.execute_local_activity(
-            "resolve_stripe_event",
+        event: ResolvedStripeEvent = await call_local(
+            refs.RESOLVE_STRIPE_EVENT,
             ResolveStripeEventInput(input.event_id),
-            result_type=ResolvedStripeEvent,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ONE_TRY,
         )
@@ -96,10 +95,9 @@ class StripeEventWorkflow:
         if event.handling == EventHandling.IGNORE:
             return "ignored", "not an event type the engine handles"
         if event.handling == EventHandling.PROJECT:
-            await workflow.execute_local_activity(
-                "project_stripe_event",
+            await call_local(
+                refs.PROJECT_STRIPE_EVENT,
                 ProjectStripeEventInput(input.event_id, event.tenant_id),
-                result_type=ProjectStripeEventResult,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ONE_TRY,
             )
@@ -113,10 +111,9 @@ class StripeEventWorkflow:
         if ordered and ours and event.stripe_invoice_id is not None:
             # Stripe does not order deliveries: the invoice's current state, not the event's
             # snapshot, is what the subscription workflow acts on.
-            current: RereadInvoiceResult = await workflow.execute_activity(
-                "reread_stripe_invoice",
+            current: RereadInvoiceResult = await call(
+                refs.REREAD_STRIPE_INVOICE,
                 RereadInvoiceInput(event.stripe_invoice_id),
-                result_type=RereadInvoiceResult,
                 task_queue=input.stripe_task_queue,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ONE_TRY,
@@ -153,10 +150,9 @@ class StripeEventWorkflow:
     async def _mark(
         self, event_id: str, status: str | None, attempts: int, error: str | None
     ) -> None:
-        await workflow.execute_local_activity(
-            "mark_stripe_event",
+        await call_local(
+            refs.MARK_STRIPE_EVENT,
             MarkStripeEventInput(event_id, status, attempts, error),
-            result_type=MarkStripeEventResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
         )

@@ -45,8 +45,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
     from billing.periods import BusinessClock, card_expires_at, period_bounds
+    from workflows import activity_refs as refs
     from workflows import notify as notice
     from workflows import search_attributes as sa
+    from workflows.activity_refs import call
     from workflows.dunning import DUNNING_FINISHED_SIGNAL, DunningWorkflow, dunning_workflow_id
     from workflows.dunning_io import DunningInput, DunningResult, InvoicePaid, PaymentMethodUpdated
     from workflows.grace_io import PeriodOverageInput, PeriodOverageResult
@@ -70,12 +72,8 @@ with workflow.unsafe.imports_passed_through():
         PlanSnapshot,
         PreviewRequest,
         PreviewResult,
-        ProjectionResult,
-        RecordChangeResult,
         RecordCustomerInput,
-        RecordCustomerResult,
         RecordInvoiceInput,
-        RecordInvoiceResult,
         RecordPaymentMethodInput,
         SetPaymentMethodRequest,
         StripeEventSignal,
@@ -236,24 +234,22 @@ class SubscriptionWorkflow:
 
     async def _start(self) -> None:
         inp, c = self._require()
-        customer: EnsureCustomerResult = await workflow.execute_activity(
-            "ensure_stripe_customer",
+        customer: EnsureCustomerResult = await call(
+            refs.ENSURE_STRIPE_CUSTOMER,
             # Only the payload grows (ADR 0007): the same activity is scheduled, so recorded
             # histories replay unchanged.
             EnsureCustomerInput(
                 inp.tenant_id, inp.tenant_name, inp.tenant_email, inp.stripe_customer_id
             ),
-            result_type=EnsureCustomerResult,
             task_queue=inp.stripe_task_queue,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             schedule_to_close_timeout=STRIPE_WRITE_SCHEDULE_TO_CLOSE,
             retry_policy=STRIPE_RETRY,
             summary="ensure Stripe customer",
         )
-        await workflow.execute_activity(
-            "record_stripe_customer",
+        await call(
+            refs.RECORD_STRIPE_CUSTOMER,
             RecordCustomerInput(inp.tenant_id, customer.customer_id),
-            result_type=RecordCustomerResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary="record Stripe customer",
@@ -470,8 +466,8 @@ class SubscriptionWorkflow:
             invoice_version=self._c.invoice_version + 1,
             invoices_issued=c.invoices_issued + 1,
         )
-        await workflow.execute_activity(
-            "record_invoice",
+        await call(
+            refs.RECORD_INVOICE,
             RecordInvoiceInput(
                 invoice_id=invoice_id,
                 tenant_id=inp.tenant_id,
@@ -486,14 +482,13 @@ class SubscriptionWorkflow:
                 period_end=_iso(period[1]) if period else None,
                 version=self._c.invoice_version,
             ),
-            result_type=RecordInvoiceResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary=f"record invoice ({reason})",
         )
         assert self._c.customer_id is not None
-        stripe_invoice: StripeInvoiceResult = await workflow.execute_activity(
-            "create_stripe_invoice",
+        stripe_invoice: StripeInvoiceResult = await call(
+            refs.CREATE_STRIPE_INVOICE,
             CreateStripeInvoiceInput(
                 invoice_id=invoice_id,
                 customer_id=self._c.customer_id,
@@ -502,7 +497,6 @@ class SubscriptionWorkflow:
                 tenant_id=inp.tenant_id,
                 subscription_id=inp.subscription_id,
             ),
-            result_type=StripeInvoiceResult,
             task_queue=inp.stripe_task_queue,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             schedule_to_close_timeout=STRIPE_WRITE_SCHEDULE_TO_CLOSE,
@@ -527,10 +521,9 @@ class SubscriptionWorkflow:
             ],
         )
         try:
-            result: CollectInvoiceResult = await workflow.execute_activity(
-                "collect_invoice",
+            result: CollectInvoiceResult = await call(
+                refs.COLLECT_INVOICE,
                 CollectInvoiceInput(invoice.invoice_id, invoice.stripe_invoice_id, attempt),
-                result_type=CollectInvoiceResult,
                 task_queue=inp.stripe_task_queue,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 schedule_to_close_timeout=STRIPE_WRITE_SCHEDULE_TO_CLOSE,
@@ -800,8 +793,8 @@ class SubscriptionWorkflow:
         inp, c = self._require()
         self._c = replace(c, invoice_version=c.invoice_version + 1)
         now = workflow.now()
-        await workflow.execute_activity(
-            "project_invoice",
+        await call(
+            refs.PROJECT_INVOICE,
             InvoiceProjection(
                 invoice_id=invoice_id,
                 version=self._c.invoice_version,
@@ -818,7 +811,6 @@ class SubscriptionWorkflow:
                 attempted_at=now.isoformat() if outcome else None,
                 tenant_id=inp.tenant_id,
             ),
-            result_type=ProjectionResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary=f"project invoice {status}",
@@ -830,10 +822,9 @@ class SubscriptionWorkflow:
         """Overage of the period's usage so far, in arrears, priced by the usage side's
         `compute_period_overage` (period counters plus the tenant's entitlement overrides)."""
         inp = self._require()[0]
-        result: PeriodOverageResult = await workflow.execute_activity(
-            "compute_period_overage",
+        result: PeriodOverageResult = await call(
+            refs.COMPUTE_PERIOD_OVERAGE,
             PeriodOverageInput(inp.tenant_id, period[0].isoformat(), plan.definition),
-            result_type=PeriodOverageResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary="close period: price usage overage",
@@ -1187,20 +1178,18 @@ class SubscriptionWorkflow:
     async def _attach_payment_method(self, payment_method_id: str) -> PaymentMethodResult:
         inp, c = self._require()
         assert c.customer_id is not None
-        card: PaymentMethodResult = await workflow.execute_activity(
-            "attach_payment_method",
+        card: PaymentMethodResult = await call(
+            refs.ATTACH_PAYMENT_METHOD,
             AttachPaymentMethodInput(inp.tenant_id, c.customer_id, payment_method_id),
-            result_type=PaymentMethodResult,
             task_queue=inp.stripe_task_queue,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             schedule_to_close_timeout=STRIPE_WRITE_SCHEDULE_TO_CLOSE,
             retry_policy=STRIPE_RETRY,
             summary="attach payment method",
         )
-        await workflow.execute_activity(
-            "record_payment_method",
+        await call(
+            refs.RECORD_PAYMENT_METHOD,
             RecordPaymentMethodInput(inp.tenant_id, card),
-            result_type=RecordChangeResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary="record payment method",
@@ -1444,8 +1433,8 @@ class SubscriptionWorkflow:
     ) -> None:
         inp, c = self._require()
         self._c = replace(c, change_seq=c.change_seq + 1)
-        await workflow.execute_activity(
-            "record_subscription_change",
+        await call(
+            refs.RECORD_SUBSCRIPTION_CHANGE,
             SubscriptionChange(
                 tenant_id=inp.tenant_id,
                 subscription_id=inp.subscription_id,
@@ -1460,7 +1449,6 @@ class SubscriptionWorkflow:
                 to_plan_code=to_plan,
                 details=details or {},
             ),
-            result_type=RecordChangeResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary=f"record change {kind}",
@@ -1473,8 +1461,8 @@ class SubscriptionWorkflow:
         self._c = replace(c, version=c.version + 1)
         c = self._c
         period = self._period() if c.anchor else self._trial_period()
-        await workflow.execute_activity(
-            "project_subscription",
+        await call(
+            refs.PROJECT_SUBSCRIPTION,
             SubscriptionProjection(
                 subscription_id=inp.subscription_id,
                 tenant_id=inp.tenant_id,
@@ -1500,7 +1488,6 @@ class SubscriptionWorkflow:
                 clock_business_origin=c.business_origin,
                 time_scale=inp.time_scale,
             ),
-            result_type=ProjectionResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary=f"project status {c.status}",
