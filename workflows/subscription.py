@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
     from billing.periods import BusinessClock, card_expires_at, period_bounds
+    from billing.plan_changes import next_invoice, price_change
     from workflows import activity_refs as refs
     from workflows import notify as notice
     from workflows import search_attributes as sa
@@ -845,18 +846,6 @@ class SubscriptionWorkflow:
 
     # ------------------------------------------------------------------------------ pricing
 
-    def _change_kind(self, new_plan: Plan) -> str:
-        old = _plan(self._require()[1].plan).price(self._interval())
-        new = new_plan.price(self._interval())
-        return "upgrade" if new > old else "downgrade" if new < old else "lateral"
-
-    def _immediate(self, request_timing: str, kind: str) -> bool:
-        if request_timing == "immediate":
-            return True
-        if request_timing == "period_end":
-            return False
-        return kind == "upgrade"
-
     def _proration_instant(self, proration_date: str | None) -> datetime:
         at = _dt(proration_date)
         now = self._business_now()
@@ -867,39 +856,33 @@ class SubscriptionWorkflow:
     ) -> tuple[str, bool, datetime, InvoiceDraft | None]:
         """(kind, immediate, instant, the invoice the change issues now) for a plan change."""
         c = self._require()[1]
-        new_plan = _plan(new_snapshot)
-        kind = self._change_kind(new_plan)
-        immediate = self._immediate(timing, kind)
-        at = self._proration_instant(proration_date)
-        if not immediate:
-            return kind, False, self._period()[1] if c.anchor else at, None
-        if c.status == Status.TRIALING.value:
-            # Nothing was paid during a trial: the new plan simply applies from activation.
-            return kind, True, at, None
-        lines = proration_lines(_plan(c.plan), new_plan, self._interval(), self._period(), at)
-        return kind, True, at, compose_invoice(new_plan.currency, lines, c.credit_balance)
+        priced = price_change(
+            status=c.status,
+            current=_plan(c.plan),
+            new=_plan(new_snapshot),
+            interval=self._interval(),
+            timing=timing,
+            at=self._proration_instant(proration_date),
+            period=self._period() if c.anchor else None,
+            credit_balance=c.credit_balance,
+        )
+        return priced.kind.value, priced.immediate, priced.effective_at, priced.invoice
 
     def _next_invoice(
         self, plan_after: PlanSnapshot, credit_balance: int
     ) -> tuple[datetime | None, InvoiceDraft | None]:
         """The next renewal invoice with zero usage so far (overage is only known at close)."""
         c = self._require()[1]
-        if c.status == Status.TRIALING.value:
-            start = _dt(c.trial_end)
-            assert start is not None
-            period = period_bounds(start, self._interval(), 0)
-        elif c.anchor is not None and c.status in (Status.ACTIVE.value, Status.PAST_DUE.value):
-            if c.cancel_at_period_end:
-                return None, None
-            anchor = _dt(c.anchor)
-            assert anchor is not None
-            period = period_bounds(anchor, self._interval(), c.period_index + 1)
-        else:
-            return None, None
-        plan = _plan(plan_after)
-        base = base_line(plan, self._interval(), period)
-        draft = compose_invoice(plan.currency, [base] if base else [], credit_balance)
-        return period[0], draft
+        return next_invoice(
+            status=c.status,
+            plan=_plan(plan_after),
+            interval=self._interval(),
+            trial_end=_dt(c.trial_end),
+            anchor=_dt(c.anchor),
+            period_index=c.period_index,
+            cancel_at_period_end=c.cancel_at_period_end,
+            credit_balance=credit_balance,
+        )
 
     # ------------------------------------------------------------------------------ updates
 
