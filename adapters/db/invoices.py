@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, select, update
@@ -116,25 +117,20 @@ async def project_invoice(
     hosted_invoice_url: str | None,
     invoice_pdf: str | None,
 ) -> bool:
-    """The subscription workflow's view of the invoice, with its Stripe document. An older
-    `version` never overwrites a newer one (a retried activity can land after a later one), and
-    the attempt count only grows. False when nothing was written."""
-    result = await conn.execute(
-        update(invoices)
-        .where(invoices.c.id == invoice_id, invoices.c.version < version)
-        .values(
-            version=version,
-            status=status,
-            amount_paid=amount_paid,
-            stripe_invoice_id=stripe_invoice_id,
-            hosted_invoice_url=hosted_invoice_url,
-            invoice_pdf=invoice_pdf,
-            attempt_count=func.greatest(invoices.c.attempt_count, attempt_count),
-            paid_at=_ts(paid_at),
-            updated_at=func.now(),
-        )
+    """The subscription workflow's view of the invoice, with its Stripe document; the attempt
+    count only grows."""
+    return await _project(
+        conn,
+        invoice_id,
+        version,
+        status=status,
+        amount_paid=amount_paid,
+        stripe_invoice_id=stripe_invoice_id,
+        hosted_invoice_url=hosted_invoice_url,
+        invoice_pdf=invoice_pdf,
+        attempt_count=func.greatest(invoices.c.attempt_count, attempt_count),
+        paid_at=_ts(paid_at),
     )
-    return result.rowcount == 1
 
 
 async def project_dunning_view(
@@ -147,19 +143,25 @@ async def project_dunning_view(
     attempt_count: int,
     paid_at: str | None,
 ) -> bool:
-    """The dunning workflow's view of the invoice (it is the only writer while it runs); the
-    same version rule. False when nothing was written."""
+    """The dunning workflow's view of the invoice (it is the only writer while it runs)."""
+    return await _project(
+        conn,
+        invoice_id,
+        version,
+        status=status,
+        attempt_count=attempt_count,
+        amount_paid=amount_paid,
+        paid_at=_ts(paid_at),
+    )
+
+
+async def _project(conn: AsyncConnection, invoice_id: UUID, version: int, **values: Any) -> bool:
+    """An older `version` never overwrites a newer one (a retried activity can land after a
+    later one). False when nothing was written."""
     result = await conn.execute(
         update(invoices)
         .where(invoices.c.id == invoice_id, invoices.c.version < version)
-        .values(
-            version=version,
-            status=status,
-            attempt_count=attempt_count,
-            amount_paid=amount_paid,
-            paid_at=_ts(paid_at),
-            updated_at=func.now(),
-        )
+        .values(version=version, updated_at=func.now(), **values)
     )
     return result.rowcount == 1
 

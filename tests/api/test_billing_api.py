@@ -41,18 +41,26 @@ async def _until(api: httpx.AsyncClient, tenant: TenantWithKey, predicate, path:
     raise AssertionError(f"never matched: {body}")
 
 
+async def subscribe_with_card(
+    api: httpx.AsyncClient, dbs: Databases, plan_code: str = "standard"
+) -> TenantWithKey:
+    """A new tenant subscribed with `pm_card_visa`, its workflow started (status trialing or
+    active, as the plan says)."""
+    tenant = await make_tenant(dbs)
+    created = await api.post(
+        SUB, json={"plan_code": plan_code, "payment_method_id": "pm_card_visa"},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    await _until(api, tenant, lambda b: b["status"] in ("trialing", "active"))
+    return tenant
+
+
 async def _active_standard(
     api: httpx.AsyncClient, dbs: Databases, env: WorkflowEnvironment, services: Services
 ) -> TenantWithKey:
     """A tenant on Standard whose 14-day trial has converted (one paid invoice)."""
-    tenant = await make_tenant(dbs)
-    created = await api.post(
-        SUB,
-        json={"plan_code": "standard", "payment_method_id": "pm_card_visa"},
-        headers=tenant.headers,
-    )
-    assert created.status_code == 201, created.text
-    await _until(api, tenant, lambda b: b["status"] == "trialing")
+    tenant = await subscribe_with_card(api, dbs)
     await env.sleep(timedelta(days=14, hours=1))
     await _until(api, tenant, lambda b: b["status"] == "active")
     await _until(

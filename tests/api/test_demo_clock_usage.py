@@ -13,8 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.services import Services
 from config import Settings
-from tests.api.test_billing_api import SUB, _until, align_clock
-from tests.factories.tenants import make_tenant
+from tests.api.test_billing_api import _until, align_clock, subscribe_with_card
 from tests.harness import Databases
 
 SCALE = 10_000.0
@@ -34,14 +33,7 @@ def _wall(business: timedelta) -> timedelta:
 async def test_usage_on_the_demo_clock_is_billed_on_the_renewal_invoice(
     api: httpx.AsyncClient, dbs: Databases, workflow_env: WorkflowEnvironment, services: Services
 ) -> None:
-    tenant = await make_tenant(dbs)
-    created = await api.post(
-        SUB,
-        json={"plan_code": "standard", "payment_method_id": "pm_card_visa"},
-        headers=tenant.headers,
-    )
-    assert created.status_code == 201, created.text
-    await _until(api, tenant, lambda b: b["status"] == "trialing")
+    tenant = await subscribe_with_card(api, dbs)
     await workflow_env.sleep(_wall(timedelta(days=14, hours=12)))  # the 14-day trial converts
     active = await _until(api, tenant, lambda b: b["status"] == "active")
     await align_clock(services, workflow_env)

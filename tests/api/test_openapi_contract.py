@@ -28,9 +28,9 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import create_app
 from api.services import Services
-from tests.api.test_billing_api import _until
+from tests.api.test_billing_api import subscribe_with_card
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET
-from tests.factories.tenants import make_tenant, operator_headers
+from tests.factories.tenants import operator_headers
 from tests.harness import Databases, free_port
 
 EXAMPLES_PER_OPERATION = 60
@@ -81,7 +81,6 @@ def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str]) -> s
 async def test_every_operation_keeps_the_openapi_contract(
     services: Services, dbs: Databases
 ) -> None:
-    tenant = await make_tenant(dbs)
     operator = await operator_headers(dbs)
     settings = services.settings.model_copy(
         update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
@@ -90,13 +89,7 @@ async def test_every_operation_keeps_the_openapi_contract(
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as api:
-        created = await api.post(
-            "/api/billing/subscription",
-            json={"plan_code": "standard", "payment_method_id": "pm_card_visa"},
-            headers=tenant.headers,
-        )
-        assert created.status_code == 201, created.text
-        await _until(api, tenant, lambda b: b["status"] == "trialing")
+        tenant = await subscribe_with_card(api, dbs)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from adapters.stripe_fake import FakeStripeGateway
+from tests.api.test_billing_api import subscribe_with_card
 from tests.factories.tenants import TenantWithKey, make_tenant
 from tests.harness import Databases, tenant_rows
 
@@ -27,13 +28,7 @@ async def _card_of(api: httpx.AsyncClient, tenant: TenantWithKey) -> str:
 
 
 async def _subscribed_with_card(api: httpx.AsyncClient, dbs: Databases) -> TenantWithKey:
-    tenant = await make_tenant(dbs)
-    created = await api.post(
-        SUB,
-        json={"plan_code": "standard", "payment_method_id": "pm_card_visa"},
-        headers=tenant.headers,
-    )
-    assert created.status_code == 201, created.text
+    tenant = await subscribe_with_card(api, dbs)
     await _card_of(api, tenant)
     return tenant
 

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 import pytest
 
 from billing.catalog import Catalog, Interval
-from billing.plan_changes import ChangeKind, applies_now, change_kind, next_invoice, price_change
+from billing.plan_changes import (
+    ChangeKind,
+    PricedChange,
+    applies_now,
+    change_kind,
+    next_invoice,
+    price_change,
+)
 
 APRIL = (datetime(2027, 4, 1, tzinfo=UTC), datetime(2027, 5, 1, tzinfo=UTC))
 MID_APRIL = datetime(2027, 4, 16, tzinfo=UTC)
@@ -47,17 +54,23 @@ def test_when_a_change_applies(timing: str, kind: ChangeKind, now: bool) -> None
     assert applies_now(timing, kind) is now
 
 
-def test_an_upgrade_mid_period_bills_the_prorated_difference(catalog: Catalog) -> None:
-    priced = price_change(
-        status="active",
-        current=catalog.plan("standard"),
-        new=catalog.plan("enterprise"),
+def _priced(
+    catalog: Catalog, current: str, new: str, *, timing: str, status: str = "active"
+) -> PricedChange:
+    return price_change(
+        status=status,
+        current=catalog.plan(current),
+        new=catalog.plan(new),
         interval=Interval.MONTH,
-        timing="default",
+        timing=timing,
         at=MID_APRIL,
         period=APRIL,
         credit_balance=0,
     )
+
+
+def test_an_upgrade_mid_period_bills_the_prorated_difference(catalog: Catalog) -> None:
+    priced = _priced(catalog, "standard", "enterprise", timing="default")
     assert (priced.kind, priced.immediate, priced.effective_at) == ("upgrade", True, MID_APRIL)
     assert priced.invoice is not None
     # Half of April: credit 2450 of Standard's 4900, charge 24950 of Enterprise's 49900.
@@ -67,16 +80,7 @@ def test_an_upgrade_mid_period_bills_the_prorated_difference(catalog: Catalog) -
 
 
 def test_an_immediate_downgrade_leaves_credit_and_bills_nothing(catalog: Catalog) -> None:
-    priced = price_change(
-        status="active",
-        current=catalog.plan("enterprise"),
-        new=catalog.plan("standard"),
-        interval=Interval.MONTH,
-        timing="immediate",
-        at=MID_APRIL,
-        period=APRIL,
-        credit_balance=0,
-    )
+    priced = _priced(catalog, "enterprise", "standard", timing="immediate")
     assert priced.invoice is not None
     assert priced.invoice.total == 0
     assert priced.invoice.credit_balance_after == 22500
@@ -84,30 +88,12 @@ def test_an_immediate_downgrade_leaves_credit_and_bills_nothing(catalog: Catalog
 
 @pytest.mark.parametrize("status", ["active", "past_due"])
 def test_a_scheduled_change_takes_effect_at_period_end(catalog: Catalog, status: str) -> None:
-    priced = price_change(
-        status=status,
-        current=catalog.plan("enterprise"),
-        new=catalog.plan("standard"),
-        interval=Interval.MONTH,
-        timing="default",
-        at=MID_APRIL,
-        period=APRIL,
-        credit_balance=0,
-    )
+    priced = _priced(catalog, "enterprise", "standard", timing="default", status=status)
     assert (priced.immediate, priced.effective_at, priced.invoice) == (False, APRIL[1], None)
 
 
 def test_a_change_during_the_trial_bills_nothing_now(catalog: Catalog) -> None:
-    priced = price_change(
-        status="trialing",
-        current=catalog.plan("standard"),
-        new=catalog.plan("enterprise"),
-        interval=Interval.MONTH,
-        timing="default",
-        at=MID_APRIL,
-        period=APRIL,
-        credit_balance=0,
-    )
+    priced = _priced(catalog, "standard", "enterprise", timing="default", status="trialing")
     assert (priced.immediate, priced.invoice) == (True, None)
 
 
