@@ -16,7 +16,9 @@ from typing import Any, Generic, TypeVar
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import dunning_io, grace_io, io
+    import workflows.dunning_io as dunning_io
+    import workflows.grace_io as grace_io
+    import workflows.io as io
 
 A = TypeVar("A")
 R = TypeVar("R")

@@ -41,6 +41,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.activity_refs as refs
+    import workflows.notify as notice
+    import workflows.search_attributes as sa
     from billing.dunning import (
         DunningPolicy,
         InvalidDunningPolicy,
@@ -51,9 +54,6 @@ with workflow.unsafe.imports_passed_through():
         retry_deadline,
         retry_delay,
     )
-    from workflows import activity_refs as refs
-    from workflows import notify as notice
-    from workflows import search_attributes as sa
     from workflows.activity_refs import call
     from workflows.dunning_io import (
         DunningInput,

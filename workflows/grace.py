@@ -23,8 +23,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.activity_refs as refs
     from billing.grace import PAYMENT
-    from workflows import activity_refs as refs
     from workflows.activity_refs import call
     from workflows.grace_io import (
         GraceEffectInput,

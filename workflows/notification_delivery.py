@@ -12,7 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import activity_refs as refs
+    import workflows.activity_refs as refs
     from workflows.activity_refs import call
     from workflows.io import (
         DeliverNotificationInput,

@@ -15,6 +15,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     # The catalogue's types (billing/notifications.py), re-exported for workflow code.
+    import workflows.activity_refs as refs
     from billing.notifications import (
         DUNNING_STEP,
         EVENT_TYPES,
@@ -27,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         SUBSCRIPTION_TRIAL_ENDING,
         TENANT_SUSPENDED,
     )
-    from workflows import activity_refs as refs
     from workflows.activity_refs import call
     from workflows.io import SendNotificationInput, SendNotificationResult
     from workflows.retry import DB_RETRY

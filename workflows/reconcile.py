@@ -17,7 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import activity_refs as refs
+    import workflows.activity_refs as refs
     from workflows.activity_refs import call
     from workflows.grace import GraceWindowWorkflow, grace_workflow_id
     from workflows.grace_io import MissingGraceWindows, ReconcileInput, ReconcileResult

@@ -15,12 +15,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.activity_refs as refs
     from billing.stripe_events import (
         INVOICE_EVENTS,
         PAYMENT_EVENTS,
         EventHandling,
     )
-    from workflows import activity_refs as refs
     from workflows.activity_refs import call, call_local
     from workflows.io import (
         MarkStripeEventInput,

@@ -32,6 +32,9 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.activity_refs as refs
+    import workflows.notify as notice
+    import workflows.search_attributes as sa
     from billing.catalog import Interval, Plan
     from billing.dunning import DunningPolicy
     from billing.errors import InvalidTransition
@@ -46,9 +49,6 @@ with workflow.unsafe.imports_passed_through():
     from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
     from billing.periods import BusinessClock, card_expires_at, period_bounds
     from billing.plan_changes import next_invoice, price_change
-    from workflows import activity_refs as refs
-    from workflows import notify as notice
-    from workflows import search_attributes as sa
     from workflows.activity_refs import call
     from workflows.dunning import DUNNING_FINISHED_SIGNAL, DunningWorkflow, dunning_workflow_id
     from workflows.dunning_io import DunningInput, DunningResult, InvoicePaid, PaymentMethodUpdated
