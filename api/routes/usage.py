@@ -9,6 +9,7 @@ workflow id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import logging
@@ -706,22 +707,28 @@ async def export_events(
     first = datetime.combine(start, time(), tzinfo=UTC)
     after = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
 
+    # The query runs before the answer starts: an unreachable database is a 503, not a 200
+    # whose body breaks off. The transaction then lives as long as the stream.
+    stack = contextlib.AsyncExitStack()
+    try:
+        conn = await stack.enter_async_context(services.tenant_db.tenant_transaction(tenant_id))
+        rows = usage_repo.stream_events(conn, tenant_id, first, after)
+        head = await anext(rows, None)
+    except BaseException:
+        await stack.aclose()
+        raise
+
     async def lines() -> AsyncIterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(
             ["occurred_at", "metric", "quantity", "idempotency_key", "metadata", "received_at"]
         )
-        async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        try:
+            row = head
             count = 0
-            async for (
-                occurred,
-                metric,
-                quantity,
-                key,
-                metadata,
-                received,
-            ) in usage_repo.stream_events(conn, tenant_id, first, after):
+            while row is not None:
+                occurred, metric, quantity, key, metadata, received = row
                 writer.writerow(
                     [
                         _utc(occurred).isoformat(),
@@ -737,7 +744,10 @@ async def export_events(
                     yield buffer.getvalue()
                     buffer.seek(0)
                     buffer.truncate()
-        yield buffer.getvalue()
+                row = await anext(rows, None)
+            yield buffer.getvalue()
+        finally:
+            await stack.aclose()
 
     filename = f"usage-{start.isoformat()}-{end.isoformat()}.csv"
     return StreamingResponse(
