@@ -11,7 +11,7 @@ from uuid import UUID
 
 from temporalio import activity
 
-from activities.errors import foreign_row
+from activities.errors import domain_errors, foreign_row
 from adapters.db import invoices as invoices_repo
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import subscriptions as subscription_repo
@@ -37,6 +37,7 @@ class BillingStore:
         self._db = db
 
     @activity.defn(name="record_invoice")
+    @domain_errors
     async def record_invoice(self, input: RecordInvoiceInput) -> RecordInvoiceResult:
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             if await invoices_repo.insert_invoice(conn, input):
@@ -49,6 +50,7 @@ class BillingStore:
         return RecordInvoiceResult(str(existing), created=False)
 
     @activity.defn(name="project_invoice")
+    @domain_errors
     async def project_invoice(self, input: InvoiceProjection) -> ProjectionResult:
         tenant_id = await self._invoice_tenant(input)
         if tenant_id is None:
@@ -90,6 +92,7 @@ class BillingStore:
             return await invoices_repo.tenant_of_invoice(conn, UUID(input.invoice_id))
 
     @activity.defn(name="record_subscription_change")
+    @domain_errors
     async def record_subscription_change(self, input: SubscriptionChange) -> RecordChangeResult:
         """One history row and one audit row per change, both or neither (same transaction)."""
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
@@ -97,6 +100,7 @@ class BillingStore:
         return RecordChangeResult(recorded=recorded)
 
     @activity.defn(name="record_payment_method")
+    @domain_errors
     async def record_payment_method(self, input: RecordPaymentMethodInput) -> RecordChangeResult:
         """Store brand, last4 and expiry only, and make this card the tenant's default."""
         card = input.card

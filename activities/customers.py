@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.errors import to_application_error
-from billing.errors import BillingError
+from activities.errors import domain_errors
 from billing.payments import StripeGateway
 from workflows.io import EnsureCustomerInput, EnsureCustomerResult
 
@@ -15,17 +14,15 @@ class CustomerActivities:
         self._gateway = gateway
 
     @activity.defn(name="ensure_stripe_customer")
+    @domain_errors
     async def ensure_stripe_customer(self, input: EnsureCustomerInput) -> EnsureCustomerResult:
         if input.existing_customer_id:
             return EnsureCustomerResult(input.existing_customer_id)
-        try:
-            customer = await self._gateway.ensure_customer(
-                tenant_id=input.tenant_id,
-                email=input.email,
-                name=input.name,
-                # One customer per tenant, whatever retries or restarts happen.
-                idempotency_key=f"customer:{input.tenant_id}",
-            )
-        except BillingError as error:
-            raise to_application_error(error) from error
+        customer = await self._gateway.ensure_customer(
+            tenant_id=input.tenant_id,
+            email=input.email,
+            name=input.name,
+            # One customer per tenant, whatever retries or restarts happen.
+            idempotency_key=f"customer:{input.tenant_id}",
+        )
         return EnsureCustomerResult(customer.id)

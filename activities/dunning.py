@@ -12,12 +12,11 @@ from uuid import UUID
 
 from temporalio import activity
 
-from activities.errors import to_application_error
+from activities.errors import domain_errors
 from adapters.db import invoices as invoices_repo
 from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Connection, Database
 from billing.dunning import final_action_key, parse_final_action
-from billing.errors import BillingError
 from billing.payments import StripeGateway, StripeInvalidRequest, StripeInvoice
 from workflows.dunning_io import (
     DunningNotification,
@@ -49,20 +48,16 @@ class DunningStripeActivities:
         self._gateway = gateway
 
     @activity.defn(name="reread_dunning_invoice")
+    @domain_errors
     async def reread_dunning_invoice(self, input: RereadInvoiceInput) -> InvoiceSnapshot:
-        try:
-            return _snapshot(await self._gateway.retrieve_invoice(input.stripe_invoice_id))
-        except BillingError as error:
-            raise to_application_error(error) from error
+        return _snapshot(await self._gateway.retrieve_invoice(input.stripe_invoice_id))
 
     @activity.defn(name="retry_invoice_payment")
+    @domain_errors
     async def retry_invoice_payment(self, input: RetryPaymentInput) -> RetryPaymentResult:
-        try:
-            outcome = await self._gateway.pay_invoice(
-                input.stripe_invoice_id, idempotency_key=input.idempotency_key
-            )
-        except BillingError as error:
-            raise to_application_error(error) from error
+        outcome = await self._gateway.pay_invoice(
+            input.stripe_invoice_id, idempotency_key=input.idempotency_key
+        )
         # A decline is data: the workflow records it and waits for the next step.
         return RetryPaymentResult(
             succeeded=outcome.succeeded,
@@ -73,24 +68,22 @@ class DunningStripeActivities:
         )
 
     @activity.defn(name="close_unrecovered_invoice")
+    @domain_errors
     async def close_unrecovered_invoice(self, input: FinalActionInput) -> FinalActionResult:
         action = parse_final_action(input.action)
         key = final_action_key(input.invoice_id, action)
         try:
-            try:
-                if action == "void":
-                    invoice = await self._gateway.void_invoice(input.stripe_invoice_id, key)
-                else:
-                    invoice = await self._gateway.mark_uncollectible(input.stripe_invoice_id, key)
-            except StripeInvalidRequest:
-                # Stripe refuses to close a paid invoice: if it was paid since the last attempt
-                # that is the answer, not an error.
-                current = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
-                if current.status != "paid":
-                    raise
-                invoice = current
-        except BillingError as error:
-            raise to_application_error(error) from error
+            if action == "void":
+                invoice = await self._gateway.void_invoice(input.stripe_invoice_id, key)
+            else:
+                invoice = await self._gateway.mark_uncollectible(input.stripe_invoice_id, key)
+        except StripeInvalidRequest:
+            # Stripe refuses to close a paid invoice: if it was paid since the last attempt
+            # that is the answer, not an error.
+            current = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
+            if current.status != "paid":
+                raise
+            invoice = current
         return FinalActionResult(_snapshot(invoice))
 
 
@@ -112,6 +105,7 @@ class DunningStore:
         self._db = db
 
     @activity.defn(name="record_dunning_attempt")
+    @domain_errors
     async def record_dunning_attempt(self, input: RecordAttemptInput) -> RecordAttemptResult:
         """Record one attempt and queue its notifications in one transaction: a retried
         activity records once and notifies once (both writes are keyed)."""
@@ -132,6 +126,7 @@ class DunningStore:
         return RecordAttemptResult(recorded=recorded)
 
     @activity.defn(name="project_dunning_invoice")
+    @domain_errors
     async def project_dunning_invoice(self, input: InvoiceProjection) -> InvoiceProjectionResult:
         """Write dunning's view of the invoice; an older version never overwrites a newer one
         (a retried activity can land after a later one). Notifications ride along only when

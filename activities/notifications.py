@@ -9,6 +9,7 @@ from uuid import UUID
 
 from temporalio import activity
 
+from activities.errors import domain_errors
 from adapters.db import notification_deliveries as repo
 from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Database
@@ -36,6 +37,7 @@ class NotificationActivities:
         self._starter = starter
 
     @activity.defn(name="send_notification")
+    @domain_errors
     async def send_notification(self, input: SendNotificationInput) -> SendNotificationResult:
         """Queue the notification for each of the tenant's endpoints, then start deliveries.
         A retry re-enqueues nothing (message id is unique per endpoint) and the starts are
@@ -57,6 +59,7 @@ class NotificationActivities:
         return SendNotificationResult([str(i) for i in ids])
 
     @activity.defn(name="deliver_notification")
+    @domain_errors
     async def deliver_notification(
         self, input: DeliverNotificationInput
     ) -> DeliverNotificationResult:
@@ -96,6 +99,7 @@ class NotificationActivities:
         return DeliverNotificationResult(outcome.delivered, outcome.status_code, outcome.error)
 
     @activity.defn(name="mark_notification")
+    @domain_errors
     async def mark_notification(self, input: MarkNotificationInput) -> MarkNotificationResult:
         async with self._db.transaction() as conn:
             updated = await repo.record_attempt(

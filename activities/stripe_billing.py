@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.errors import to_application_error
-from billing.errors import BillingError
+from activities.errors import domain_errors
 from billing.payments import InvoiceLine, StripeGateway, StripeInvoice
 from workflows.io import (
     AttachPaymentMethodInput,
@@ -37,45 +36,41 @@ class StripeBillingActivities:
         self._gateway = gateway
 
     @activity.defn(name="create_stripe_invoice")
+    @domain_errors
     async def create_stripe_invoice(self, input: CreateStripeInvoiceInput) -> StripeInvoiceResult:
-        try:
-            invoice = await self._gateway.create_invoice(
-                customer_id=input.customer_id,
-                lines=[
-                    InvoiceLine(
-                        line.description,
-                        line.amount,
-                        input.currency,
-                        {"kind": line.kind},
-                    )
-                    for line in input.lines
-                ],
-                metadata={
-                    "invoice_id": input.invoice_id,
-                    "tenant_id": input.tenant_id,
-                    "subscription_id": input.subscription_id,
-                },
-                idempotency_key=f"invoice:{input.invoice_id}",
-            )
-        except BillingError as error:
-            raise to_application_error(error) from error
+        invoice = await self._gateway.create_invoice(
+            customer_id=input.customer_id,
+            lines=[
+                InvoiceLine(
+                    line.description,
+                    line.amount,
+                    input.currency,
+                    {"kind": line.kind},
+                )
+                for line in input.lines
+            ],
+            metadata={
+                "invoice_id": input.invoice_id,
+                "tenant_id": input.tenant_id,
+                "subscription_id": input.subscription_id,
+            },
+            idempotency_key=f"invoice:{input.invoice_id}",
+        )
         return _result(invoice)
 
     @activity.defn(name="collect_invoice")
+    @domain_errors
     async def collect_invoice(self, input: CollectInvoiceInput) -> CollectInvoiceResult:
         """One collection attempt. From the second attempt on, the invoice is re-read first:
         attempts can be days apart (Stripe forgets keys after ~24 h), and an invoice paid
         meanwhile (another attempt, out of band) must never be charged again."""
-        try:
-            if input.attempt > 1:
-                current = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
-                if current.status == "paid":
-                    return CollectInvoiceResult("already_paid", _result(current))
-            outcome = await self._gateway.pay_invoice(
-                input.stripe_invoice_id, idempotency_key=f"pay:{input.invoice_id}:{input.attempt}"
-            )
-        except BillingError as error:
-            raise to_application_error(error) from error
+        if input.attempt > 1:
+            current = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
+            if current.status == "paid":
+                return CollectInvoiceResult("already_paid", _result(current))
+        outcome = await self._gateway.pay_invoice(
+            input.stripe_invoice_id, idempotency_key=f"pay:{input.invoice_id}:{input.attempt}"
+        )
         if outcome.succeeded:
             return CollectInvoiceResult("paid", _result(outcome.invoice))
         return CollectInvoiceResult(
@@ -86,15 +81,13 @@ class StripeBillingActivities:
         )
 
     @activity.defn(name="attach_payment_method")
+    @domain_errors
     async def attach_payment_method(self, input: AttachPaymentMethodInput) -> PaymentMethodResult:
-        try:
-            card = await self._gateway.attach_payment_method(
-                input.customer_id,
-                input.payment_method_id,
-                idempotency_key=f"pm:{input.customer_id}:{input.payment_method_id}",
-            )
-        except BillingError as error:
-            raise to_application_error(error) from error
+        card = await self._gateway.attach_payment_method(
+            input.customer_id,
+            input.payment_method_id,
+            idempotency_key=f"pm:{input.customer_id}:{input.payment_method_id}",
+        )
         return PaymentMethodResult(
             card.payment_method_id, card.brand, card.last4, card.exp_month, card.exp_year
         )

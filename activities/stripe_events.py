@@ -8,7 +8,7 @@ from uuid import UUID
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import to_application_error
+from activities.errors import domain_errors
 from adapters.db import invoices as invoices_repo
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import subscriptions as subscription_repo
@@ -16,7 +16,6 @@ from adapters.db import tenants as tenant_repo
 from adapters.db import webhook_inbox as inbox
 from adapters.db.audit import record_audit
 from adapters.db.session import Connection, Database
-from billing.errors import BillingError
 from billing.payments import StripeGateway
 from billing.stripe_events import (
     CUSTOMER_DELETED,
@@ -61,6 +60,7 @@ class StripeEventStore:
         self._db = db
 
     @activity.defn(name="resolve_stripe_event")
+    @domain_errors
     async def resolve_stripe_event(self, input: ResolveStripeEventInput) -> ResolvedStripeEvent:
         async with self._db.transaction() as conn:
             event = await _load(conn, input.event_id)
@@ -89,6 +89,7 @@ class StripeEventStore:
         )
 
     @activity.defn(name="project_stripe_event")
+    @domain_errors
     async def project_stripe_event(
         self, input: ProjectStripeEventInput
     ) -> ProjectStripeEventResult:
@@ -122,6 +123,7 @@ class StripeEventStore:
         return ProjectStripeEventResult(applied=False)
 
     @activity.defn(name="mark_stripe_event")
+    @domain_errors
     async def mark_stripe_event(self, input: MarkStripeEventInput) -> MarkStripeEventResult:
         async with self._db.transaction() as conn:
             updated = await inbox.record_outcome(
@@ -162,11 +164,9 @@ class StripeEventReads:
         self._gateway = gateway
 
     @activity.defn(name="reread_stripe_invoice")
+    @domain_errors
     async def reread_stripe_invoice(self, input: RereadInvoiceInput) -> RereadInvoiceResult:
-        try:
-            invoice = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
-        except BillingError as error:
-            raise to_application_error(error) from error
+        invoice = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
         return RereadInvoiceResult(
             stripe_invoice_id=invoice.id,
             status=invoice.status,

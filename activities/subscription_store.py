@@ -7,6 +7,7 @@ from uuid import UUID
 
 from temporalio import activity
 
+from activities.errors import domain_errors
 from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
 from adapters.db.session import Database
@@ -27,12 +28,14 @@ class SubscriptionStore:
         self._db = db
 
     @activity.defn(name="record_stripe_customer")
+    @domain_errors
     async def record_stripe_customer(self, input: RecordCustomerInput) -> RecordCustomerResult:
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             await tenant_repo.set_stripe_customer(conn, UUID(input.tenant_id), input.customer_id)
         return RecordCustomerResult(recorded=True)
 
     @activity.defn(name="project_subscription")
+    @domain_errors
     async def project_subscription(self, input: SubscriptionProjection) -> ProjectionResult:
         """Write the workflow's view of the subscription; an older version never overwrites a
         newer one (a retried activity can land after a later one)."""

@@ -9,6 +9,7 @@ from uuid import UUID
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import domain_errors
 from adapters.db import grace as grace_repo
 from adapters.db import usage as usage_repo
 from adapters.db.audit import record_audit
@@ -45,6 +46,7 @@ class UsageStore:
         self._gauges = tuple(gauge_metrics)
 
     @activity.defn(name="record_grace_period")
+    @domain_errors
     async def record_grace_period(self, input: GraceProjection) -> GraceProjected:
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             written = await grace_repo.upsert_window(
@@ -62,6 +64,7 @@ class UsageStore:
         return GraceProjected(written=written)
 
     @activity.defn(name="apply_grace_expiry")
+    @domain_errors
     async def apply_grace_expiry(self, input: GraceEffectInput) -> GraceEffectResult:
         """The kind-specific effect of an expired window; idempotent (safe to retry)."""
         tenant_id = UUID(input.tenant_id)
@@ -113,6 +116,7 @@ class UsageStore:
         return GraceEffectResult(applied=applied)
 
     @activity.defn(name="settle_payment_grace")
+    @domain_errors
     async def settle_payment_grace(self, input: PaymentSettlement) -> PaymentSettled:
         """Settle an expired payment window; idempotent (the row update is guarded by its
         resolution, the reactivation by the tenant's status)."""
@@ -138,6 +142,7 @@ class UsageStore:
         return PaymentSettled(reactivated=reactivated)
 
     @activity.defn(name="reconcile_usage_days")
+    @domain_errors
     async def reconcile_usage_days(self, input: ReconcileInput) -> ReconcileResult:
         first, last = date.fromisoformat(input.first), date.fromisoformat(input.last)
         async with self._db.transaction() as conn:
@@ -154,6 +159,7 @@ class UsageStore:
         )
 
     @activity.defn(name="compute_period_overage")
+    @domain_errors
     async def compute_period_overage(self, input: PeriodOverageInput) -> PeriodOverageResult:
         """Overage lines of one period for the renewal invoice (read-only; safe to retry).
 
@@ -192,6 +198,7 @@ class UsageStore:
         return PeriodOverageResult(lines=out, total=sum(line.amount for line in lines))
 
     @activity.defn(name="find_missing_grace_windows")
+    @domain_errors
     async def find_missing_grace_windows(self, input: ReconcileInput) -> MissingGraceWindows:
         async with self._db.transaction() as conn:
             rows = await grace_repo.missing_soft_cap_windows(conn)

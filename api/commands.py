@@ -103,7 +103,9 @@ def _domain(error: WorkflowUpdateFailedError) -> Exception:
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = cause.__cause__
     if isinstance(cause, ApplicationError):
-        if cause.type == "InvalidTransition":
+        # Validators refuse under the domain code; handlers (and workers of older code) under
+        # the class name.
+        if cause.type in (InvalidTransition.code, "InvalidTransition"):
             return InvalidTransition(cause.message)
         if cause.type == "stripe_card_rejected":
             return PaymentDeclined(f"the card was refused: {cause.message}")

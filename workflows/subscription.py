@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activity_refs import call
     from workflows.dunning import DUNNING_FINISHED_SIGNAL, DunningWorkflow, dunning_workflow_id
     from workflows.dunning_io import DunningInput, DunningResult, InvoicePaid, PaymentMethodUpdated
+    from workflows.errors import domain_errors
     from workflows.grace_io import PeriodOverageInput, PeriodOverageResult
     from workflows.io import (
         AttachPaymentMethodInput,
@@ -942,6 +943,7 @@ class SubscriptionWorkflow:
             )
 
     @change_plan.validator
+    @domain_errors
     def validate_change_plan(self, request: ChangePlanRequest) -> None:
         self._validate_change(request)
 
@@ -1031,6 +1033,7 @@ class SubscriptionWorkflow:
             )
 
     @cancel.validator
+    @domain_errors
     def _validate_cancel(self, request: CancelRequest) -> None:
         _check_apply_before(request.apply_before)
         check_cancel(self._facts(), at_period_end=request.at_period_end)
@@ -1049,6 +1052,7 @@ class SubscriptionWorkflow:
             return LifecycleResult(inp.subscription_id, c.status, False, now.isoformat())
 
     @undo_cancel.validator
+    @domain_errors
     def _validate_undo_cancel(self, request: LifecycleRequest) -> None:
         _check_apply_before(request.apply_before)
         check_command(Command.UNDO_CANCEL, self._facts())
@@ -1092,6 +1096,7 @@ class SubscriptionWorkflow:
             )
 
     @pause.validator
+    @domain_errors
     def _validate_pause(self, request: PauseRequest) -> None:
         _check_apply_before(request.apply_before)
         check_command(Command.PAUSE, self._facts())
@@ -1113,6 +1118,7 @@ class SubscriptionWorkflow:
             return LifecycleResult(inp.subscription_id, c.status, False, now.isoformat())
 
     @resume.validator
+    @domain_errors
     def _validate_resume(self, request: LifecycleRequest) -> None:
         _check_apply_before(request.apply_before)
         check_command(Command.RESUME, self._facts())
@@ -1150,6 +1156,7 @@ class SubscriptionWorkflow:
             return card
 
     @set_payment_method.validator
+    @domain_errors
     def _validate_payment_method(self, request: SetPaymentMethodRequest) -> None:
         _check_apply_before(request.apply_before)
         if self._require()[1].customer_id is None:
@@ -1344,8 +1351,12 @@ class SubscriptionWorkflow:
         """Validate again inside the handler. A refusal here must be an ApplicationError (any
         other exception would fail the workflow task and retry it forever); the deadline is not
         checked again: the update was accepted in time."""
+        # The undecorated check (not `domain_errors`' wrapper): a refusal inside the handler
+        # keeps the failure type recorded histories carry.
+        inner = getattr(getattr(validator, "__func__", None), "__wrapped__", None)
+        check = inner.__get__(getattr(validator, "__self__", None)) if inner else validator
         try:
-            validator(replace(request, apply_before=None))
+            check(replace(request, apply_before=None))
         except InvalidTransition as error:
             raise ApplicationError(
                 error.message, type="InvalidTransition", non_retryable=True

@@ -55,6 +55,16 @@ def test_every_registered_activity_matches_its_reference() -> None:
         assert hints["return"] is refs[name].result, name
 
 
+def test_every_activity_translates_domain_errors() -> None:
+    """One place (workflows/errors.py) turns a BillingError into an ApplicationError typed by its
+    code: every activity carries it, so none can leak a domain exception to the worker."""
+    missing = [
+        name for name, fn in _registered().items()
+        if not getattr(fn, "translates_domain_errors", False)
+    ]  # fmt: skip
+    assert not missing, missing
+
+
 def test_every_reference_is_called_by_a_workflow() -> None:
     used = {
         node.attr

@@ -606,7 +606,8 @@ async def test_invalid_requests_are_rejected_without_a_trace(
     ]:
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(update, request)  # type: ignore[arg-type]
-        assert refused.value.cause.type == "InvalidTransition"  # type: ignore[union-attr]
+        # A validator's refusal carries the domain code, as activities' errors do.
+        assert refused.value.cause.type == "invalid_transition"  # type: ignore[union-attr]
     # No update was admitted or accepted. (The time-skipping server still writes the workflow
     # task that ran the validator; a real server drops such speculative tasks.)
     after = [e.event_type async for e in handle.fetch_history_events()][before:]

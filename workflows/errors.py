@@ -1,0 +1,55 @@
+"""Domain errors cross the Temporal boundary here, once: a `BillingError` becomes an
+`ApplicationError` whose type is the error's stable code, non-retryable unless the error says a
+retry can help (and the shared list agrees: `billing.errors.NON_RETRYABLE_CODES`).
+
+`domain_errors` applies that to a whole function. Every activity carries it (a test checks the
+worker's registrations), and so does every update validator of the subscription workflow, so a
+refused command reaches the caller under the same code an activity would use."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from temporalio.exceptions import ApplicationError
+
+from billing.errors import NON_RETRYABLE_CODES, BillingError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def to_application_error(error: BillingError) -> ApplicationError:
+    retryable = bool(getattr(error, "retryable", False))
+    # The shared list and the error's own flag agree for every class (test_error_codes.py).
+    return ApplicationError(
+        str(error),
+        type=error.code,
+        non_retryable=not retryable or error.code in NON_RETRYABLE_CODES,
+    )
+
+
+def domain_errors(fn: F) -> F:
+    """`fn`, raising `to_application_error(e)` for any `BillingError` e (sync or async)."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except BillingError as error:
+                raise to_application_error(error) from error
+
+        async_wrapper.translates_domain_errors = True  # type: ignore[attr-defined]
+        return cast(F, async_wrapper)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BillingError as error:
+            raise to_application_error(error) from error
+
+    wrapper.translates_domain_errors = True  # type: ignore[attr-defined]
+    return cast(F, wrapper)
