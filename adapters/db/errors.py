@@ -71,13 +71,8 @@ def invalid_data(error: BaseException) -> asyncpg.DataError | None:
 
 def is_unavailable(error: BaseException) -> bool:
     """True when `error`, or an error it was raised from, says Postgres cannot be reached."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, UNAVAILABLE_TYPES):
-            return True
-        if isinstance(current, sa.DBAPIError) and current.connection_invalidated:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        isinstance(item, UNAVAILABLE_TYPES)
+        or (isinstance(item, sa.DBAPIError) and item.connection_invalidated)
+        for item in _chain(error)
+    )
