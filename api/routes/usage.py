@@ -59,6 +59,7 @@ from api.usage_schemas import (
 )
 from billing.catalog import CapKind, Entitlement, Plan
 from billing.grace import SOFT_CAP
+from billing.lifecycle import Status
 from billing.notifications import QUOTA_THRESHOLD
 from billing.usage import (
     FUTURE_TOLERANCE,
@@ -163,7 +164,7 @@ async def _ingest(
                 period_start, period_end = period.period_start, period.period_end
                 if period_start is None or period_end is None:
                     raise Conflict("this tenant has no subscription with an open billing period")
-                if period.subscription_status == "paused":
+                if period.subscription_status == Status.PAUSED:
                     raise SubscriptionPaused(
                         "the subscription is paused: usage is neither recorded nor billed until "
                         "it resumes"
@@ -590,7 +591,7 @@ async def check_quota(request: Request) -> JSONResponse:
         requested=quantity,
         access_status=row.access_status,
         blocked=row.blocked,
-        paused=row.subscription_status == "paused",
+        paused=row.subscription_status == Status.PAUSED,
     )
     _last_known(services)[(tenant_id, metric)] = (
         entitlement.cap is CapKind.SOFT and not row.blocked and row.access_status == "active"
