@@ -39,7 +39,7 @@ def _registered() -> dict[str, Callable[..., Any]]:
 def _workflow_trees() -> list[tuple[str, ast.Module]]:
     return [
         (path.name, ast.parse(path.read_text()))
-        for path in sorted((ROOT / "workflows").glob("*.py"))
+        for path in sorted((ROOT / "workflows").rglob("*.py"))
         if path.name != "activity_refs.py"
     ]
 

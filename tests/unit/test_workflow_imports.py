@@ -14,7 +14,7 @@ from config import ROOT
 def test_no_workflow_module_imports_a_sibling_as_a_package_attribute() -> None:
     found = [
         (path.name, node.lineno)
-        for path in sorted((ROOT / "workflows").glob("*.py"))
+        for path in sorted((ROOT / "workflows").rglob("*.py"))
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.ImportFrom) and node.module == "workflows"
     ]

@@ -1,0 +1,438 @@
+"""The subscription machine (billing/subscription.py) without a server.
+
+1. A table: every (status, event) pair, with the status it leads to or the refusal, run through
+   `step` and the effects it chains (an invoice opened is collected, `Then` steps again).
+2. A hypothesis state machine over random sequences of plan changes, period closes with usage,
+   failing and recovering payments, pauses, cancels and undos. After every step it checks that
+   each period is billed once, every invoice total is the sum of its lines and positive, the
+   credit balance is never negative, the preview is the bill, and the status moved only along
+   `TRANSITIONS`. The carried state survives continue-as-new unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import billing.subscription as m
+import workflows.subscription.carry as carry
+from billing.catalog import Interval, load_catalog
+from billing.errors import InvalidTransition
+from billing.invoicing import Line, LineKind
+from billing.lifecycle import Status
+from billing.periods import BusinessClock
+from config import ROOT
+from workflows.io import SubscriptionInput
+
+CATALOG = load_catalog(ROOT / "catalog" / "plans.toml")
+PLANS = {
+    code: m.SubscribedPlan(f"plan-{code}", 1, CATALOG.plan(code))
+    for code in ("free", "standard", "enterprise")
+}
+START = datetime(2027, 1, 1, tzinfo=UTC)
+CARD = m.Card("pm_1", "visa", "4242", 12, 2030)
+
+
+def _state(**changes: object) -> m.SubscriptionState:
+    terms = m.Terms("sub_1", Interval.MONTH, trial_days=0)
+    state = m.new_subscription(terms, PLANS["standard"], BusinessClock(START, START))
+    return replace(state, customer_id="cus_1", **changes)  # type: ignore[arg-type]
+
+
+ACTIVE = _state(status=Status.ACTIVE, anchor=START, has_payment_method=True, card=CARD)
+UNPAID = m.OpenInvoice("inv_1", "in_1", 1500, attempts=1)
+STATES = {
+    Status.INCOMPLETE: _state(),
+    Status.TRIALING: _state(
+        status=Status.TRIALING, trial_end=START + timedelta(days=14), has_payment_method=True
+    ),
+    Status.ACTIVE: ACTIVE,
+    Status.PAST_DUE: replace(ACTIVE, status=Status.PAST_DUE, open_invoices=(UNPAID,)),
+    Status.PAUSED: replace(
+        ACTIVE,
+        status=Status.PAUSED,
+        paused_at=START + timedelta(days=3),
+        resume_at=START + timedelta(days=20),
+    ),
+    Status.CANCELED: replace(ACTIVE, status=Status.CANCELED, canceled_at=START),
+}
+NOW = START + timedelta(days=10)
+
+
+def _deadline(state: m.SubscriptionState) -> m.Event | None:
+    deadline = m.billing_deadline(state)
+    return m.DeadlineReached(deadline.kind, deadline.at) if deadline else None
+
+
+REFUSED = "refused"
+NONE = "no such event"
+EVENTS: dict[str, object] = {
+    "change_plan": m.ChangePlan(PLANS["enterprise"], "user", "immediate"),
+    "cancel_now": m.Cancel("user"),
+    "cancel_at_period_end": m.Cancel("user", at_period_end=True),
+    "undo_cancel": m.UndoCancel("user"),
+    "pause": m.Pause("user"),
+    "resume": m.Resume("user"),
+    "set_payment_method": m.SetPaymentMethod("pm_2", "user"),
+    "payment_method_set": m.PaymentMethodSet(CARD, "user"),
+    "deadline": _deadline,
+    "stripe_paid": m.StripeEvent("evt_1", "invoice.paid", invoice_id="inv_1"),
+    "stripe_failed": m.StripeEvent("evt_2", "invoice.payment_failed", invoice_id="inv_1"),
+}
+IN, TR, AC, PD, PA, CA = (
+    Status.INCOMPLETE,
+    Status.TRIALING,
+    Status.ACTIVE,
+    Status.PAST_DUE,
+    Status.PAUSED,
+    Status.CANCELED,
+)
+R, N = REFUSED, NONE
+# status -> the status each event leads to (collections succeed), or REFUSED. Columns: change
+# plan, cancel now, cancel at period end, undo cancel, pause, resume, set payment method (the
+# request), payment method set (the card attached), deadline, Stripe paid, Stripe failed.
+TABLE: dict[Status, dict[str, Status | str]] = {
+    IN: dict(zip(EVENTS, (R, R, R, R, R, R, IN, IN, N, IN, IN), strict=True)),
+    TR: dict(zip(EVENTS, (TR, CA, TR, R, R, R, TR, TR, AC, TR, TR), strict=True)),
+    AC: dict(zip(EVENTS, (AC, CA, AC, R, PA, R, AC, AC, AC, AC, AC), strict=True)),
+    PD: dict(zip(EVENTS, (R, CA, PD, R, R, R, PD, AC, PD, AC, PD), strict=True)),
+    PA: dict(zip(EVENTS, (R, CA, R, R, R, AC, PA, PA, AC, PA, PA), strict=True)),
+    CA: dict(zip(EVENTS, (R, R, R, R, R, R, R, R, N, CA, CA), strict=True)),
+}
+
+
+@dataclass
+class Harness:
+    """A fake interpreter: invoices are written, collections succeed unless `declines`."""
+
+    state: m.SubscriptionState
+    declines: bool = False
+    invoices: list[m.IssueInvoice] = field(default_factory=list)
+    changes: list[m.RecordChange] = field(default_factory=list)
+    moves: list[tuple[str, Status, Status]] = field(default_factory=list)
+    effects: list[m.Effect] = field(default_factory=list)
+
+    def run(self, event: object, now: datetime) -> list[m.Effect]:
+        before = self.state.status
+        self.state, effects = m.step(self.state, event, now)  # type: ignore[arg-type]
+        if self.state.status is not before:
+            self.moves.append((type(event).__name__, before, self.state.status))
+        for effect in effects:
+            self.effects.append(effect)  # in the order they run
+            follow = self._outcome(effect)
+            if follow is not None:
+                self.run(follow, now)
+        return effects
+
+    def _outcome(self, effect: m.Effect) -> object | None:
+        match effect:
+            case m.IssueInvoice():
+                self.invoices.append(effect)
+                invoice_id = f"inv_{len(self.invoices) + 1}"
+                receipt = m.Receipt(f"in_{invoice_id}", "open", effect.draft.total, 0)
+                return m.InvoiceOpened(invoice_id, effect.draft.total, receipt)
+            case m.Collect():
+                paid = not self.declines
+                receipt = m.Receipt(effect.stripe_invoice_id, "paid" if paid else "open", 0, 0)
+                outcome = m.InvoicePaid if paid else m.CollectionFailed
+                args = (effect.invoice_id, effect.attempt, effect.total, receipt)
+                return outcome(*args, "paid" if paid else "declined")
+            case m.RecordChange():
+                self.changes.append(effect)
+            case m.Then(event=event):
+                return event
+        return None
+
+
+@pytest.mark.parametrize("status", list(TABLE))
+@pytest.mark.parametrize("name", list(EVENTS))
+def test_every_status_and_event(status: Status, name: str) -> None:
+    state = STATES[status]
+    event = EVENTS[name]
+    if callable(event):
+        event = event(state)
+    expected = TABLE[status][name]
+    if expected == NONE:
+        assert event is None
+        assert m.next_deadline(state) is None
+        return
+    harness = Harness(state)
+    if expected == REFUSED:
+        with pytest.raises(InvalidTransition):
+            harness.run(event, NOW)
+        return
+    harness.run(event, NOW)
+    assert harness.state.status is expected
+    for kind, before, after in harness.moves:
+        assert (before, after) in m.TRANSITIONS[kind], (kind, before, after)
+
+
+def test_the_table_names_every_status() -> None:
+    assert set(TABLE) == set(Status)
+
+
+def test_a_renewal_whose_payment_fails_is_recorded_active_to_past_due_then_renewed() -> None:
+    harness = Harness(ACTIVE, declines=True)
+    end = ACTIVE.period[1]
+    harness.run(m.DeadlineReached(m.DeadlineKind.RENEWAL, end), end)
+    assert [c.kind for c in harness.changes] == ["payment_failed", "renewed"]
+    assert harness.state.status is Status.PAST_DUE
+    assert harness.state.dunning == ("inv_2",)
+    kinds = [type(e).__name__ for e in harness.effects]
+    assert kinds.index("StartDunning") < kinds.index("ContinueAsNew")
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "kind"),
+    [
+        ("pause", Status.PAUSED, "trial_expired_paused"),
+        ("cancel", Status.CANCELED, "trial_expired_canceled"),
+    ],
+)
+def test_a_trial_without_a_card_ends_by_its_policy(policy: str, status: Status, kind: str) -> None:
+    trialing = STATES[Status.TRIALING]
+    state = replace(
+        trialing, has_payment_method=False, terms=replace(trialing.terms, trial_end_policy=policy)
+    )
+    harness = Harness(state)
+    harness.run(_deadline(state), NOW)
+    assert harness.state.status is status
+    assert [c.kind for c in harness.changes] == [kind]
+    assert harness.invoices == []
+
+
+def test_deadlines_name_their_kind_and_notices_win_a_tie() -> None:
+    end = ACTIVE.period[1]
+    state = replace(ACTIVE, card_expiring_notice_at=end)
+    assert m.next_deadline(state) == m.Deadline(end, m.DeadlineKind.CARD_EXPIRING_NOTICE)
+    assert m.billing_deadline(state) == m.Deadline(end, m.DeadlineKind.RENEWAL)
+    due = replace(STATES[Status.PAST_DUE], cancel_due_at=end)
+    assert m.next_deadline(due) == m.Deadline(end, m.DeadlineKind.CANCEL_FOR_NONPAYMENT)
+    ending = replace(ACTIVE, cancel_at_period_end=True)
+    assert m.next_deadline(ending) == m.Deadline(end, m.DeadlineKind.CANCEL_AT_PERIOD_END)
+    assert m.next_deadline(STATES[Status.CANCELED]) is None
+
+
+def test_a_refused_command_leaves_the_state_as_it_was() -> None:
+    with pytest.raises(InvalidTransition, match="already on standard"):
+        m.step(ACTIVE, m.ChangePlan(PLANS["standard"], "user"), NOW)
+    with pytest.raises(InvalidTransition, match="proration_date"):
+        m.step(
+            ACTIVE,
+            m.ChangePlan(PLANS["enterprise"], "user", proration_date=NOW),
+            NOW - timedelta(days=1),
+        )
+    with pytest.raises(InvalidTransition, match="unknown timing"):
+        m.step(ACTIVE, m.ChangePlan(PLANS["enterprise"], "user", "someday"), NOW)
+    with pytest.raises(InvalidTransition, match="future"):
+        m.step(ACTIVE, m.Pause("user", resume_at=NOW), NOW)
+    with pytest.raises(InvalidTransition, match="being set up"):
+        m.check(replace(ACTIVE, customer_id=None), m.SetPaymentMethod("pm", "user"), NOW)
+
+
+# ------------------------------------------------------------------------------- random walks
+
+
+def _carried(state: m.SubscriptionState) -> m.SubscriptionState:
+    """Through `SubscriptionCarry` and back, as continue-as-new does."""
+    inp = SubscriptionInput(
+        subscription_id=state.terms.subscription_id,
+        tenant_id="t",
+        tenant_name="T",
+        tenant_email=None,
+        plan=carry.plan_out(PLANS["standard"]),
+        interval=state.terms.interval.value,
+        stripe_task_queue="stripe",
+        actor="user",
+        trial_days=state.terms.trial_days,
+        carry=carry.carry_out(state),
+    )
+    return replace(carry.state_in(inp, START), terms=state.terms)
+
+
+class SubscriptionWalk(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self._sign_up()
+
+    def _sign_up(self) -> None:
+        terms = m.Terms("sub_w", Interval.MONTH, trial_days=0, cancel_after_days=3)
+        state = m.new_subscription(terms, PLANS["standard"], BusinessClock(START, START))
+        self.h = Harness(replace(state, customer_id="cus_w"))
+        self.now = START
+        self.h.run(m.PaymentMethodSet(CARD), self.now)
+        self.h.run(m.SignedUp("user"), self.now)
+        # Each billing period opened: the credit before it opened and its plan's base price.
+        self.opened: dict[tuple[datetime, datetime], tuple[int, int]] = {}
+        self._note_period(0)
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _note_period(self, credit_before: int) -> None:
+        s = self.h.state
+        if s.anchor is not None and s.status in (Status.ACTIVE, Status.PAST_DUE):
+            if s.period not in self.opened:
+                self.opened[s.period] = (credit_before, s.plan.plan.price(Interval.MONTH))
+
+    def _try(self, event: object) -> None:
+        before = self.h.state
+        credit = before.credit_balance
+        try:
+            self.h.run(event, self.now)
+        except InvalidTransition:
+            assert self.h.state is before  # a refusal changes nothing
+            return
+        self._note_period(credit)
+
+    def _with_usage(self, event: object, usage: int) -> object:
+        window = m.usage_window(self.h.state, event, self.now)  # type: ignore[arg-type]
+        if window is None or usage == 0:
+            return event
+        line = Line(LineKind.OVERAGE, "api calls", usage, "api_calls", usage, *window)
+        return replace(event, usage=(line,))  # type: ignore[type-var]
+
+    # -------------------------------------------------------------------------------- rules
+
+    @rule(hours=st.integers(min_value=1, max_value=24 * 40))
+    def time_passes(self, hours: int) -> None:
+        """Up to the next deadline, never past it (the workflow's timer fires there)."""
+        deadline = m.next_deadline(self.h.state)
+        later = self.now + timedelta(hours=hours)
+        self.now = min(later, deadline.at) if deadline else later
+
+    @precondition(lambda self: m.next_deadline(self.h.state) is not None)
+    @rule(usage=st.sampled_from([0, 0, 250, 4000]))
+    def deadline_fires(self, usage: int) -> None:
+        deadline = m.next_deadline(self.h.state)
+        assert deadline is not None
+        self.now = max(self.now, deadline.at)
+        event = m.DeadlineReached(deadline.kind, deadline.at)
+        if deadline.kind is m.DeadlineKind.RENEWAL and usage == 0:
+            # The upcoming invoice the preview shows is the renewal's bill.
+            upcoming_at, upcoming = m.upcoming_invoice(self.h.state)
+            issued = len(self.h.invoices)
+            self._try(event)
+            new = self.h.invoices[issued:]
+            billed = [i for i in new if i.reason == "subscription_cycle"]
+            if upcoming is not None and upcoming.total > 0:
+                assert [(i.draft.lines, i.draft.total) for i in billed] == [
+                    (upcoming.lines, upcoming.total)
+                ]
+                assert billed[0].period[0] == upcoming_at
+            return
+        self._try(self._with_usage(event, usage))
+
+    @rule(
+        plan=st.sampled_from(sorted(PLANS)),
+        timing=st.sampled_from(["default", "immediate", "period_end"]),
+    )
+    def change_plan(self, plan: str, timing: str) -> None:
+        event = m.ChangePlan(PLANS[plan], "user", timing)
+        try:
+            _, preview = m.step(self.h.state, event, self.now)
+        except InvalidTransition:
+            preview = None
+        issued = len(self.h.invoices)
+        self._try(event)
+        if preview is None:
+            return
+        quoted = next(e for e in preview if isinstance(e, m.Outcome))
+        new = [i for i in self.h.invoices[issued:] if i.reason == "subscription_update"]
+        if quoted.draft is not None and quoted.draft.total > 0:
+            assert [i.draft for i in new] == [quoted.draft]  # the preview is the bill
+        else:
+            assert new == []
+
+    @rule(at_period_end=st.booleans(), usage=st.sampled_from([0, 900]))
+    def cancel(self, at_period_end: bool, usage: int) -> None:
+        self._try(self._with_usage(m.Cancel("user", at_period_end), usage))
+
+    @rule()
+    def undo_cancel(self) -> None:
+        self._try(m.UndoCancel("user"))
+
+    @rule(days=st.one_of(st.none(), st.integers(min_value=1, max_value=60)))
+    def pause(self, days: int | None) -> None:
+        resume_at = self.now + timedelta(days=days) if days else None
+        self._try(m.Pause("user", resume_at))
+
+    @rule()
+    def resume(self) -> None:
+        self._try(m.Resume("user"))
+
+    @rule(declines=st.booleans())
+    def card_changes(self, declines: bool) -> None:
+        self.h.declines = declines
+        self._try(m.PaymentMethodSet(CARD, "user"))
+
+    @precondition(lambda self: bool(self.h.state.dunning))
+    @rule(outcome=st.sampled_from(["recovered", "exhausted", "paid_out_of_band"]))
+    def dunning_finishes(self, outcome: str) -> None:
+        invoice_id = self.h.state.dunning[0]
+        self._try(m.DunningFinished(invoice_id, outcome, attempts=3, last_attempt=4))
+
+    @precondition(lambda self: bool(self.h.state.open_invoices))
+    @rule(paid=st.booleans())
+    def stripe_reports(self, paid: bool) -> None:
+        invoice = self.h.state.open_invoices[-1]
+        kind = "invoice.paid" if paid else "invoice.payment_failed"
+        event_id = f"evt_{len(self.h.effects)}"
+        self._try(m.StripeEvent(event_id, kind, invoice_id=invoice.invoice_id))
+
+    @precondition(lambda self: self.h.state.status is Status.CANCELED)
+    @rule()
+    def sign_up_again(self) -> None:
+        """Reactivation starts a new subscription: the walk goes on with it."""
+        self._sign_up()
+
+    @rule()
+    def continue_as_new(self) -> None:
+        carried = _carried(self.h.state)
+        assert carried == self.h.state
+        self.h.state = carried
+
+    # --------------------------------------------------------------------------- invariants
+
+    @invariant()
+    def invoices_add_up(self) -> None:
+        for invoice in self.h.invoices:
+            assert invoice.draft.total == sum(line.amount for line in invoice.draft.lines)
+            assert invoice.draft.total > 0
+
+    @invariant()
+    def credit_is_never_negative(self) -> None:
+        assert self.h.state.credit_balance >= 0
+
+    @invariant()
+    def each_period_is_billed_once(self) -> None:
+        keys = [i.key for i in self.h.invoices]
+        assert len(keys) == len(set(keys)), keys
+        for period, (credit_before, price) in self.opened.items():
+            base = [
+                line
+                for i in self.h.invoices
+                for line in i.draft.lines
+                if line.kind is LineKind.BASE and (line.period_start, line.period_end) == period
+            ]
+            assert len(base) <= 1, period
+            if credit_before == 0 and price > 0:
+                assert len(base) == 1, period
+
+    @invariant()
+    def only_documented_transitions(self) -> None:
+        for kind, before, after in self.h.moves:
+            assert (before, after) in m.TRANSITIONS[kind], (kind, before, after)
+
+
+SubscriptionWalk.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_random_event_sequences = SubscriptionWalk.TestCase

@@ -1,0 +1,236 @@
+"""Between the machine's typed state (`billing.subscription`) and what crosses Temporal's
+boundary: `SubscriptionCarry` (continue-as-new), the requests and answers of the workflow's
+updates and queries, and the activities' payloads. The only place they convert."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    import billing.subscription as m
+    from billing.catalog import Interval, Plan
+    from billing.dunning import DunningPolicy
+    from billing.invoicing import Line, LineKind
+    from billing.lifecycle import Status
+    from billing.periods import BusinessClock
+    from workflows.grace_io import PeriodOverageResult
+    from workflows.io import (
+        ChangePlanRequest,
+        InvoiceLinePayload,
+        OpenInvoice,
+        PaymentMethodResult,
+        PlanSnapshot,
+        StripeEventSignal,
+        StripeInvoiceResult,
+        SubscriptionCarry,
+        SubscriptionInput,
+        SubscriptionState,
+    )
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def plan_in(snapshot: PlanSnapshot) -> m.SubscribedPlan:
+    return m.SubscribedPlan(snapshot.plan_id, snapshot.version, Plan.from_dict(snapshot.definition))
+
+
+def plan_out(plan: m.SubscribedPlan) -> PlanSnapshot:
+    return PlanSnapshot(plan.plan_id, plan.code, plan.version, plan.plan.to_dict())
+
+
+def card_in(card: PaymentMethodResult) -> m.Card:
+    return m.Card(card.payment_method_id, card.brand, card.last4, card.exp_month, card.exp_year)
+
+
+def card_out(card: m.Card) -> PaymentMethodResult:
+    return PaymentMethodResult(
+        card.payment_method_id, card.brand, card.last4, card.exp_month, card.exp_year
+    )
+
+
+def receipt_in(invoice: StripeInvoiceResult) -> m.Receipt:
+    return m.Receipt(
+        invoice.stripe_invoice_id,
+        invoice.status,
+        invoice.amount_due,
+        invoice.amount_paid,
+        invoice.hosted_invoice_url,
+        invoice.invoice_pdf,
+    )
+
+
+def line_out(line: Line) -> InvoiceLinePayload:
+    return InvoiceLinePayload(
+        kind=line.kind.value,
+        description=line.description,
+        amount=line.amount,
+        metric=line.metric,
+        quantity=line.quantity,
+        period_start=iso(line.period_start),
+        period_end=iso(line.period_end),
+    )
+
+
+def overage_in(result: PeriodOverageResult, window: tuple[datetime, datetime]) -> tuple[Line, ...]:
+    return tuple(
+        Line(
+            LineKind.OVERAGE,
+            line.description,
+            line.amount,
+            metric=line.metric,
+            quantity=line.used,
+            period_start=window[0],
+            period_end=window[1],
+        )
+        for line in result.lines
+        if line.amount
+    )
+
+
+def terms(inp: SubscriptionInput, *, notices: bool = True, grace: bool = True) -> m.Terms:
+    plan = Plan.from_dict(inp.plan.definition)
+    return m.Terms(
+        subscription_id=inp.subscription_id,
+        interval=Interval(inp.interval),
+        trial_days=inp.trial_days if inp.trial_days is not None else plan.trial_days,
+        trial_end_policy=inp.trial_end_policy,
+        cancel_after_days=DunningPolicy.from_dict(inp.dunning_policy).cancel_after_days,
+        time_scale=inp.time_scale,
+        notices=notices,
+        grace=grace,
+    )
+
+
+def state_in(inp: SubscriptionInput, now: datetime) -> m.SubscriptionState:
+    """The state a run starts from: the carried one, or a new subscription at `now`."""
+    c = inp.carry
+    if c is None:
+        clock = BusinessClock(now, dt(inp.business_start) or now, inp.time_scale)
+        return m.new_subscription(terms(inp), plan_in(inp.plan), clock)
+    return m.SubscriptionState(
+        terms=terms(inp),
+        status=Status(c.status),
+        plan=plan_in(c.plan),
+        clock=BusinessClock(
+            datetime.fromisoformat(c.wall_origin),
+            datetime.fromisoformat(c.business_origin),
+            inp.time_scale,
+        ),
+        customer_id=c.customer_id,
+        anchor=dt(c.anchor),
+        period_index=c.period_index,
+        trial_end=dt(c.trial_end),
+        cancel_at_period_end=c.cancel_at_period_end,
+        canceled_at=dt(c.canceled_at),
+        paused_at=dt(c.paused_at),
+        resume_at=dt(c.resume_at),
+        pending_plan=plan_in(c.pending_plan) if c.pending_plan else None,
+        credit_balance=c.credit_balance,
+        has_payment_method=c.has_payment_method,
+        card=card_in(c.card) if c.card else None,
+        open_invoices=tuple(
+            m.OpenInvoice(i.invoice_id, i.stripe_invoice_id, i.total, i.attempts)
+            for i in c.open_invoices
+        ),
+        invoices_issued=c.invoices_issued,
+        dunning=tuple(c.dunning_invoice_ids),
+        cancel_due_at=dt(c.cancel_due_at),
+        trial_ending_notice_at=dt(c.trial_ending_notice_at),
+        card_expiring_notice_at=dt(c.card_expiring_notice_at),
+        seen_event_ids=tuple(c.seen_event_ids),
+        version=c.version,
+        invoice_version=c.invoice_version,
+        change_seq=c.change_seq,
+    )
+
+
+def open_invoices_out(s: m.SubscriptionState) -> list[OpenInvoice]:
+    return [
+        OpenInvoice(i.invoice_id, i.stripe_invoice_id, i.total, i.attempts) for i in s.open_invoices
+    ]
+
+
+def carry_out(s: m.SubscriptionState) -> SubscriptionCarry:
+    return SubscriptionCarry(
+        status=s.status.value,
+        plan=plan_out(s.plan),
+        customer_id=s.customer_id,
+        anchor=iso(s.anchor),
+        period_index=s.period_index,
+        trial_end=iso(s.trial_end),
+        cancel_at_period_end=s.cancel_at_period_end,
+        canceled_at=iso(s.canceled_at),
+        paused_at=iso(s.paused_at),
+        resume_at=iso(s.resume_at),
+        pending_plan=plan_out(s.pending_plan) if s.pending_plan else None,
+        credit_balance=s.credit_balance,
+        version=s.version,
+        invoice_version=s.invoice_version,
+        change_seq=s.change_seq,
+        has_payment_method=s.has_payment_method,
+        wall_origin=s.clock.wall_origin.isoformat(),
+        business_origin=s.clock.business_origin.isoformat(),
+        seen_event_ids=list(s.seen_event_ids),
+        open_invoices=open_invoices_out(s),
+        invoices_issued=s.invoices_issued,
+        dunning_invoice_ids=list(s.dunning),
+        cancel_due_at=iso(s.cancel_due_at),
+        trial_ending_notice_at=iso(s.trial_ending_notice_at),
+        card=card_out(s.card) if s.card else None,
+        card_expiring_notice_at=iso(s.card_expiring_notice_at),
+    )
+
+
+def change_plan_in(request: ChangePlanRequest) -> m.ChangePlan:
+    return m.ChangePlan(
+        plan_in(request.plan), request.actor, request.timing, dt(request.proration_date)
+    )
+
+
+def stripe_event_in(event: StripeEventSignal) -> m.StripeEvent:
+    return m.StripeEvent(
+        event.event_id,
+        event.event_type,
+        event.invoice_id,
+        event.stripe_invoice_id,
+        event.invoice_status,
+        event.amount_paid,
+        event.hosted_invoice_url,
+        event.stripe_payment_method_id,
+    )
+
+
+def state_out(inp: SubscriptionInput, s: m.SubscriptionState, now: datetime) -> SubscriptionState:
+    """The `state` query's answer; `now` is the business instant."""
+    period = s.period if s.anchor else None
+    return SubscriptionState(
+        subscription_id=inp.subscription_id,
+        tenant_id=inp.tenant_id,
+        status=s.status.value,
+        plan_code=s.plan.code,
+        interval=inp.interval,
+        stripe_customer_id=s.customer_id,
+        current_period_start=iso(period[0]) if period else None,
+        current_period_end=iso(period[1]) if period else None,
+        trial_end=iso(s.trial_end),
+        version=s.version,
+        cancel_at_period_end=s.cancel_at_period_end,
+        pending_plan_code=s.pending_plan.code if s.pending_plan else None,
+        credit_balance=s.credit_balance,
+        open_invoices=open_invoices_out(s),
+        invoices_issued=s.invoices_issued,
+        dunning_invoice_ids=list(s.dunning),
+        cancel_due_at=iso(s.cancel_due_at),
+        paused_at=iso(s.paused_at),
+        resume_at=iso(s.resume_at),
+        has_payment_method=s.has_payment_method,
+        business_now=now.isoformat(),
+    )

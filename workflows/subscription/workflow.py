@@ -1,0 +1,334 @@
+"""SubscriptionWorkflow (`subscription:{id}`): one subscription's whole life.
+
+The workflow owns the billing clock and interprets `billing.subscription`, the pure machine:
+every handler takes the lock, steps the machine with its event and carries out the effects
+(`workflows/subscription/effects.py`). Each run covers one stretch between boundaries (trial end
+or a period end); at a boundary the machine asks to continue as new, carrying the state as
+`SubscriptionCarry` (`carry.py` converts it), so a subscription that lives for years keeps a
+short history.
+
+Commands arrive as Updates whose validators run the machine's `check`: a refused command leaves
+no trace in history. The `preview` query is the machine's `step` with its effects discarded.
+
+Demo clock: business time runs `time_scale` times faster than workflow time. Business instants
+(period bounds, proration) come from the state's clock; only timer durations are scaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import NoReturn
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    import billing.subscription as m
+
+    # Every payload module a result is decoded into is imported here, in the workflow's own
+    # module: the data converter resolves a dataclass's annotations through the sandbox's
+    # `sys.modules`, which holds only what this module imports (not what passed-through
+    # modules import in turn).
+    import workflows.grace_io  # noqa: F401
+    import workflows.subscription.carry as carry
+    from billing.errors import InvalidTransition
+    from billing.lifecycle import Status
+    from workflows.dunning import DUNNING_FINISHED_SIGNAL
+    from workflows.dunning_io import DunningResult
+    from workflows.errors import domain_errors
+    from workflows.io import (
+        CancelRequest,
+        ChangePlanRequest,
+        ChangePlanResult,
+        LifecycleRequest,
+        LifecycleResult,
+        PauseRequest,
+        PaymentMethodResult,
+        PreviewRequest,
+        PreviewResult,
+        SetPaymentMethodRequest,
+        StripeEventSignal,
+        SubscriptionInput,
+        SubscriptionResult,
+        SubscriptionState,
+    )
+    from workflows.subscription.effects import Interpreter, publish
+
+# Guards every command added with dunning and notifications (issue 4), so histories recorded
+# before them replay unchanged (tests/replay/histories/subscription/).
+DUNNING_WIRING = "dunning-wiring"
+# Guards the payment grace window opened beside each dunning child (ADR 0006).
+PAYMENT_GRACE_WIRING = "payment-grace-wiring"
+
+
+def workflow_id(subscription_id: str) -> str:
+    return f"subscription:{subscription_id}"
+
+
+def _check_apply_before(apply_before: str | None) -> None:
+    """Refuse a command accepted after its caller gave up (see ADR 0002, update timeouts)."""
+    deadline = carry.dt(apply_before)
+    if deadline is not None and workflow.now() > deadline:
+        raise InvalidTransition(
+            "the request expired before a worker could apply it; nothing was changed"
+        )
+
+
+def _outcome(effects: list[m.Effect]) -> m.Outcome:
+    return next(e for e in effects if isinstance(e, m.Outcome))
+
+
+@workflow.defn(name="subscription")
+class SubscriptionWorkflow:
+    @workflow.init
+    def __init__(self, input: SubscriptionInput) -> None:
+        # State exists before the first line of `run`: an Update delivered with the very first
+        # workflow task is validated against it instead of against nothing.
+        self._input = input
+        self._m = Interpreter(input, carry.state_in(input, workflow.now()))
+        # One command or boundary at a time: handlers and the main loop both run activities.
+        self._lock = asyncio.Lock()
+        # Bumped by every handler that moves the clock's next deadline; wakes the main loop.
+        self._generation = 0
+
+    @workflow.run
+    async def run(self, input: SubscriptionInput) -> SubscriptionResult:
+        # The patch markers sit at the start of every run, whatever moves below them.
+        notices = workflow.patched(DUNNING_WIRING)
+        grace = notices and workflow.patched(PAYMENT_GRACE_WIRING)
+        s = self._m.state
+        self._m.state = replace(s, terms=replace(s.terms, notices=notices, grace=grace))
+        if input.carry is None:
+            async with self._lock:
+                await self._m.start()
+        publish(input, self._m.state)
+
+        while not self._ended():
+            generation = self._generation
+            deadline = m.next_deadline(self._m.state)
+            if workflow.info().is_continue_as_new_suggested():
+                # Long quiet stretches (a pause with no end date) still get a fresh history.
+                await self._continue_as_new()
+            if deadline is None:
+                await workflow.wait_condition(self._moved_since(generation))
+                continue
+            wait = self._wall_until(deadline.at)
+            if wait > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        self._moved_since(generation),
+                        timeout=wait,
+                        timeout_summary=deadline.kind.value,
+                    )
+                    continue  # a handler moved the deadline: recompute it
+                except TimeoutError:
+                    pass
+            async with self._lock:
+                if self._generation != generation or m.next_deadline(self._m.state) != deadline:
+                    continue  # a handler got the lock first and changed the plan of record
+                await self._m.handle(m.DeadlineReached(deadline.kind, deadline.at))
+            if self._m.continue_as_new and not self._ended():
+                await self._continue_as_new()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return SubscriptionResult(input.subscription_id, self._m.state.status.value)
+
+    async def _continue_as_new(self) -> NoReturn:
+        """Let in-flight updates finish (their results must reach their callers), then start
+        a fresh history carrying the state."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(replace(self._input, carry=carry.carry_out(self._m.state)))
+
+    async def _command(self, event: m.Event) -> list[m.Effect]:
+        """Lock, check again (the state may have moved while the update waited for the lock),
+        step and apply. A refusal here must be an ApplicationError: any other exception would
+        fail the workflow task and retry it forever. The deadline is not checked again: the
+        update was accepted in time."""
+        async with self._lock:
+            try:
+                m.check(self._m.state, event, self._m.business_now())
+            except InvalidTransition as error:
+                # The type recorded histories carry for a refusal inside the handler.
+                raise ApplicationError(
+                    error.message, type="InvalidTransition", non_retryable=True
+                ) from error
+            effects = await self._m.handle(event)
+            self._generation += 1
+            return effects
+
+    def _validate(self, apply_before: str | None, event: m.Event) -> None:
+        _check_apply_before(apply_before)
+        m.check(self._m.state, event, self._m.business_now())
+
+    # ------------------------------------------------------------------------------ updates
+
+    @workflow.update(name="change_plan")
+    async def change_plan(self, request: ChangePlanRequest) -> ChangePlanResult:
+        done = _outcome(await self._command(carry.change_plan_in(request)))
+        s, draft = self._m.state, done.draft
+        return ChangePlanResult(
+            subscription_id=self._input.subscription_id,
+            kind=done.kind or "",
+            effective_at=done.effective_at.isoformat(),
+            scheduled=done.scheduled,
+            lines=[carry.line_out(line) for line in draft.lines] if draft else [],
+            invoice_id=self._m.issued,
+            invoice_total=draft.total if draft else 0,
+            credit_balance=s.credit_balance,
+            status=s.status.value,
+        )
+
+    @change_plan.validator
+    @domain_errors
+    def validate_change_plan(self, request: ChangePlanRequest) -> None:
+        self._validate(request.apply_before, carry.change_plan_in(request))
+
+    async def _lifecycle(self, event: m.Event, status: Status | None = None) -> LifecycleResult:
+        done = _outcome(await self._command(event))
+        s = self._m.state
+        return LifecycleResult(
+            self._input.subscription_id,
+            (status or s.status).value,
+            s.cancel_at_period_end,
+            done.effective_at.isoformat(),
+            self._m.issued,
+            done.draft.total if done.draft else 0,
+        )
+
+    @workflow.update(name="cancel")
+    async def cancel(self, request: CancelRequest) -> LifecycleResult:
+        return await self._lifecycle(m.Cancel(request.actor, request.at_period_end))
+
+    @cancel.validator
+    @domain_errors
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        self._validate(request.apply_before, m.Cancel(request.actor, request.at_period_end))
+
+    @workflow.update(name="undo_cancel")
+    async def undo_cancel(self, request: LifecycleRequest) -> LifecycleResult:
+        return await self._lifecycle(m.UndoCancel(request.actor))
+
+    @undo_cancel.validator
+    @domain_errors
+    def _validate_undo_cancel(self, request: LifecycleRequest) -> None:
+        self._validate(request.apply_before, m.UndoCancel(request.actor))
+
+    @workflow.update(name="pause")
+    async def pause(self, request: PauseRequest) -> LifecycleResult:
+        event = m.Pause(request.actor, carry.dt(request.resume_at))
+        return await self._lifecycle(event, Status.PAUSED)
+
+    @pause.validator
+    @domain_errors
+    def _validate_pause(self, request: PauseRequest) -> None:
+        self._validate(request.apply_before, m.Pause(request.actor, carry.dt(request.resume_at)))
+
+    @workflow.update(name="resume")
+    async def resume(self, request: LifecycleRequest) -> LifecycleResult:
+        return await self._lifecycle(m.Resume(request.actor))
+
+    @resume.validator
+    @domain_errors
+    def _validate_resume(self, request: LifecycleRequest) -> None:
+        self._validate(request.apply_before, m.Resume(request.actor))
+
+    @workflow.update(name="set_payment_method")
+    async def set_payment_method(self, request: SetPaymentMethodRequest) -> PaymentMethodResult:
+        async with self._lock:
+            asked = m.SetPaymentMethod(request.payment_method_id, request.actor)
+            try:
+                m.check(self._m.state, asked, self._m.business_now())
+            except InvalidTransition as error:
+                raise ApplicationError(
+                    error.message, type="InvalidTransition", non_retryable=True
+                ) from error
+            card = await self._m.attach_card(request.payment_method_id)
+            await self._m.handle(m.PaymentMethodSet(carry.card_in(card), request.actor))
+            self._generation += 1
+            return card
+
+    @set_payment_method.validator
+    @domain_errors
+    def _validate_payment_method(self, request: SetPaymentMethodRequest) -> None:
+        asked = m.SetPaymentMethod(request.payment_method_id, request.actor)
+        self._validate(request.apply_before, asked)
+
+    # ------------------------------------------------------------------------------ signals
+
+    @workflow.signal(name=DUNNING_FINISHED_SIGNAL)
+    async def dunning_finished(self, result: DunningResult) -> None:
+        async with self._lock:
+            event = m.DunningFinished(
+                result.invoice_id,
+                result.outcome,
+                result.attempts,
+                result.last_attempt,
+                result.invoice_version,
+                carry.dt(result.exhausted_at),
+            )
+            if result.invoice_id in self._m.state.dunning:
+                await self._m.handle(event)
+                self._generation += 1
+
+    @workflow.signal(name="stripe_event")
+    async def stripe_event(self, event: StripeEventSignal) -> None:
+        async with self._lock:
+            await self._m.handle(carry.stripe_event_in(event))
+
+    # ------------------------------------------------------------------------------ queries
+
+    @workflow.query(name="state")
+    def state(self) -> SubscriptionState:
+        return carry.state_out(self._input, self._m.state, self._m.business_now())
+
+    @workflow.query(name="preview")
+    def preview(self, request: PreviewRequest) -> PreviewResult:
+        """What a change would bill now and at the next renewal; without a plan, the upcoming
+        invoice as things stand. The machine's `step` with its effects discarded."""
+        s = self._m.state
+        # A query sees the time of the last workflow task, which can be long ago: the caller
+        # says what time it is (`as_of`, wall clock) and the workflow maps it onto its clock.
+        as_of = carry.dt(request.as_of)
+        at = carry.dt(request.proration_date) or (
+            s.clock.business_at(as_of) if as_of else self._m.business_now()
+        )
+        at = at.replace(microsecond=0)
+        kind, effective, draft = "none", at, None
+        if request.plan is not None:
+            asked = m.ChangePlan(
+                carry.plan_in(request.plan),
+                "preview",
+                request.timing,
+                at if request.proration_date else None,
+            )
+            s, effects = m.step(s, asked, at)
+            done = _outcome(effects)
+            kind, effective, draft = done.kind or "", done.effective_at, done.draft
+        next_at, next_draft = m.upcoming_invoice(s)
+        return PreviewResult(
+            kind=kind,
+            effective_at=effective.isoformat(),
+            proration_date=at.isoformat(),
+            lines=[carry.line_out(x) for x in draft.lines] if draft else [],
+            total=draft.total if draft else 0,
+            credit_balance_after=s.credit_balance,
+            next_invoice_at=carry.iso(next_at),
+            next_invoice_lines=[carry.line_out(x) for x in next_draft.lines] if next_draft else [],
+            next_invoice_total=next_draft.total if next_draft else 0,
+            currency=s.currency,
+        )
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def _ended(self) -> bool:
+        return self._m.state.status is Status.CANCELED
+
+    def _moved_since(self, generation: int) -> Callable[[], bool]:
+        return lambda: self._generation != generation
+
+    def _wall_until(self, deadline: datetime) -> timedelta:
+        remaining = deadline - self._m.business_now()
+        scale = self._input.time_scale
+        return remaining if scale == 1.0 else remaining / scale
