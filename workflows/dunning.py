@@ -92,8 +92,11 @@ def _days(delay: timedelta) -> str:
 
 @workflow.defn(name="dunning")
 class DunningWorkflow:
-    def __init__(self) -> None:
-        self._input: DunningInput | None = None
+    @workflow.init
+    def __init__(self, input: DunningInput) -> None:
+        # The input is known before `run` starts: a query or signal delivered with the first
+        # workflow task sees the invoice it is about.
+        self._input: DunningInput | None = input
         self._policy = DunningPolicy()
         self._phase = "waiting"
         self._attempts = 0

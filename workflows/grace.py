@@ -68,9 +68,14 @@ def grace_id_for(input: GraceInput) -> str:
 
 @workflow.defn(name="grace_window")
 class GraceWindowWorkflow:
-    def __init__(self) -> None:
-        self._started_at: datetime | None = None
-        self._expires_at: datetime | None = None
+    @workflow.init
+    def __init__(self, input: GraceInput) -> None:
+        # The window's bounds exist before `run` starts: a `resolve` or `extend` delivered with
+        # the first workflow task acts on them (no command: recorded histories replay as-is).
+        self._started_at: datetime | None = workflow.now()
+        self._expires_at: datetime | None = self._started_at + timedelta(
+            seconds=input.duration_seconds / input.time_scale
+        )
         self._resolution: str | None = None
         self._resolved_by: str | None = None
         self._end_early = False
@@ -83,10 +88,7 @@ class GraceWindowWorkflow:
 
     @workflow.run
     async def run(self, input: GraceInput) -> GraceResult:
-        self._started_at = workflow.now()
-        self._expires_at = self._started_at + timedelta(
-            seconds=input.duration_seconds / input.time_scale
-        )
+        assert self._expires_at is not None
         await self._project(input)
         while self._resolution is None and not self._end_early:
             remaining = (self._expires_at - workflow.now()).total_seconds()
