@@ -17,9 +17,8 @@ from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import subscriptions as subscription_repo
 from adapters.db.session import Database
 from billing.payments import CardDetails
-from workflows.io import (
-    InvoiceProjection,
-    ProjectionResult,
+from workflows.shared_io import InvoiceProjection, ProjectionResult
+from workflows.subscription_io import (
     RecordChangeResult,
     RecordInvoiceInput,
     RecordInvoiceResult,

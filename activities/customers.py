@@ -6,7 +6,7 @@ from temporalio import activity
 
 from activities.errors import domain_errors
 from billing.payments import StripeGateway
-from workflows.io import EnsureCustomerInput, EnsureCustomerResult
+from workflows.subscription_io import EnsureCustomerInput, EnsureCustomerResult
 
 
 class CustomerActivities:

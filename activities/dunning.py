@@ -19,22 +19,24 @@ from adapters.db.session import Connection, Database
 from billing.dunning import final_action_key, parse_final_action
 from billing.payments import StripeGateway, StripeInvalidRequest, StripeInvoice
 from workflows.dunning_io import (
-    DunningNotification,
     FinalActionInput,
     FinalActionResult,
-    InvoiceProjection,
-    InvoiceProjectionResult,
-    InvoiceSnapshot,
     RecordAttemptInput,
     RecordAttemptResult,
-    RereadInvoiceInput,
     RetryPaymentInput,
     RetryPaymentResult,
 )
+from workflows.shared_io import (
+    DunningNotification,
+    InvoiceProjection,
+    ProjectionResult,
+    RereadInvoiceInput,
+    StripeInvoiceRead,
+)
 
 
-def _snapshot(invoice: StripeInvoice) -> InvoiceSnapshot:
-    return InvoiceSnapshot(
+def _snapshot(invoice: StripeInvoice) -> StripeInvoiceRead:
+    return StripeInvoiceRead(
         stripe_invoice_id=invoice.id,
         status=invoice.status,
         amount_due=invoice.amount_due,
@@ -49,7 +51,7 @@ class DunningStripeActivities:
 
     @activity.defn(name="reread_dunning_invoice")
     @domain_errors
-    async def reread_dunning_invoice(self, input: RereadInvoiceInput) -> InvoiceSnapshot:
+    async def reread_dunning_invoice(self, input: RereadInvoiceInput) -> StripeInvoiceRead:
         return _snapshot(await self._gateway.retrieve_invoice(input.stripe_invoice_id))
 
     @activity.defn(name="retry_invoice_payment")
@@ -127,10 +129,13 @@ class DunningStore:
 
     @activity.defn(name="project_dunning_invoice")
     @domain_errors
-    async def project_dunning_invoice(self, input: InvoiceProjection) -> InvoiceProjectionResult:
+    async def project_dunning_invoice(self, input: InvoiceProjection) -> ProjectionResult:
         """Write dunning's view of the invoice; an older version never overwrites a newer one
         (a retried activity can land after a later one). Notifications ride along only when
         the write applies, so a stale retry does not announce a stale state."""
+        # Dunning has always sent its tenant (the field is optional for the subscription's
+        # older histories only).
+        assert input.tenant_id is not None, "a dunning projection names its tenant"
         tenant_id = UUID(input.tenant_id)
         async with self._db.tenant_transaction(tenant_id) as conn:
             applied = await invoices_repo.project_dunning_view(
@@ -144,4 +149,4 @@ class DunningStore:
             )
             if applied:
                 await _enqueue_all(conn, tenant_id, input.notifications)
-        return InvoiceProjectionResult(applied=applied)
+        return ProjectionResult(applied=applied)

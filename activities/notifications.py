@@ -14,7 +14,7 @@ from adapters.db import notification_deliveries as repo
 from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Database
 from adapters.notification_sender import NotificationSender, notification_body
-from workflows.io import (
+from workflows.notification_io import (
     DeliverNotificationInput,
     DeliverNotificationResult,
     MarkNotificationInput,

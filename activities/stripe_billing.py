@@ -10,18 +10,18 @@ from temporalio import activity
 
 from activities.errors import domain_errors
 from billing.payments import InvoiceLine, StripeGateway, StripeInvoice
-from workflows.io import (
+from workflows.shared_io import StripeInvoiceRead
+from workflows.subscription_io import (
     AttachPaymentMethodInput,
     CollectInvoiceInput,
     CollectInvoiceResult,
     CreateStripeInvoiceInput,
     PaymentMethodResult,
-    StripeInvoiceResult,
 )
 
 
-def _result(invoice: StripeInvoice) -> StripeInvoiceResult:
-    return StripeInvoiceResult(
+def _result(invoice: StripeInvoice) -> StripeInvoiceRead:
+    return StripeInvoiceRead(
         stripe_invoice_id=invoice.id,
         status=invoice.status,
         amount_due=invoice.amount_due,
@@ -37,7 +37,7 @@ class StripeBillingActivities:
 
     @activity.defn(name="create_stripe_invoice")
     @domain_errors
-    async def create_stripe_invoice(self, input: CreateStripeInvoiceInput) -> StripeInvoiceResult:
+    async def create_stripe_invoice(self, input: CreateStripeInvoiceInput) -> StripeInvoiceRead:
         invoice = await self._gateway.create_invoice(
             customer_id=input.customer_id,
             lines=[

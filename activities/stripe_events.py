@@ -25,13 +25,12 @@ from billing.stripe_events import (
     event_refs,
     handling_for,
 )
-from workflows.io import (
+from workflows.shared_io import RereadInvoiceInput, StripeInvoiceRead
+from workflows.stripe_event_io import (
     MarkStripeEventInput,
     MarkStripeEventResult,
     ProjectStripeEventInput,
     ProjectStripeEventResult,
-    RereadInvoiceInput,
-    RereadInvoiceResult,
     ResolvedStripeEvent,
     ResolveStripeEventInput,
 )
@@ -165,9 +164,9 @@ class StripeEventReads:
 
     @activity.defn(name="reread_stripe_invoice")
     @domain_errors
-    async def reread_stripe_invoice(self, input: RereadInvoiceInput) -> RereadInvoiceResult:
+    async def reread_stripe_invoice(self, input: RereadInvoiceInput) -> StripeInvoiceRead:
         invoice = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
-        return RereadInvoiceResult(
+        return StripeInvoiceRead(
             stripe_invoice_id=invoice.id,
             status=invoice.status,
             amount_paid=invoice.amount_paid,

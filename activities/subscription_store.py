@@ -11,8 +11,8 @@ from activities.errors import domain_errors
 from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
 from adapters.db.session import Database
-from workflows.io import (
-    ProjectionResult,
+from workflows.shared_io import ProjectionResult
+from workflows.subscription_io import (
     RecordCustomerInput,
     RecordCustomerResult,
     SubscriptionProjection,

@@ -25,15 +25,11 @@ from workflows.grace_io import (
     GraceInput,
     GraceProjected,
     GraceProjection,
-    MissingGraceWindows,
-    OverageLineOut,
     PaymentSettled,
     PaymentSettlement,
-    PeriodOverageInput,
-    PeriodOverageResult,
-    ReconcileInput,
-    ReconcileResult,
 )
+from workflows.reconcile_io import MissingGraceWindows, ReconcileInput, ReconcileResult
+from workflows.subscription_io import OverageLineOut, PeriodOverageInput, PeriodOverageResult
 
 
 def _ts(value: str | None) -> datetime | None:

@@ -21,7 +21,9 @@ from adapters.db import webhook_inbox as inbox
 from adapters.db.session import Database
 from config import Settings
 from workflows import notification_delivery, stripe_event
-from workflows.io import NotificationDeliveryInput, RetrySchedule, StripeEventInput
+from workflows.notification_io import NotificationDeliveryInput
+from workflows.shared_io import RetrySchedule
+from workflows.stripe_event_io import StripeEventInput
 
 log = logging.getLogger("billing.dispatch")
 

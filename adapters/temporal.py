@@ -21,11 +21,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
 from workflows.grace import GraceWindowWorkflow, grace_id_for
-from workflows.grace_io import GraceInput, GraceResolve, GraceResult, ReconcileInput
-from workflows.io import SubscriptionInput, SubscriptionResult
+from workflows.grace_io import GraceInput, GraceResolve, GraceResult
 from workflows.payment_grace import payment_grace_input, payment_grace_workflow_id
 from workflows.reconcile import SCHEDULE_ID, ReconcileUsageWorkflow
+from workflows.reconcile_io import ReconcileInput
 from workflows.subscription import SubscriptionWorkflow, workflow_id
+from workflows.subscription_io import SubscriptionInput, SubscriptionResult
 
 
 async def start_subscription(

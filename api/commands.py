@@ -37,8 +37,8 @@ from api.errors import ApiError, Conflict, NotFound, ServiceUnavailable, error_r
 from api.schemas import LineOut, PreviewOut
 from api.services import Services
 from billing.errors import InvalidTransition, PaymentDeclined
-from workflows.io import InvoiceLinePayload, PreviewRequest, PreviewResult
 from workflows.subscription import SubscriptionWorkflow
+from workflows.subscription_io import InvoiceLinePayload, PreviewRequest, PreviewResult
 
 T = TypeVar("T")
 A = TypeVar("A")

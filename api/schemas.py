@@ -1,4 +1,4 @@
-"""HTTP schemas (pydantic), separate from the Temporal payloads in workflows/io.py."""
+"""HTTP schemas (pydantic), separate from the Temporal payloads in workflows/*_io.py."""
 
 from __future__ import annotations
 

@@ -36,24 +36,23 @@ from activities.stripe_billing import StripeBillingActivities  # noqa: E402
 from adapters.stripe_fake import FakeStripeGateway  # noqa: E402
 from billing.catalog import load_catalog  # noqa: E402
 from workflows import search_attributes  # noqa: E402
-from workflows.grace_io import PeriodOverageInput, PeriodOverageResult  # noqa: E402
-from workflows.io import (  # noqa: E402
-    InvoiceProjection,
+from workflows.notification_io import SendNotificationInput, SendNotificationResult  # noqa: E402
+from workflows.shared_io import InvoiceProjection, ProjectionResult  # noqa: E402
+from workflows.subscription import SubscriptionWorkflow  # noqa: E402
+from workflows.subscription_io import (  # noqa: E402
+    PeriodOverageInput,
+    PeriodOverageResult,
     PlanSnapshot,
-    ProjectionResult,
     RecordChangeResult,
     RecordCustomerInput,
     RecordCustomerResult,
     RecordInvoiceInput,
     RecordInvoiceResult,
     RecordPaymentMethodInput,
-    SendNotificationInput,
-    SendNotificationResult,
     SubscriptionChange,
     SubscriptionInput,
     SubscriptionProjection,
 )
-from workflows.subscription import SubscriptionWorkflow  # noqa: E402
 
 
 class InMemoryStore:

@@ -118,9 +118,9 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
     from tests.harness import free_port
     from tests.webhooks.standin import StandinInput, StandinSubscriptionWorkflow
     from worker import build_workers
-    from workflows.io import StripeEventSignal
     from workflows.notification_delivery import NotificationDeliveryWorkflow
     from workflows.stripe_event import StripeEventWorkflow
+    from workflows.subscription_io import StripeEventSignal
 
     base = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     postgres = EmbeddedPostgres(base / "pg", free_port(), fsync=False)

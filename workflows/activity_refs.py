@@ -18,7 +18,11 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     import workflows.dunning_io as dunning_io
     import workflows.grace_io as grace_io
-    import workflows.io as io
+    import workflows.notification_io as notification_io
+    import workflows.reconcile_io as reconcile_io
+    import workflows.shared_io as shared_io
+    import workflows.stripe_event_io as stripe_event_io
+    import workflows.subscription_io as subscription_io
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -48,36 +52,56 @@ async def call_local(ref: ActivityRef[A, R], arg: A, **options: Any) -> R:
 # --- the main task queue (Postgres) ------------------------------------------------------------
 
 RECORD_STRIPE_CUSTOMER = ActivityRef(
-    "record_stripe_customer", io.RecordCustomerInput, io.RecordCustomerResult
+    "record_stripe_customer",
+    subscription_io.RecordCustomerInput,
+    subscription_io.RecordCustomerResult,
 )
 PROJECT_SUBSCRIPTION = ActivityRef(
-    "project_subscription", io.SubscriptionProjection, io.ProjectionResult
+    "project_subscription", subscription_io.SubscriptionProjection, shared_io.ProjectionResult
 )
-RECORD_INVOICE = ActivityRef("record_invoice", io.RecordInvoiceInput, io.RecordInvoiceResult)
-PROJECT_INVOICE = ActivityRef("project_invoice", io.InvoiceProjection, io.ProjectionResult)
+RECORD_INVOICE = ActivityRef(
+    "record_invoice", subscription_io.RecordInvoiceInput, subscription_io.RecordInvoiceResult
+)
+PROJECT_INVOICE = ActivityRef(
+    "project_invoice", shared_io.InvoiceProjection, shared_io.ProjectionResult
+)
 RECORD_SUBSCRIPTION_CHANGE = ActivityRef(
-    "record_subscription_change", io.SubscriptionChange, io.RecordChangeResult
+    "record_subscription_change",
+    subscription_io.SubscriptionChange,
+    subscription_io.RecordChangeResult,
 )
 RECORD_PAYMENT_METHOD = ActivityRef(
-    "record_payment_method", io.RecordPaymentMethodInput, io.RecordChangeResult
+    "record_payment_method",
+    subscription_io.RecordPaymentMethodInput,
+    subscription_io.RecordChangeResult,
 )
 RESOLVE_STRIPE_EVENT = ActivityRef(
-    "resolve_stripe_event", io.ResolveStripeEventInput, io.ResolvedStripeEvent
+    "resolve_stripe_event",
+    stripe_event_io.ResolveStripeEventInput,
+    stripe_event_io.ResolvedStripeEvent,
 )
 PROJECT_STRIPE_EVENT = ActivityRef(
-    "project_stripe_event", io.ProjectStripeEventInput, io.ProjectStripeEventResult
+    "project_stripe_event",
+    stripe_event_io.ProjectStripeEventInput,
+    stripe_event_io.ProjectStripeEventResult,
 )
 MARK_STRIPE_EVENT = ActivityRef(
-    "mark_stripe_event", io.MarkStripeEventInput, io.MarkStripeEventResult
+    "mark_stripe_event", stripe_event_io.MarkStripeEventInput, stripe_event_io.MarkStripeEventResult
 )
 SEND_NOTIFICATION = ActivityRef(
-    "send_notification", io.SendNotificationInput, io.SendNotificationResult
+    "send_notification",
+    notification_io.SendNotificationInput,
+    notification_io.SendNotificationResult,
 )
 DELIVER_NOTIFICATION = ActivityRef(
-    "deliver_notification", io.DeliverNotificationInput, io.DeliverNotificationResult
+    "deliver_notification",
+    notification_io.DeliverNotificationInput,
+    notification_io.DeliverNotificationResult,
 )
 MARK_NOTIFICATION = ActivityRef(
-    "mark_notification", io.MarkNotificationInput, io.MarkNotificationResult
+    "mark_notification",
+    notification_io.MarkNotificationInput,
+    notification_io.MarkNotificationResult,
 )
 RECORD_GRACE_PERIOD = ActivityRef(
     "record_grace_period", grace_io.GraceProjection, grace_io.GraceProjected
@@ -89,38 +113,46 @@ SETTLE_PAYMENT_GRACE = ActivityRef(
     "settle_payment_grace", grace_io.PaymentSettlement, grace_io.PaymentSettled
 )
 RECONCILE_USAGE_DAYS = ActivityRef(
-    "reconcile_usage_days", grace_io.ReconcileInput, grace_io.ReconcileResult
+    "reconcile_usage_days", reconcile_io.ReconcileInput, reconcile_io.ReconcileResult
 )
 COMPUTE_PERIOD_OVERAGE = ActivityRef(
-    "compute_period_overage", grace_io.PeriodOverageInput, grace_io.PeriodOverageResult
+    "compute_period_overage",
+    subscription_io.PeriodOverageInput,
+    subscription_io.PeriodOverageResult,
 )
 FIND_MISSING_GRACE_WINDOWS = ActivityRef(
-    "find_missing_grace_windows", grace_io.ReconcileInput, grace_io.MissingGraceWindows
+    "find_missing_grace_windows", reconcile_io.ReconcileInput, reconcile_io.MissingGraceWindows
 )
 RECORD_DUNNING_ATTEMPT = ActivityRef(
     "record_dunning_attempt", dunning_io.RecordAttemptInput, dunning_io.RecordAttemptResult
 )
 PROJECT_DUNNING_INVOICE = ActivityRef(
-    "project_dunning_invoice", dunning_io.InvoiceProjection, dunning_io.InvoiceProjectionResult
+    "project_dunning_invoice", shared_io.InvoiceProjection, shared_io.ProjectionResult
 )
 
 # --- the Stripe task queue (rate-limited) ------------------------------------------------------
 
 ENSURE_STRIPE_CUSTOMER = ActivityRef(
-    "ensure_stripe_customer", io.EnsureCustomerInput, io.EnsureCustomerResult
+    "ensure_stripe_customer",
+    subscription_io.EnsureCustomerInput,
+    subscription_io.EnsureCustomerResult,
 )
 CREATE_STRIPE_INVOICE = ActivityRef(
-    "create_stripe_invoice", io.CreateStripeInvoiceInput, io.StripeInvoiceResult
+    "create_stripe_invoice", subscription_io.CreateStripeInvoiceInput, shared_io.StripeInvoiceRead
 )
-COLLECT_INVOICE = ActivityRef("collect_invoice", io.CollectInvoiceInput, io.CollectInvoiceResult)
+COLLECT_INVOICE = ActivityRef(
+    "collect_invoice", subscription_io.CollectInvoiceInput, subscription_io.CollectInvoiceResult
+)
 ATTACH_PAYMENT_METHOD = ActivityRef(
-    "attach_payment_method", io.AttachPaymentMethodInput, io.PaymentMethodResult
+    "attach_payment_method",
+    subscription_io.AttachPaymentMethodInput,
+    subscription_io.PaymentMethodResult,
 )
 REREAD_STRIPE_INVOICE = ActivityRef(
-    "reread_stripe_invoice", io.RereadInvoiceInput, io.RereadInvoiceResult
+    "reread_stripe_invoice", shared_io.RereadInvoiceInput, shared_io.StripeInvoiceRead
 )
 REREAD_DUNNING_INVOICE = ActivityRef(
-    "reread_dunning_invoice", dunning_io.RereadInvoiceInput, dunning_io.InvoiceSnapshot
+    "reread_dunning_invoice", shared_io.RereadInvoiceInput, shared_io.StripeInvoiceRead
 )
 RETRY_INVOICE_PAYMENT = ActivityRef(
     "retry_invoice_payment", dunning_io.RetryPaymentInput, dunning_io.RetryPaymentResult

@@ -57,21 +57,23 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activity_refs import call
     from workflows.dunning_io import (
         DunningInput,
-        DunningNotification,
         DunningResult,
         DunningState,
         FinalActionInput,
         FinalActionResult,
         InvoicePaid,
-        InvoiceProjection,
-        InvoiceSnapshot,
         PaymentMethodUpdated,
         RecordAttemptInput,
-        RereadInvoiceInput,
         RetryPaymentInput,
         RetryPaymentResult,
     )
     from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
+    from workflows.shared_io import (
+        DunningNotification,
+        InvoiceProjection,
+        RereadInvoiceInput,
+        StripeInvoiceRead,
+    )
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
@@ -267,9 +269,9 @@ class DunningWorkflow:
             summary += f" at time scale {self._input.time_scale:g}"
         return summary + f" (until {deadline:%Y-%m-%d %H:%M} UTC)"
 
-    async def _reread(self) -> InvoiceSnapshot:
+    async def _reread(self) -> StripeInvoiceRead:
         assert self._input is not None
-        invoice: InvoiceSnapshot = await call(
+        invoice: StripeInvoiceRead = await call(
             refs.REREAD_DUNNING_INVOICE,
             RereadInvoiceInput(self._input.stripe_invoice_id),
             task_queue=self._input.stripe_task_queue,
@@ -281,7 +283,7 @@ class DunningWorkflow:
             self._hosted_invoice_url = invoice.hosted_invoice_url
         return invoice
 
-    async def _attempt(self, attempted_at: datetime, trigger: Trigger) -> InvoiceSnapshot | None:
+    async def _attempt(self, attempted_at: datetime, trigger: Trigger) -> StripeInvoiceRead | None:
         """One payment attempt, recorded and projected; the invoice when it is now paid."""
         assert self._input is not None
         inp = self._input
@@ -292,7 +294,7 @@ class DunningWorkflow:
         self._describe(f"attempt {attempt} of {self._total_attempts()}: retrying payment")
         decline_code: str | None = None
         failure_message: str | None = None
-        paid_invoice: InvoiceSnapshot | None = None
+        paid_invoice: StripeInvoiceRead | None = None
         try:
             paid: RetryPaymentResult = await call(
                 refs.RETRY_INVOICE_PAYMENT,
@@ -415,7 +417,7 @@ class DunningWorkflow:
         )
         return self._result("exhausted", closed.invoice.status, exhausted_at=exhausted_at)
 
-    async def _finish_paid(self, invoice: InvoiceSnapshot, outcome: str) -> DunningResult:
+    async def _finish_paid(self, invoice: StripeInvoiceRead, outcome: str) -> DunningResult:
         assert self._input is not None
         inp = self._input
         payload = self._payload(
@@ -435,7 +437,7 @@ class DunningWorkflow:
         )
         return self._result(outcome, "paid")
 
-    async def _finish_closed(self, invoice: InvoiceSnapshot) -> DunningResult:
+    async def _finish_closed(self, invoice: StripeInvoiceRead) -> DunningResult:
         await self._project(invoice.status, amount_paid=invoice.amount_paid)
         return self._result("voided_elsewhere", invoice.status)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# ---------------------------------------------------------------------------- the workflow
+from workflows.shared_io import DunningNotification, StripeInvoiceRead
 
 
 @dataclass(frozen=True)
@@ -84,25 +84,6 @@ class DunningState:
     ignored_duplicate_signals: int = 0
 
 
-# ---------------------------------------------------------------------------- activities
-
-
-@dataclass(frozen=True)
-class RereadInvoiceInput:
-    stripe_invoice_id: str
-
-
-@dataclass(frozen=True)
-class InvoiceSnapshot:
-    """The invoice as Stripe reports it now."""
-
-    stripe_invoice_id: str
-    status: str
-    amount_due: int
-    amount_paid: int
-    hosted_invoice_url: str | None
-
-
 @dataclass(frozen=True)
 class RetryPaymentInput:
     stripe_invoice_id: str
@@ -116,17 +97,7 @@ class RetryPaymentResult:
     requires_action: bool
     decline_code: str | None
     failure_message: str | None
-    invoice: InvoiceSnapshot
-
-
-@dataclass(frozen=True)
-class DunningNotification:
-    """One outbound notification, queued in the same transaction as the change it reports.
-    `message_id` is deterministic so a retried activity never notifies twice."""
-
-    event_type: str
-    message_id: str
-    payload: dict[str, Any]
+    invoice: StripeInvoiceRead
 
 
 @dataclass(frozen=True)
@@ -150,25 +121,6 @@ class RecordAttemptResult:
 
 
 @dataclass(frozen=True)
-class InvoiceProjection:
-    """The engine's invoice row as dunning sees it; `version` only ever grows."""
-
-    tenant_id: str
-    invoice_id: str
-    version: int
-    status: str
-    attempt_count: int
-    amount_paid: int
-    paid_at: str | None = None
-    notifications: list[DunningNotification] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class InvoiceProjectionResult:
-    applied: bool
-
-
-@dataclass(frozen=True)
 class FinalActionInput:
     invoice_id: str
     stripe_invoice_id: str
@@ -180,4 +132,4 @@ class FinalActionInput:
 class FinalActionResult:
     """The invoice after the final action; `status` is `paid` if it was paid just before."""
 
-    invoice: InvoiceSnapshot
+    invoice: StripeInvoiceRead

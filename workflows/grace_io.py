@@ -1,12 +1,12 @@
-"""Payloads of the generic grace window (`grace_window`) and the usage reconciliation workflow.
+"""Temporal payloads of the generic grace window (`grace_window`) and its activities.
 
-Stored in workflow histories: add fields only with defaults; never rename or remove one.
+Stored in workflow histories: add fields only with defaults, never rename or remove one while a
+running workflow may still replay it. Timestamps are ISO 8601 strings in UTC.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -123,64 +123,3 @@ class PaymentSettlement:
 class PaymentSettled:
     # The tenant went from suspended back to active in this call.
     reactivated: bool
-
-
-@dataclass(frozen=True)
-class ReconcileInput:
-    """Recompute aggregates for UTC days [first, last]; or the `days` days up to the run's date
-    when `first` is empty (the scheduled form)."""
-
-    days: int = 3
-    first: str = ""
-    last: str = ""
-    repair: bool = True
-    # Snapshotted from settings when the schedule is created: the length of a grace window the
-    # run opens for a soft-cap crossing whose window was never started (Temporal was down).
-    soft_cap_grace_seconds: float = 24 * 3600
-    time_scale: float = 1.0
-    # Task queue for those grace windows (the worker's main queue).
-    task_queue: str = ""
-
-
-@dataclass(frozen=True)
-class ReconcileResult:
-    first: str
-    last: str
-    drift_found: int
-    repaired: int
-    grace_windows_opened: int = 0
-
-
-@dataclass(frozen=True)
-class MissingGraceWindows:
-    """Soft caps crossed in an open period with no grace window recorded."""
-
-    windows: list[GraceInput] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class PeriodOverageInput:
-    """Read a closed period's aggregates and price its overage with the plan snapshot the
-    subscription workflow holds (billing.catalog.Plan.to_dict())."""
-
-    tenant_id: str
-    period_start: str
-    plan_definition: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class OverageLineOut:
-    metric: str
-    used: int
-    included: int
-    units: int
-    unit_size: int
-    unit_price: int
-    amount: int
-    description: str
-
-
-@dataclass(frozen=True)
-class PeriodOverageResult:
-    lines: list[OverageLineOut] = field(default_factory=list)
-    total: int = 0

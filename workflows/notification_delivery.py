@@ -14,7 +14,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     import workflows.activity_refs as refs
     from workflows.activity_refs import call
-    from workflows.io import (
+    from workflows.notification_io import (
         DeliverNotificationInput,
         DeliverNotificationResult,
         MarkNotificationInput,

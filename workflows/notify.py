@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         TENANT_SUSPENDED,
     )
     from workflows.activity_refs import call
-    from workflows.io import SendNotificationInput, SendNotificationResult
+    from workflows.notification_io import SendNotificationInput, SendNotificationResult
     from workflows.retry import DB_RETRY
 
 

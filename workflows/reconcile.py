@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.activity_refs as refs
     from workflows.activity_refs import call
     from workflows.grace import GraceWindowWorkflow, grace_workflow_id
-    from workflows.grace_io import MissingGraceWindows, ReconcileInput, ReconcileResult
+    from workflows.reconcile_io import MissingGraceWindows, ReconcileInput, ReconcileResult
     from workflows.retry import DB_RETRY
 
 SCHEDULE_ID = "usage-reconciliation"

@@ -22,18 +22,17 @@ with workflow.unsafe.imports_passed_through():
         EventHandling,
     )
     from workflows.activity_refs import call, call_local
-    from workflows.io import (
+    from workflows.retry import DB_RETRY, NON_RETRYABLE_ERROR_TYPES
+    from workflows.shared_io import RereadInvoiceInput, StripeInvoiceRead
+    from workflows.stripe_event_io import (
         MarkStripeEventInput,
         ProjectStripeEventInput,
-        RereadInvoiceInput,
-        RereadInvoiceResult,
         ResolvedStripeEvent,
         ResolveStripeEventInput,
         StripeEventInput,
         StripeEventResult,
-        StripeEventSignal,
     )
-    from workflows.retry import DB_RETRY, NON_RETRYABLE_ERROR_TYPES
+    from workflows.subscription_io import StripeEventSignal
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Inbox reads and writes are short Postgres transactions in this worker's own process: local
@@ -111,7 +110,7 @@ class StripeEventWorkflow:
         if ordered and ours and event.stripe_invoice_id is not None:
             # Stripe does not order deliveries: the invoice's current state, not the event's
             # snapshot, is what the subscription workflow acts on.
-            current: RereadInvoiceResult = await call(
+            current: StripeInvoiceRead = await call(
                 refs.REREAD_STRIPE_INVOICE,
                 RereadInvoiceInput(event.stripe_invoice_id),
                 task_queue=input.stripe_task_queue,

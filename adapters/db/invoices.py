@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.tables import dunning_attempts, invoice_items, invoices
-from workflows.io import InvoiceLinePayload, RecordInvoiceInput
+from workflows.subscription_io import InvoiceLinePayload, RecordInvoiceInput
 
 
 def _ts(value: str | None) -> datetime | None:

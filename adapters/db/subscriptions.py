@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.audit import record_audit
 from adapters.db.tables import plans, subscription_changes, subscriptions
-from workflows.io import SubscriptionChange, SubscriptionProjection
+from workflows.subscription_io import SubscriptionChange, SubscriptionProjection
 
 
 @dataclass(frozen=True, slots=True)

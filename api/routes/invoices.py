@@ -22,7 +22,7 @@ from api.schemas import (
     InvoicePage,
     PreviewOut,
 )
-from workflows.io import PreviewRequest
+from workflows.subscription_io import PreviewRequest
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/invoices", tags=["invoices"])
 

@@ -29,8 +29,8 @@ from billing.payments import (
     StripeNotFound,
     unusable_payment_method_message,
 )
-from workflows.io import SetPaymentMethodRequest
 from workflows.subscription import SubscriptionWorkflow
+from workflows.subscription_io import SetPaymentMethodRequest
 
 router = APIRouter(
     route_class=AuthFirstRoute, prefix="/api/billing/payment-methods", tags=["payment methods"]

@@ -44,7 +44,8 @@ from api.schemas import (
 )
 from api.services import Services
 from billing.errors import InvalidTransition, UnknownPlan
-from workflows.io import (
+from workflows.subscription import SubscriptionWorkflow, workflow_id
+from workflows.subscription_io import (
     CancelRequest,
     ChangePlanRequest,
     LifecycleRequest,
@@ -54,7 +55,6 @@ from workflows.io import (
     PreviewRequest,
     SubscriptionInput,
 )
-from workflows.subscription import SubscriptionWorkflow, workflow_id
 
 T = TypeVar("T")
 A = TypeVar("A")

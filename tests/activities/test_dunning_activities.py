@@ -13,14 +13,8 @@ from adapters.db.tables import dunning_attempts, invoices, notification_deliveri
 from adapters.stripe_fake import FakeStripeGateway
 from tests.factories.invoices import UnpaidInvoice, make_unpaid_invoice
 from tests.harness import Databases
-from workflows.dunning_io import (
-    DunningNotification,
-    FinalActionInput,
-    InvoiceProjection,
-    RecordAttemptInput,
-    RereadInvoiceInput,
-    RetryPaymentInput,
-)
+from workflows.dunning_io import FinalActionInput, RecordAttemptInput, RetryPaymentInput
+from workflows.shared_io import DunningNotification, InvoiceProjection, RereadInvoiceInput
 
 
 def _attempt(inv: UnpaidInvoice, attempt: int, outcome: str = "declined") -> RecordAttemptInput:

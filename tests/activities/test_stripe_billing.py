@@ -8,7 +8,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.stripe_billing import StripeBillingActivities
 from adapters.stripe_fake import FakeStripeGateway
-from workflows.io import (
+from workflows.subscription_io import (
     AttachPaymentMethodInput,
     CollectInvoiceInput,
     CreateStripeInvoiceInput,

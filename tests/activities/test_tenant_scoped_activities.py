@@ -26,13 +26,13 @@ from tests.factories.invoices import UnpaidInvoice, make_unpaid_invoice
 from tests.factories.stripe_events import stripe_event
 from tests.factories.tenants import make_tenant
 from tests.harness import Databases, tenant_rows
-from workflows import dunning_io
+from workflows import dunning_io, shared_io
 from workflows.grace_io import GraceEffectInput, GraceProjection, PaymentSettlement
-from workflows.io import (
+from workflows.shared_io import InvoiceProjection
+from workflows.stripe_event_io import ProjectStripeEventInput
+from workflows.subscription_io import (
     InvoiceLinePayload,
-    InvoiceProjection,
     PaymentMethodResult,
-    ProjectStripeEventInput,
     RecordInvoiceInput,
     RecordPaymentMethodInput,
     SubscriptionChange,
@@ -143,7 +143,9 @@ def _calls(
             RecordPaymentMethodInput(b, card)
         ),
         "project_dunning_invoice": lambda: dunning.project_dunning_invoice(
-            dunning_io.InvoiceProjection(b, str(a.invoice_id), 99, "paid", 9, 2900)
+            shared_io.InvoiceProjection(
+                str(a.invoice_id), 99, "paid", amount_paid=2900, attempt_count=9, tenant_id=b
+            )
         ),
         "record_dunning_attempt": lambda: dunning.record_dunning_attempt(
             dunning_io.RecordAttemptInput(

@@ -13,7 +13,7 @@ from adapters.db.plans import latest_plan
 from tests.factories.subscriptions import current_period, make_subscription
 from tests.factories.tenants import make_tenant, operator_headers
 from tests.harness import Databases
-from workflows.grace_io import PeriodOverageInput
+from workflows.subscription_io import PeriodOverageInput
 
 
 async def test_overage_lines_match_the_usage_to_the_cent(

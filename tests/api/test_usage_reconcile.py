@@ -20,8 +20,8 @@ from config import Settings
 from tests.factories.subscriptions import make_subscription
 from tests.factories.tenants import make_tenant, operator_headers
 from tests.harness import Databases
-from workflows.grace_io import ReconcileInput, ReconcileResult
 from workflows.reconcile import ReconcileUsageWorkflow
+from workflows.reconcile_io import ReconcileInput, ReconcileResult
 
 GAUGES = {"storage_gb", "user_seats"}
 

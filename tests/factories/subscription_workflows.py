@@ -10,8 +10,8 @@ from adapters.db import plans as plan_repo
 from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
 from tests.harness import Databases
-from workflows.io import PlanSnapshot, SubscriptionInput
 from workflows.subscription import workflow_id
+from workflows.subscription_io import PlanSnapshot, SubscriptionInput
 
 
 async def plan_snapshot(dbs: Databases, code: str) -> PlanSnapshot:

@@ -27,7 +27,8 @@ from config import Settings
 from tests.factories.subscription_workflows import make_subscription, plan_snapshot
 from tests.harness import Databases
 from tests.workflows.helpers import Handle, start, to_next_boundary, until
-from workflows.io import (
+from workflows.subscription import SubscriptionWorkflow
+from workflows.subscription_io import (
     CancelRequest,
     ChangePlanRequest,
     LifecycleRequest,
@@ -35,7 +36,6 @@ from workflows.io import (
     SetPaymentMethodRequest,
     StripeEventSignal,
 )
-from workflows.subscription import SubscriptionWorkflow
 
 HISTORIES = Path(__file__).parent / "histories" / "subscription"
 RECORD = os.environ.get("BILLING_RECORD_HISTORIES") == "1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from billing.stripe_events import EventHandling, event_object, event_refs, handling_for
-from workflows.io import RetrySchedule
+from workflows.shared_io import RetrySchedule
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from billing.invoicing import Line, LineKind
 from billing.lifecycle import Status
 from billing.periods import BusinessClock
 from config import ROOT
-from workflows.io import SubscriptionInput
+from workflows.subscription_io import SubscriptionInput
 
 CATALOG = load_catalog(ROOT / "catalog" / "plans.toml")
 PLANS = {

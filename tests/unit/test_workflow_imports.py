@@ -1,8 +1,8 @@
-"""Lint: workflow modules import sibling modules by their full name (`import workflows.notify as
-notice`, `from workflows.io import X`), never as `from workflows import notify`. The sandbox
-passes the first form through from the host; the second it imports anew for every workflow run,
-re-creating every dataclass of the module each time: that doubled the subscription-year bench
-(0.79 -> 1.62 s per subscription-year) before this test existed."""
+"""Lint: workflow modules import sibling modules by their full name (`import workflows.notify
+as notice`, `from workflows.subscription_io import X`), never as `from workflows import notify`.
+The sandbox passes the first form through from the host; the second it imports anew for every
+workflow run, re-creating every dataclass of the module each time: that doubled the
+subscription-year bench (0.79 -> 1.62 s per subscription-year) before this test existed."""
 
 from __future__ import annotations
 

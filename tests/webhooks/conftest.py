@@ -32,8 +32,8 @@ from tests.webhooks.standin import (
     StandinSubscriptionWorkflow,
 )
 from worker import build_workers
-from workflows.io import SendNotificationInput
 from workflows.notification_delivery import NotificationDeliveryWorkflow
+from workflows.notification_io import SendNotificationInput
 from workflows.stripe_event import StripeEventWorkflow
 
 

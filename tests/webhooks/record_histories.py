@@ -24,7 +24,7 @@ from tests.webhooks.test_stripe_webhooks import (
     post_event,
     processed,
 )
-from workflows.io import NotificationDeliveryResult
+from workflows.notification_io import NotificationDeliveryResult
 
 HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.io import StripeEventSignal
     from workflows.notify import INVOICE_PAID, notify
+    from workflows.subscription_io import StripeEventSignal
 
 
 @dataclass(frozen=True)

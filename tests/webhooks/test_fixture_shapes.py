@@ -19,7 +19,7 @@ from config import ROOT
 from tests.factories.stripe_events import signed_request, stripe_event
 from tests.harness import Databases
 from tests.webhooks.test_stripe_webhooks import URL, inbox_row
-from workflows.io import StripeEventResult
+from workflows.stripe_event_io import StripeEventResult
 
 FIXTURES = ROOT / "tests" / "fixtures" / "stripe" / "resources.json"
 EVENT_TYPES = sorted(HANDLED_EVENT_TYPES | {"customer.subscription.updated"})

@@ -25,7 +25,7 @@ from tests.factories.stripe_events import TEST_WEBHOOK_SECRET
 from tests.harness import Databases
 from tests.loopback import serve_on_loopback
 from tests.webhooks.conftest import make_subscriber, run_workers, stop_workers
-from workflows.io import StripeEventResult
+from workflows.stripe_event_io import StripeEventResult
 
 LOCALSTRIPE_API_KEY = "sk_test_localstripe"
 

@@ -32,7 +32,7 @@ from tests.factories.tenants import make_tenant
 from tests.harness import Databases, free_port
 from tests.loopback import serve_on_loopback
 from tests.webhooks.conftest import SendFn
-from workflows.io import NotificationDeliveryResult
+from workflows.notification_io import NotificationDeliveryResult
 
 # The Standard Webhooks reference vector (standard-webhooks/standard-webhooks test suites).
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - published test vector

@@ -30,7 +30,7 @@ from tests.factories.stripe_events import signed_request, stripe_event
 from tests.harness import Databases, free_port, with_user
 from tests.webhooks.conftest import make_subscriber, run_workers, stop_workers
 from tests.webhooks.test_stripe_webhooks import URL, invoice_event, open_invoice
-from workflows.io import StripeEventResult
+from workflows.stripe_event_io import StripeEventResult
 
 
 @pytest.fixture

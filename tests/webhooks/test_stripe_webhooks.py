@@ -36,7 +36,7 @@ from tests.factories.stripe_events import (
 from tests.factories.tenants import operator_headers
 from tests.harness import Databases
 from tests.webhooks.conftest import Subscriber, make_subscriber
-from workflows.io import StripeEventResult
+from workflows.stripe_event_io import StripeEventResult
 
 URL = "/api/billing/webhooks/stripe"
 

@@ -14,8 +14,8 @@ from temporalio.testing import WorkflowEnvironment
 from adapters.db.tables import invoice_items, invoices, subscription_changes, subscriptions
 from tests.factories.subscription_workflows import SubscriptionFixture
 from tests.harness import Databases
-from workflows.io import SubscriptionState
 from workflows.subscription import SubscriptionWorkflow
+from workflows.subscription_io import SubscriptionState
 
 Handle = WorkflowHandle[SubscriptionWorkflow, Any]
 

@@ -19,8 +19,9 @@ from tests.factories.subscriptions import change_plan, current_period, make_subs
 from tests.factories.tenants import TenantWithKey, make_tenant
 from tests.harness import Databases
 from workflows.grace import GraceWindowWorkflow, grace_workflow_id
-from workflows.grace_io import GraceExtend, GraceResolve, GraceResult, ReconcileInput
+from workflows.grace_io import GraceExtend, GraceResolve, GraceResult
 from workflows.reconcile import ReconcileUsageWorkflow
+from workflows.reconcile_io import ReconcileInput
 
 CHECK = "/api/billing/usage/check"
 

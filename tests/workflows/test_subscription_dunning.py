@@ -40,8 +40,8 @@ from tests.workflows.helpers import (
 )
 from workflows.dunning import DunningWorkflow, dunning_workflow_id
 from workflows.dunning_io import DunningResult, DunningState
-from workflows.io import SetPaymentMethodRequest, StripeEventSignal
 from workflows.subscription import SubscriptionWorkflow
+from workflows.subscription_io import SetPaymentMethodRequest, StripeEventSignal
 
 pytestmark = pytest.mark.usefixtures("workers")
 

@@ -35,7 +35,8 @@ from tests.workflows.helpers import (
     until,
 )
 from worker import build_workers
-from workflows.io import (
+from workflows.subscription import SubscriptionWorkflow
+from workflows.subscription_io import (
     CancelRequest,
     ChangePlanRequest,
     LifecycleRequest,
@@ -44,7 +45,6 @@ from workflows.io import (
     SetPaymentMethodRequest,
     StripeEventSignal,
 )
-from workflows.subscription import SubscriptionWorkflow
 
 pytestmark = pytest.mark.usefixtures("workers")
 

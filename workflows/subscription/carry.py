@@ -15,15 +15,15 @@ with workflow.unsafe.imports_passed_through():
     from billing.invoicing import Line, LineKind
     from billing.lifecycle import Status
     from billing.periods import BusinessClock
-    from workflows.grace_io import PeriodOverageResult
-    from workflows.io import (
+    from workflows.shared_io import StripeInvoiceRead
+    from workflows.subscription_io import (
         ChangePlanRequest,
         InvoiceLinePayload,
         OpenInvoice,
         PaymentMethodResult,
+        PeriodOverageResult,
         PlanSnapshot,
         StripeEventSignal,
-        StripeInvoiceResult,
         SubscriptionCarry,
         SubscriptionInput,
         SubscriptionState,
@@ -56,7 +56,7 @@ def card_out(card: m.Card) -> PaymentMethodResult:
     )
 
 
-def receipt_in(invoice: StripeInvoiceResult) -> m.Receipt:
+def receipt_in(invoice: StripeInvoiceRead) -> m.Receipt:
     return m.Receipt(
         invoice.stripe_invoice_id,
         invoice.status,

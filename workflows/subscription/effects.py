@@ -32,25 +32,24 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activity_refs import call
     from workflows.dunning import DunningWorkflow, dunning_workflow_id
     from workflows.dunning_io import DunningInput, InvoicePaid, PaymentMethodUpdated
-    from workflows.grace_io import PeriodOverageInput
-    from workflows.io import (
+    from workflows.payment_grace import resolve_payment_grace, start_payment_grace
+    from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
+    from workflows.shared_io import InvoiceProjection, StripeInvoiceRead
+    from workflows.subscription_io import (
         AttachPaymentMethodInput,
         CollectInvoiceInput,
         CollectInvoiceResult,
         CreateStripeInvoiceInput,
         EnsureCustomerInput,
-        InvoiceProjection,
         PaymentMethodResult,
+        PeriodOverageInput,
         RecordCustomerInput,
         RecordInvoiceInput,
         RecordPaymentMethodInput,
-        StripeInvoiceResult,
         SubscriptionChange,
         SubscriptionInput,
         SubscriptionProjection,
     )
-    from workflows.payment_grace import resolve_payment_grace, start_payment_grace
-    from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
@@ -265,7 +264,7 @@ class Interpreter:
             ):
                 raise
             # No card on file is a failed collection, not a broken workflow.
-            unpaid = StripeInvoiceResult(
+            unpaid = StripeInvoiceRead(
                 effect.stripe_invoice_id, "open", effect.total, 0, None, None
             )
             result = CollectInvoiceResult("no_payment_method", unpaid, None, cause.message)

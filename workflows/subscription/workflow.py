@@ -32,14 +32,15 @@ with workflow.unsafe.imports_passed_through():
     # module: the data converter resolves a dataclass's annotations through the sandbox's
     # `sys.modules`, which holds only what this module imports (not what passed-through
     # modules import in turn).
-    import workflows.grace_io  # noqa: F401
+    import workflows.shared_io  # noqa: F401
     import workflows.subscription.carry as carry
     from billing.errors import InvalidTransition
     from billing.lifecycle import Status
     from workflows.dunning import DUNNING_FINISHED_SIGNAL
     from workflows.dunning_io import DunningResult
     from workflows.errors import domain_errors
-    from workflows.io import (
+    from workflows.subscription.effects import Interpreter, publish
+    from workflows.subscription_io import (
         CancelRequest,
         ChangePlanRequest,
         ChangePlanResult,
@@ -55,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionResult,
         SubscriptionState,
     )
-    from workflows.subscription.effects import Interpreter, publish
 
 # Guards every command added with dunning and notifications (issue 4), so histories recorded
 # before them replay unchanged (tests/replay/histories/subscription/).

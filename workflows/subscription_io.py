@@ -1,7 +1,8 @@
-"""Temporal payloads: one dataclass in and one out for every workflow, activity and message.
+"""Temporal payloads of the subscription workflow (`subscription:{id}`), its updates, queries,
+signals and activities.
 
-They are stored in workflow histories: add fields only with defaults, never rename or remove one
-while a running workflow may still replay it.
+Stored in workflow histories: add fields only with defaults, never rename or remove one while a
+running workflow may still replay it. Timestamps are ISO 8601 strings in UTC.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from billing.dunning import DunningPolicy
+from workflows.shared_io import StripeInvoiceRead
 
 
 def _default_dunning_policy() -> dict[str, Any]:
@@ -116,11 +118,6 @@ class SubscriptionProjection:
 
 
 @dataclass(frozen=True)
-class ProjectionResult:
-    applied: bool
-
-
-@dataclass(frozen=True)
 class SubscriptionState:
     """Answer of the `state` query."""
 
@@ -170,11 +167,6 @@ class StripeEventSignal:
     hosted_invoice_url: str | None = None
     stripe_payment_method_id: str | None = None
     failure_message: str | None = None
-
-
-# ------------------------------------------------------------------------------------------------
-# Subscription lifecycle (issue 3). Timestamps cross history as ISO 8601 strings (UTC).
-# ------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -386,16 +378,6 @@ class CreateStripeInvoiceInput:
 
 
 @dataclass(frozen=True)
-class StripeInvoiceResult:
-    stripe_invoice_id: str
-    status: str
-    amount_due: int
-    amount_paid: int
-    hosted_invoice_url: str | None
-    invoice_pdf: str | None
-
-
-@dataclass(frozen=True)
 class CollectInvoiceInput:
     invoice_id: str
     stripe_invoice_id: str
@@ -406,28 +388,9 @@ class CollectInvoiceInput:
 class CollectInvoiceResult:
     # paid | already_paid | declined | requires_action | no_payment_method
     outcome: str
-    invoice: StripeInvoiceResult
+    invoice: StripeInvoiceRead
     decline_code: str | None = None
     failure_message: str | None = None
-
-
-@dataclass(frozen=True)
-class InvoiceProjection:
-    invoice_id: str
-    version: int
-    status: str
-    amount_paid: int = 0
-    stripe_invoice_id: str | None = None
-    hosted_invoice_url: str | None = None
-    invoice_pdf: str | None = None
-    attempt_count: int = 0
-    paid_at: str | None = None
-    # When set, one dunning_attempts row is recorded for this collection attempt.
-    attempt_outcome: str | None = None
-    decline_code: str | None = None
-    failure_message: str | None = None
-    attempted_at: str | None = None
-    tenant_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -457,157 +420,28 @@ class RecordPaymentMethodInput:
 
 
 @dataclass(frozen=True)
-class RetrySchedule:
-    """Attempts and exponential backoff, snapshotted from settings when a workflow starts."""
-
-    max_attempts: int
-    initial_backoff_seconds: float
-    max_backoff_seconds: float
-
-    def backoff_seconds(self, attempt: int) -> float:
-        """Wait after failed attempt number `attempt` (1-based): initial * 2^(attempt-1), capped."""
-        return float(
-            min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** (attempt - 1))
-        )
-
-
-@dataclass(frozen=True)
-class StripeEventInput:
-    """Input of the `stripe_event` workflow (`stripe-event:{event_id}[:replay:{n}]`)."""
-
-    event_id: str
-    schedule: RetrySchedule
-    stripe_task_queue: str
-    replay: int = 0
-
-
-@dataclass(frozen=True)
-class StripeEventResult:
-    event_id: str
-    # processed | ignored | dead_lettered
-    status: str
-    attempts: int
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class ResolveStripeEventInput:
-    event_id: str
-
-
-@dataclass(frozen=True)
-class ResolvedStripeEvent:
-    """What an inbox event concerns: ids from the engine's metadata first, then DB lookups."""
-
-    event_id: str
-    event_type: str
-    handling: str
-    stripe_object_id: str | None = None
-    tenant_id: str | None = None
-    subscription_id: str | None = None
-    invoice_id: str | None = None
-    stripe_invoice_id: str | None = None
-    stripe_customer_id: str | None = None
-    stripe_payment_method_id: str | None = None
-    invoice_status: str | None = None
-    amount_paid: int | None = None
-    hosted_invoice_url: str | None = None
-    failure_message: str | None = None
-
-
-@dataclass(frozen=True)
-class RereadInvoiceInput:
-    stripe_invoice_id: str
-
-
-@dataclass(frozen=True)
-class RereadInvoiceResult:
-    stripe_invoice_id: str
-    status: str
-    amount_paid: int
-    hosted_invoice_url: str | None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ProjectStripeEventInput:
-    event_id: str
-    tenant_id: str | None
-
-
-@dataclass(frozen=True)
-class ProjectStripeEventResult:
-    applied: bool
-
-
-@dataclass(frozen=True)
-class MarkStripeEventInput:
-    event_id: str
-    # processed | ignored | dead_lettered; None records a failed attempt and keeps the status.
-    status: str | None
-    attempts: int
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class MarkStripeEventResult:
-    updated: bool
-
-
-@dataclass(frozen=True)
-class SendNotificationInput:
-    """Queue one notification for every endpoint of the tenant and start its deliveries.
-    `message_id` is the notification's business identity (e.g. `invoice.paid:{invoice_id}`)."""
+class PeriodOverageInput:
+    """Read a closed period's aggregates and price its overage with the plan snapshot the
+    subscription workflow holds (billing.catalog.Plan.to_dict())."""
 
     tenant_id: str
-    event_type: str
-    message_id: str
-    payload: dict[str, Any]
+    period_start: str
+    plan_definition: dict[str, Any]
 
 
 @dataclass(frozen=True)
-class SendNotificationResult:
-    delivery_ids: list[str]
+class OverageLineOut:
+    metric: str
+    used: int
+    included: int
+    units: int
+    unit_size: int
+    unit_price: int
+    amount: int
+    description: str
 
 
 @dataclass(frozen=True)
-class NotificationDeliveryInput:
-    """Input of the `notification_delivery` workflow (`notification:{delivery_id}`)."""
-
-    delivery_id: str
-    schedule: RetrySchedule
-
-
-@dataclass(frozen=True)
-class NotificationDeliveryResult:
-    delivery_id: str
-    # delivered | dead_lettered
-    status: str
-    attempts: int
-
-
-@dataclass(frozen=True)
-class DeliverNotificationInput:
-    delivery_id: str
-    attempt: int
-
-
-@dataclass(frozen=True)
-class DeliverNotificationResult:
-    delivered: bool
-    status_code: int | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class MarkNotificationInput:
-    delivery_id: str
-    # delivered | dead_lettered; None records a failed attempt.
-    status: str | None
-    attempts: int
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class MarkNotificationResult:
-    updated: bool
+class PeriodOverageResult:
+    lines: list[OverageLineOut] = field(default_factory=list)
+    total: int = 0
