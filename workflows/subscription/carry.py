@@ -12,22 +12,37 @@ with workflow.unsafe.imports_passed_through():
     import billing.subscription as m
     from billing.catalog import Interval, Plan
     from billing.dunning import DunningPolicy
-    from billing.invoicing import Line, LineKind
+    from billing.invoicing import InvoiceDraft, Line, LineKind
     from billing.lifecycle import Status
     from billing.periods import BusinessClock
-    from workflows.shared_io import StripeInvoiceRead
+    from workflows.dunning_io import DunningInput, DunningResult
+    from workflows.shared_io import InvoiceProjection, StripeInvoiceRead
     from workflows.subscription_io import (
+        CancelRequest,
         ChangePlanRequest,
+        ChangePlanResult,
+        CollectInvoiceResult,
+        CreateStripeInvoiceInput,
         InvoiceLinePayload,
+        LifecycleResult,
         OpenInvoice,
+        PauseRequest,
         PaymentMethodResult,
         PeriodOverageResult,
         PlanSnapshot,
+        PreviewResult,
+        RecordInvoiceInput,
+        SetPaymentMethodRequest,
         StripeEventSignal,
         SubscriptionCarry,
+        SubscriptionChange,
         SubscriptionInput,
+        SubscriptionProjection,
         SubscriptionState,
     )
+
+
+Request = ChangePlanRequest | CancelRequest | PauseRequest | SetPaymentMethodRequest
 
 
 def iso(value: datetime | None) -> str | None:
@@ -195,6 +210,17 @@ def change_plan_in(request: ChangePlanRequest) -> m.ChangePlan:
     )
 
 
+def dunning_finished_in(result: DunningResult) -> m.DunningFinished:
+    return m.DunningFinished(
+        result.invoice_id,
+        result.outcome,
+        result.attempts,
+        result.last_attempt,
+        result.invoice_version,
+        dt(result.exhausted_at),
+    )
+
+
 def stripe_event_in(event: StripeEventSignal) -> m.StripeEvent:
     return m.StripeEvent(
         event.event_id,
@@ -233,4 +259,224 @@ def state_out(inp: SubscriptionInput, s: m.SubscriptionState, now: datetime) -> 
         resume_at=iso(s.resume_at),
         has_payment_method=s.has_payment_method,
         business_now=now.isoformat(),
+    )
+
+
+# ------------------------------------------------------------------ the effects' payloads
+
+
+def invoice_record(
+    inp: SubscriptionInput, s: m.SubscriptionState, invoice_id: str, effect: m.IssueInvoice
+) -> RecordInvoiceInput:
+    draft, period = effect.draft, effect.period
+    return RecordInvoiceInput(
+        invoice_id=invoice_id,
+        tenant_id=inp.tenant_id,
+        subscription_id=inp.subscription_id,
+        billing_key=f"sub:{inp.subscription_id}:{effect.key}",
+        billing_reason=effect.reason,
+        currency=draft.currency,
+        subtotal=draft.subtotal,
+        total=draft.total,
+        lines=[line_out(line) for line in draft.lines],
+        period_start=period[0].isoformat(),
+        period_end=period[1].isoformat(),
+        version=s.invoice_version,
+    )
+
+
+def stripe_invoice(
+    inp: SubscriptionInput, s: m.SubscriptionState, invoice_id: str, draft: InvoiceDraft
+) -> CreateStripeInvoiceInput:
+    assert s.customer_id is not None
+    return CreateStripeInvoiceInput(
+        invoice_id=invoice_id,
+        customer_id=s.customer_id,
+        currency=draft.currency,
+        lines=[line_out(line) for line in draft.lines],
+        tenant_id=inp.tenant_id,
+        subscription_id=inp.subscription_id,
+    )
+
+
+def invoice_projection(
+    inp: SubscriptionInput, s: m.SubscriptionState, effect: m.ProjectInvoice, now: datetime
+) -> InvoiceProjection:
+    receipt = effect.receipt
+    return InvoiceProjection(
+        invoice_id=effect.invoice_id,
+        version=s.invoice_version,
+        status=effect.status,
+        amount_paid=receipt.amount_paid,
+        stripe_invoice_id=receipt.stripe_invoice_id,
+        hosted_invoice_url=receipt.hosted_invoice_url,
+        invoice_pdf=receipt.invoice_pdf,
+        attempt_count=effect.attempt,
+        paid_at=now.isoformat() if effect.status == "paid" else None,
+        attempt_outcome=effect.outcome,
+        decline_code=effect.decline_code,
+        failure_message=effect.failure_message,
+        attempted_at=now.isoformat() if effect.outcome else None,
+        tenant_id=inp.tenant_id,
+    )
+
+
+def change_row(
+    inp: SubscriptionInput, s: m.SubscriptionState, effect: m.RecordChange, issued: str | None
+) -> SubscriptionChange:
+    details = dict(effect.details)
+    if effect.with_invoice:
+        details["invoice_id"] = issued
+    return SubscriptionChange(
+        tenant_id=inp.tenant_id,
+        subscription_id=inp.subscription_id,
+        # Deterministic: a retried activity (or a replay) records the change once.
+        change_key=f"sub:{inp.subscription_id}:change:{s.change_seq}",
+        kind=effect.kind,
+        effective_at=effect.at.isoformat(),
+        actor=effect.actor,
+        from_status=effect.from_status.value,
+        to_status=s.status.value,
+        from_plan_code=effect.from_plan,
+        to_plan_code=effect.to_plan,
+        details=details,
+    )
+
+
+def subscription_projection(
+    inp: SubscriptionInput, s: m.SubscriptionState
+) -> SubscriptionProjection:
+    period = s.open_period()
+    pending = s.pending_plan
+    return SubscriptionProjection(
+        subscription_id=inp.subscription_id,
+        tenant_id=inp.tenant_id,
+        version=s.version,
+        status=s.status.value,
+        plan_id=s.plan.plan_id,
+        plan_code=s.plan.code,
+        interval=inp.interval,
+        current_period_start=iso(period[0]) if period else None,
+        current_period_end=iso(period[1]) if period else None,
+        trial_end=iso(s.trial_end),
+        cancel_at_period_end=s.cancel_at_period_end,
+        canceled_at=iso(s.canceled_at),
+        paused_at=iso(s.paused_at),
+        resume_at=iso(s.resume_at),
+        pending_change={"plan_code": pending.code, "plan_id": pending.plan_id} if pending else None,
+        # Payload only (ADR 0007): the usage path reads the workflow's clock.
+        clock_wall_origin=s.clock.wall_origin.isoformat(),
+        clock_business_origin=s.clock.business_origin.isoformat(),
+        time_scale=inp.time_scale,
+    )
+
+
+def dunning_input(
+    inp: SubscriptionInput, s: m.SubscriptionState, effect: m.StartDunning
+) -> DunningInput:
+    return DunningInput(
+        invoice_id=effect.invoice_id,
+        stripe_invoice_id=effect.stripe_invoice_id,
+        tenant_id=inp.tenant_id,
+        subscription_id=inp.subscription_id,
+        currency=effect.currency,
+        amount_due=effect.amount_due,
+        hosted_invoice_url=effect.hosted_invoice_url,
+        policy=inp.dunning_policy,
+        stripe_task_queue=inp.stripe_task_queue,
+        time_scale=inp.time_scale,
+        first_attempt=effect.first_attempt,
+        invoice_version=s.invoice_version,
+    )
+
+
+def collected(
+    effect: m.Collect, result: CollectInvoiceResult
+) -> m.InvoicePaid | m.CollectionFailed:
+    outcome = m.InvoicePaid if result.outcome in ("paid", "already_paid") else m.CollectionFailed
+    return outcome(
+        effect.invoice_id,
+        effect.attempt,
+        effect.total,
+        receipt_in(result.invoice),
+        result.outcome,
+        result.decline_code,
+        result.failure_message,
+    )
+
+
+def details(inp: SubscriptionInput, s: m.SubscriptionState) -> str:
+    """The Temporal UI's current details: status, plan and the billing clock's next deadline."""
+    deadline = m.billing_deadline(s)
+    pending = " (cancels at period end)" if s.cancel_at_period_end else ""
+    next_at = f", next {deadline.kind.value} at {deadline.at.isoformat()}" if deadline else ""
+    return f"{s.status.value}{pending} on {s.plan.code}/{inp.interval}{next_at}"
+
+
+# ------------------------------------------------------------------ requests and answers
+
+
+def event_of(request: Request) -> m.Event:
+    """The machine's event for an update's request."""
+    match request:
+        case ChangePlanRequest():
+            return change_plan_in(request)
+        case CancelRequest():
+            return m.Cancel(request.actor, request.at_period_end)
+        case PauseRequest():
+            return m.Pause(request.actor, dt(request.resume_at))
+        case SetPaymentMethodRequest():
+            return m.SetPaymentMethod(request.payment_method_id, request.actor)
+    raise TypeError(f"not a subscription request: {request!r}")  # pragma: no cover
+
+
+def outcome(effects: list[m.Effect]) -> m.Outcome:
+    return next(e for e in effects if isinstance(e, m.Outcome))
+
+
+def change_plan_out(
+    inp: SubscriptionInput, s: m.SubscriptionState, done: m.Outcome, issued: str | None
+) -> ChangePlanResult:
+    draft = done.draft
+    return ChangePlanResult(
+        subscription_id=inp.subscription_id,
+        kind=done.kind or "",
+        effective_at=done.effective_at.isoformat(),
+        scheduled=done.scheduled,
+        lines=[line_out(line) for line in draft.lines] if draft else [],
+        invoice_id=issued,
+        invoice_total=draft.total if draft else 0,
+        credit_balance=s.credit_balance,
+        status=s.status.value,
+    )
+
+
+def lifecycle_out(
+    inp: SubscriptionInput, s: m.SubscriptionState, done: m.Outcome, issued: str | None
+) -> LifecycleResult:
+    return LifecycleResult(
+        inp.subscription_id,
+        s.status.value,
+        s.cancel_at_period_end,
+        done.effective_at.isoformat(),
+        issued,
+        done.draft.total if done.draft else 0,
+    )
+
+
+def preview_out(s: m.SubscriptionState, at: datetime, done: m.Outcome | None) -> PreviewResult:
+    """`s`: the state the previewed step returned (or the current one, without a change)."""
+    draft = done.draft if done else None
+    next_at, next_draft = m.upcoming_invoice(s)
+    return PreviewResult(
+        kind=(done.kind or "") if done else "none",
+        effective_at=(done.effective_at if done else at).isoformat(),
+        proration_date=at.isoformat(),
+        lines=[line_out(x) for x in draft.lines] if draft else [],
+        total=draft.total if draft else 0,
+        credit_balance_after=s.credit_balance,
+        next_invoice_at=iso(next_at),
+        next_invoice_lines=[line_out(x) for x in next_draft.lines] if next_draft else [],
+        next_invoice_total=next_draft.total if next_draft else 0,
+        currency=s.currency,
     )

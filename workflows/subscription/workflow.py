@@ -77,10 +77,6 @@ def _check_apply_before(apply_before: str | None) -> None:
         )
 
 
-def _outcome(effects: list[m.Effect]) -> m.Outcome:
-    return next(e for e in effects if isinstance(e, m.Outcome))
-
-
 @workflow.defn(name="subscription")
 class SubscriptionWorkflow:
     @workflow.init
@@ -93,6 +89,7 @@ class SubscriptionWorkflow:
         self._lock = asyncio.Lock()
         # Bumped by every handler that moves the clock's next deadline; wakes the main loop.
         self._generation = 0
+        self._card: PaymentMethodResult | None = None  # the last card `set_payment_method` attached
 
     @workflow.run
     async def run(self, input: SubscriptionInput) -> SubscriptionResult:
@@ -141,19 +138,22 @@ class SubscriptionWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(replace(self._input, carry=carry.carry_out(self._m.state)))
 
-    async def _command(self, event: m.Event) -> list[m.Effect]:
+    async def _command(self, event: m.Event, card: str | None = None) -> list[m.Effect]:
         """Lock, check again (the state may have moved while the update waited for the lock),
-        step and apply. A refusal here must be an ApplicationError: any other exception would
-        fail the workflow task and retry it forever. The deadline is not checked again: the
-        update was accepted in time."""
+        step and apply; `card`: attach it first and step with the card on file. A refusal here
+        must be an ApplicationError (any other exception would fail the workflow task and retry
+        it forever), of the type recorded histories carry. The deadline is not checked again:
+        the update was accepted in time."""
         async with self._lock:
             try:
                 m.check(self._m.state, event, self._m.business_now())
             except InvalidTransition as error:
-                # The type recorded histories carry for a refusal inside the handler.
                 raise ApplicationError(
                     error.message, type="InvalidTransition", non_retryable=True
                 ) from error
+            if card is not None:
+                self._card = await self._m.attach_card(card)
+                event = m.PaymentMethodSet(carry.card_in(self._card), self._actor(event))
             effects = await self._m.handle(event)
             self._generation += 1
             return effects
@@ -162,49 +162,35 @@ class SubscriptionWorkflow:
         _check_apply_before(apply_before)
         m.check(self._m.state, event, self._m.business_now())
 
+    async def _lifecycle(self, event: m.Event) -> LifecycleResult:
+        done = carry.outcome(await self._command(event))
+        return carry.lifecycle_out(self._input, self._m.state, done, self._m.issued)
+
+    @staticmethod
+    def _actor(event: m.Event) -> str:
+        assert isinstance(event, m.SetPaymentMethod)
+        return event.actor
+
     # ------------------------------------------------------------------------------ updates
 
     @workflow.update(name="change_plan")
     async def change_plan(self, request: ChangePlanRequest) -> ChangePlanResult:
-        done = _outcome(await self._command(carry.change_plan_in(request)))
-        s, draft = self._m.state, done.draft
-        return ChangePlanResult(
-            subscription_id=self._input.subscription_id,
-            kind=done.kind or "",
-            effective_at=done.effective_at.isoformat(),
-            scheduled=done.scheduled,
-            lines=[carry.line_out(line) for line in draft.lines] if draft else [],
-            invoice_id=self._m.issued,
-            invoice_total=draft.total if draft else 0,
-            credit_balance=s.credit_balance,
-            status=s.status.value,
-        )
+        done = carry.outcome(await self._command(carry.event_of(request)))
+        return carry.change_plan_out(self._input, self._m.state, done, self._m.issued)
 
     @change_plan.validator
     @domain_errors
     def validate_change_plan(self, request: ChangePlanRequest) -> None:
-        self._validate(request.apply_before, carry.change_plan_in(request))
-
-    async def _lifecycle(self, event: m.Event, status: Status | None = None) -> LifecycleResult:
-        done = _outcome(await self._command(event))
-        s = self._m.state
-        return LifecycleResult(
-            self._input.subscription_id,
-            (status or s.status).value,
-            s.cancel_at_period_end,
-            done.effective_at.isoformat(),
-            self._m.issued,
-            done.draft.total if done.draft else 0,
-        )
+        self._validate(request.apply_before, carry.event_of(request))
 
     @workflow.update(name="cancel")
     async def cancel(self, request: CancelRequest) -> LifecycleResult:
-        return await self._lifecycle(m.Cancel(request.actor, request.at_period_end))
+        return await self._lifecycle(carry.event_of(request))
 
     @cancel.validator
     @domain_errors
     def _validate_cancel(self, request: CancelRequest) -> None:
-        self._validate(request.apply_before, m.Cancel(request.actor, request.at_period_end))
+        self._validate(request.apply_before, carry.event_of(request))
 
     @workflow.update(name="undo_cancel")
     async def undo_cancel(self, request: LifecycleRequest) -> LifecycleResult:
@@ -217,13 +203,12 @@ class SubscriptionWorkflow:
 
     @workflow.update(name="pause")
     async def pause(self, request: PauseRequest) -> LifecycleResult:
-        event = m.Pause(request.actor, carry.dt(request.resume_at))
-        return await self._lifecycle(event, Status.PAUSED)
+        return await self._lifecycle(carry.event_of(request))
 
     @pause.validator
     @domain_errors
     def _validate_pause(self, request: PauseRequest) -> None:
-        self._validate(request.apply_before, m.Pause(request.actor, carry.dt(request.resume_at)))
+        self._validate(request.apply_before, carry.event_of(request))
 
     @workflow.update(name="resume")
     async def resume(self, request: LifecycleRequest) -> LifecycleResult:
@@ -236,40 +221,22 @@ class SubscriptionWorkflow:
 
     @workflow.update(name="set_payment_method")
     async def set_payment_method(self, request: SetPaymentMethodRequest) -> PaymentMethodResult:
-        async with self._lock:
-            asked = m.SetPaymentMethod(request.payment_method_id, request.actor)
-            try:
-                m.check(self._m.state, asked, self._m.business_now())
-            except InvalidTransition as error:
-                raise ApplicationError(
-                    error.message, type="InvalidTransition", non_retryable=True
-                ) from error
-            card = await self._m.attach_card(request.payment_method_id)
-            await self._m.handle(m.PaymentMethodSet(carry.card_in(card), request.actor))
-            self._generation += 1
-            return card
+        await self._command(carry.event_of(request), card=request.payment_method_id)
+        assert self._card is not None
+        return self._card
 
     @set_payment_method.validator
     @domain_errors
     def _validate_payment_method(self, request: SetPaymentMethodRequest) -> None:
-        asked = m.SetPaymentMethod(request.payment_method_id, request.actor)
-        self._validate(request.apply_before, asked)
+        self._validate(request.apply_before, carry.event_of(request))
 
     # ------------------------------------------------------------------------------ signals
 
     @workflow.signal(name=DUNNING_FINISHED_SIGNAL)
     async def dunning_finished(self, result: DunningResult) -> None:
         async with self._lock:
-            event = m.DunningFinished(
-                result.invoice_id,
-                result.outcome,
-                result.attempts,
-                result.last_attempt,
-                result.invoice_version,
-                carry.dt(result.exhausted_at),
-            )
             if result.invoice_id in self._m.state.dunning:
-                await self._m.handle(event)
+                await self._m.handle(carry.dunning_finished_in(result))
                 self._generation += 1
 
     @workflow.signal(name="stripe_event")
@@ -286,7 +253,7 @@ class SubscriptionWorkflow:
     @workflow.query(name="preview")
     def preview(self, request: PreviewRequest) -> PreviewResult:
         """What a change would bill now and at the next renewal; without a plan, the upcoming
-        invoice as things stand. The machine's `step` with its effects discarded."""
+        invoice as things stand: the machine's `step` with its effects discarded."""
         s = self._m.state
         # A query sees the time of the last workflow task, which can be long ago: the caller
         # says what time it is (`as_of`, wall clock) and the workflow maps it onto its clock.
@@ -295,30 +262,12 @@ class SubscriptionWorkflow:
             s.clock.business_at(as_of) if as_of else self._m.business_now()
         )
         at = at.replace(microsecond=0)
-        kind, effective, draft = "none", at, None
-        if request.plan is not None:
-            asked = m.ChangePlan(
-                carry.plan_in(request.plan),
-                "preview",
-                request.timing,
-                at if request.proration_date else None,
-            )
-            s, effects = m.step(s, asked, at)
-            done = _outcome(effects)
-            kind, effective, draft = done.kind or "", done.effective_at, done.draft
-        next_at, next_draft = m.upcoming_invoice(s)
-        return PreviewResult(
-            kind=kind,
-            effective_at=effective.isoformat(),
-            proration_date=at.isoformat(),
-            lines=[carry.line_out(x) for x in draft.lines] if draft else [],
-            total=draft.total if draft else 0,
-            credit_balance_after=s.credit_balance,
-            next_invoice_at=carry.iso(next_at),
-            next_invoice_lines=[carry.line_out(x) for x in next_draft.lines] if next_draft else [],
-            next_invoice_total=next_draft.total if next_draft else 0,
-            currency=s.currency,
-        )
+        if request.plan is None:
+            return carry.preview_out(s, at, None)
+        proration = at if request.proration_date else None
+        asked = m.ChangePlan(carry.plan_in(request.plan), "preview", request.timing, proration)
+        after, effects = m.step(s, asked, at)
+        return carry.preview_out(after, at, carry.outcome(effects))
 
     # ------------------------------------------------------------------------------ plumbing
 
