@@ -36,7 +36,13 @@ from api.auth import Principal
 from api.errors import ApiError, Conflict, NotFound, ServiceUnavailable, error_responses
 from api.schemas import LineOut, PreviewOut
 from api.services import Services
-from billing.errors import InvalidTransition, PaymentDeclined
+from billing.errors import BillingError, InvalidTransition, PaymentDeclined, decode
+from billing.payments import (
+    PaymentMethodUnavailable,
+    StripeCardRejected,
+    StripeInvalidRequest,
+    StripeNotFound,
+)
 from workflows.subscription import SubscriptionWorkflow
 from workflows.subscription_io import InvoiceLinePayload, PreviewRequest, PreviewResult
 
@@ -98,23 +104,28 @@ async def run_update(
 
 
 def _domain(error: WorkflowUpdateFailedError) -> Exception:
-    """The first application error in the failure's cause chain decides the answer."""
+    """The first application error in the failure's cause chain decides the answer: its type
+    is decoded through the domain's error registry (`billing.errors.decode`), then presented."""
     cause: BaseException | None = error.cause
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = cause.__cause__
-    if isinstance(cause, ApplicationError):
-        # Validators refuse under the domain code; handlers (and workers of older code) under
-        # the class name.
-        if cause.type in (InvalidTransition.code, "InvalidTransition"):
-            return InvalidTransition(cause.message)
-        if cause.type == "stripe_card_rejected":
-            return PaymentDeclined(f"the card was refused: {cause.message}")
-        if cause.type in ("stripe_not_found", "payment_method_unavailable"):
+    domain = decode(cause.type, cause.message) if isinstance(cause, ApplicationError) else None
+    if domain is None:
+        return ServiceUnavailable(f"the subscription workflow failed the request: {error.cause}")
+    return _presented(domain)
+
+
+def _presented(error: BillingError) -> Exception:
+    """What the caller sees of a Stripe refusal met while applying a command."""
+    match error:
+        case StripeCardRejected():
+            return PaymentDeclined(f"the card was refused: {error.message}")
+        case StripeNotFound() | PaymentMethodUnavailable():
             # One answer for "no such card" and "another account's card": it reveals nothing.
-            return PaymentMethodRefused(cause.message)
-        if cause.type == "stripe_invalid_request":
-            return InvalidRequest(cause.message)
-    return ServiceUnavailable(f"the subscription workflow failed the request: {error.cause}")
+            return PaymentMethodRefused(error.message)
+        case StripeInvalidRequest():
+            return InvalidRequest(error.message)
+    return error
 
 
 class InvalidRequest(ApiError):

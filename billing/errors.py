@@ -1,10 +1,12 @@
-"""The billing domain's error tree.
+"""The billing domain's error tree, and its registry.
 
 Every error the domain raises is a `BillingError`. Each class carries a stable snake_case `code`
 that the API puts in error bodies and activities use as the Temporal `ApplicationError` type, so
-callers can branch on it without parsing messages. The mapping to HTTP statuses lives in
-`api/errors.py` and the mapping to retryability next to the activities: nothing here knows about
-either.
+callers can branch on it without parsing messages, and a `retryable` flag. Every class that
+names a code registers under it when it is defined: `decode` turns an `ApplicationError` type
+back into its class (the API decodes workflow failures through it), and `non_retryable_codes`
+is the list every retry policy refuses to retry (workflows/retry.py). The mapping to HTTP
+statuses lives in `api/errors.py`.
 
 Errors whose constructor takes structured fields define `__reduce__`, so they survive pickling
 (process pools, test runners) with the same fields rather than failing to unpickle.
@@ -12,17 +14,69 @@ Errors whose constructor takes structured fields define `__reduce__`, so they su
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
+
+_REGISTRY: dict[str, type[BillingError]] = {}
+# Types older code recorded for a refusal (the class name, before codes crossed the boundary).
+_ALIASES = {"InvalidTransition": "invalid_transition"}
 
 
 class BillingError(Exception):
     """Base of every domain error. `code` is stable: clients and retry policies depend on it."""
 
     code: ClassVar[str] = "billing_error"
+    # Whether retrying the same call can succeed (a transient outage): retry policies retry
+    # exactly the codes whose class says so.
+    retryable: ClassVar[bool] = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            _register(cls)
+
+    @classmethod
+    def from_message(cls, message: str) -> Self:
+        """The error as it arrives from the other side of Temporal: its class and message
+        (structured fields stay behind)."""
+        error = cls.__new__(cls)
+        BillingError.__init__(error, message)
+        return error
+
+
+def _register(cls: type[BillingError]) -> None:
+    known = _REGISTRY.get(cls.code)
+    if known is not None and known is not cls:
+        raise TypeError(f"error code {cls.code!r} is taken by {known.__qualname__}")
+    _REGISTRY[cls.code] = cls
+
+
+_register(BillingError)
+
+
+def registered() -> dict[str, type[BillingError]]:
+    """Every error class by code, once every module that defines one is imported."""
+    import billing.dunning  # noqa: F401 - defines InvalidDunningPolicy
+    import billing.payments  # noqa: F401 - defines the Stripe errors
+
+    return dict(_REGISTRY)
+
+
+def decode(code: str | None, message: str) -> BillingError | None:
+    """The domain error an `ApplicationError` of type `code` stands for; None for a type no
+    domain class names (an infrastructure failure)."""
+    cls = registered().get(_ALIASES.get(code or "", code or ""))
+    return cls.from_message(message) if cls is not None else None
+
+
+def non_retryable_codes() -> tuple[str, ...]:
+    """The codes retrying cannot fix (bad request, bad credentials, business rule): the
+    non-retryable ApplicationError types of every retry policy. Only transient Stripe failures
+    and infrastructure errors are retried."""
+    return tuple(sorted(code for code, cls in registered().items() if not cls.retryable))
 
 
 class CatalogError(BillingError):
@@ -107,26 +161,8 @@ class QuotaExceeded(BillingError):
     code: ClassVar[str] = "quota_exceeded"
 
 
-# Error codes that retrying cannot fix (bad request, bad credentials, business rule): the
-# non-retryable ApplicationError types of every retry policy (workflows/retry.py).
-# Only `stripe_transient` (rate limit, connection, 5xx) and infrastructure failures are retried.
-NON_RETRYABLE_CODES: tuple[str, ...] = (
-    "billing_error",
-    "stripe_error",
-    "stripe_invalid_request",
-    "stripe_not_found",
-    "stripe_idempotency_error",
-    "payment_method_unavailable",
-    "tenant_mismatch",
-    "stripe_payment_method_missing",
-    "stripe_card_rejected",
-    "stripe_authentication_error",
-    "catalog_error",
-    "unknown_plan",
-    "unknown_metric",
-    "currency_mismatch",
-    "invalid_transition",
-    "payment_declined",
-    "quota_exceeded",
-    "invalid_dunning_policy",
-)
+class TenantMismatch(BillingError):
+    """A key the input names is held by another tenant's row (row-level security hid it from
+    this tenant's transaction). Activities raise it as an ApplicationError of this type."""
+
+    code: ClassVar[str] = "tenant_mismatch"

@@ -1,6 +1,6 @@
 """Domain errors cross the Temporal boundary here, once: a `BillingError` becomes an
 `ApplicationError` whose type is the error's stable code, non-retryable unless the error says a
-retry can help (and the shared list agrees: `billing.errors.NON_RETRYABLE_CODES`).
+retry can help (and the shared list agrees: `billing.errors.non_retryable_codes()`).
 
 `domain_errors` applies that to a whole function. Every activity carries it (a test checks the
 worker's registrations), and so does every update validator of the subscription workflow, so a
@@ -15,19 +15,14 @@ from typing import Any, TypeVar, cast
 
 from temporalio.exceptions import ApplicationError
 
-from billing.errors import NON_RETRYABLE_CODES, BillingError
+from billing.errors import BillingError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def to_application_error(error: BillingError) -> ApplicationError:
-    retryable = bool(getattr(error, "retryable", False))
-    # The shared list and the error's own flag agree for every class (test_error_codes.py).
-    return ApplicationError(
-        str(error),
-        type=error.code,
-        non_retryable=not retryable or error.code in NON_RETRYABLE_CODES,
-    )
+    # The retry policies' list derives from the same flag (billing.errors.non_retryable_codes).
+    return ApplicationError(str(error), type=error.code, non_retryable=not error.retryable)
 
 
 def domain_errors(fn: F) -> F:

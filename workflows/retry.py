@@ -6,10 +6,11 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from billing.errors import NON_RETRYABLE_CODES
+from billing.errors import non_retryable_codes
 
-# ApplicationError types that retrying cannot fix: the domain's list (billing/errors.py).
-NON_RETRYABLE_ERROR_TYPES = list(NON_RETRYABLE_CODES)
+# ApplicationError types that retrying cannot fix: derived from the domain's error registry
+# (billing/errors.py), so a new error class is covered the moment it is defined.
+NON_RETRYABLE_ERROR_TYPES = list(non_retryable_codes())
 
 STRIPE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

@@ -4,12 +4,18 @@ the list names no code that nothing raises."""
 
 from __future__ import annotations
 
+import pytest
+
 import billing.dunning  # noqa: F401 - registers its error class
 import billing.payments  # noqa: F401 - registers the Stripe error classes
-from billing.errors import NON_RETRYABLE_CODES, BillingError
-
-# Raised as ApplicationError types directly (activities/errors.py), not as domain classes.
-ACTIVITY_ONLY_CODES = {"tenant_mismatch"}
+from billing.errors import (
+    BillingError,
+    InvalidTransition,
+    decode,
+    non_retryable_codes,
+    registered,
+)
+from workflows.retry import DB_RETRY, STRIPE_RETRY
 
 
 def _classes() -> list[type[BillingError]]:
@@ -22,13 +28,35 @@ def _classes() -> list[type[BillingError]]:
     return found
 
 
-def test_each_error_class_is_retried_exactly_when_its_flag_says() -> None:
+def test_every_error_class_with_a_code_is_registered_under_it() -> None:
+    registry = registered()
     for cls in _classes():
-        retryable = bool(getattr(cls, "retryable", False))
-        assert (cls.code in NON_RETRYABLE_CODES) is not retryable, cls
+        assert registry[cls.code] is cls or cls.code not in vars(cls), cls
+    assert len({cls.code for cls in _classes() if "code" in vars(cls)}) == len(registry)
 
 
-def test_the_list_names_only_codes_that_are_raised() -> None:
-    codes = {cls.code for cls in _classes()} | ACTIVITY_ONLY_CODES
-    assert set(NON_RETRYABLE_CODES) <= codes, set(NON_RETRYABLE_CODES) - codes
-    assert len(NON_RETRYABLE_CODES) == len(set(NON_RETRYABLE_CODES))
+def test_a_code_can_name_one_class_only() -> None:
+    with pytest.raises(TypeError, match="taken"):
+
+        class Twin(BillingError):  # noqa: F841 - defined to be refused
+            code = "invalid_transition"
+
+
+def test_the_non_retryable_list_is_every_class_whose_flag_says_so() -> None:
+    codes = non_retryable_codes()
+    for cls in _classes():
+        assert (cls.code in codes) is not cls.retryable, cls
+    assert "stripe_transient" not in codes
+    assert {"invalid_transition", "tenant_mismatch", "invalid_dunning_policy"} <= set(codes)
+    for policy in (DB_RETRY, STRIPE_RETRY):
+        assert list(policy.non_retryable_error_types or []) == list(codes)
+
+
+@pytest.mark.parametrize("code", ["invalid_transition", "InvalidTransition"])
+def test_decoding_a_type_gives_its_class_and_message(code: str) -> None:
+    error = decode(code, "cannot pause a trialing subscription")
+    assert isinstance(error, InvalidTransition)
+    assert error.message == "cannot pause a trialing subscription"
+    assert decode("stripe_card_rejected", "no").__class__ is billing.payments.StripeCardRejected
+    assert decode("WorkerCrashed", "boom") is None
+    assert decode(None, "boom") is None
