@@ -29,9 +29,9 @@ from api.routes import (
     usage_operator,
     webhooks,
 )
-from api.services import Services
 from billing.catalog import load_catalog
 from config import APP_ROLE, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
+from services.context import Services
 
 
 async def build_services(settings: Settings) -> Services:

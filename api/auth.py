@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from adapters.api_keys import Scope, hash_key, implied_scopes, is_well_formed
 from adapters.db import tenants as tenant_repo
 from api.errors import Forbidden, Unauthorized
-from api.services import Services
+from services.context import Services
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer bk_...`")
 

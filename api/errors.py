@@ -17,64 +17,36 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.db import errors as db_errors
 from billing import errors as domain
 from billing import payments
+from services.errors import (
+    Conflict,
+    FieldInvalid,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    ServiceUnavailable,
+    SubscriptionPaused,
+    Unauthorized,
+)
 
 log = logging.getLogger("billing.api")
 
 
-class ApiError(Exception):
-    status_code = 400
-    code = "bad_request"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class Unauthorized(ApiError):
-    status_code = 401
-    code = "unauthorized"
-
-
-class Forbidden(ApiError):
-    status_code = 403
-    code = "forbidden"
-
-
-class NotFound(ApiError):
-    status_code = 404
-    code = "not_found"
-
-
-class SubscriptionPaused(ApiError):
-    """Usage while the subscription is paused: the paused period is closed and billed, and no
-    period is open until it resumes."""
-
-    status_code = 402
-    code = "subscription_paused"
-
-
-class Conflict(ApiError):
-    status_code = 409
-    code = "conflict"
-
-
-class FieldInvalid(ApiError):
-    """A value that parsed but breaks a business rule: answered like a validation error (422
-    naming the field), so callers handle both the same way."""
-
-    status_code = 422
-    code = "validation_error"
-
-    def __init__(self, field: str, message: str, location: str = "body") -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.field_message = message
-        self.location = location
-
-
-class ServiceUnavailable(ApiError):
-    status_code = 503
-    code = "service_unavailable"
+# The failure kinds of the use cases carry their statuses (services/errors.py); the API raises
+# them too, and answers each with its status here.
+__all__ = [
+    "Conflict",
+    "FieldInvalid",
+    "Forbidden",
+    "NotFound",
+    "ServiceError",
+    "ServiceUnavailable",
+    "SubscriptionPaused",
+    "Unauthorized",
+    "error_body",
+    "error_responses",
+    "install_error_handlers",
+    "status_for",
+]
 
 
 def database_unavailable_response() -> JSONResponse:
@@ -140,8 +112,8 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(exc.code, exc.message, fields=fields), status_code=exc.status_code
         )
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def _api_error(_: Request, exc: ServiceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if exc.status_code == 503:
             headers = {"Retry-After": str(db_errors.RETRY_AFTER_SECONDS)}

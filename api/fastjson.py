@@ -1,29 +1,14 @@
-"""JSON on the usage hot paths, through orjson (10x the standard encoder on 1,000-event batches).
-
-orjson refuses a few values the standard library accepts (integers beyond 64 bits, for one),
-and a caller's metadata may hold them: every encoder here falls back to the standard library
-rather than failing, so the output is always the same JSON document, only produced faster.
-"""
+"""JSON answers on the usage hot paths, rendered by orjson (the encoder is
+`adapters/fastjson.py`, which falls back to the standard library on values orjson refuses)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse
 
-__all__ = ["FastJSONResponse", "dumps_compact"]
-
-_std_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-def dumps_compact(value: Any) -> bytes:
-    """`value` as compact JSON (no spaces, UTF-8 characters kept), UTF-8 encoded."""
-    try:
-        return orjson.dumps(value)
-    except (orjson.JSONEncodeError, TypeError):
-        return _std_compact(value).encode()
+__all__ = ["FastJSONResponse"]
 
 
 class FastJSONResponse(JSONResponse):

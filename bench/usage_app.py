@@ -13,9 +13,9 @@ from adapters.db.session import Database
 from adapters.stripe_fake import FakeStripeGateway
 from api.app import create_app
 from api.server import settle_heap
-from api.services import Services
 from billing.catalog import load_catalog
 from config import APP_ROLE, WORKER_ROLE, Settings
+from services.context import Services
 
 
 def create() -> FastAPI:

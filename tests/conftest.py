@@ -20,9 +20,9 @@ from adapters.db.migrate import alembic_config
 from adapters.db.plans import sync_catalog
 from adapters.stripe_fake import FakeStripeGateway
 from api.app import create_app
-from api.services import Services
 from billing.catalog import Catalog, load_catalog
 from config import ROOT, Environment, Settings
+from services.context import Services
 from tests.factories.tenants import TEST_PEPPER
 from tests.harness import (
     Databases,

@@ -10,18 +10,12 @@ the list again to see the new state. See docs/adr/0006-payment-grace.md.
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, status
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.db import grace as grace_repo
-from adapters.db import tenants as tenant_repo
-from adapters.db.audit import record_audit
 from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
-from api.errors import Conflict, FieldInvalid, NotFound, ServiceUnavailable, error_responses
+from api.errors import FieldInvalid, error_responses
 from api.grace_schemas import (
     MAX_EXTENSION_DAYS,
     GraceActionIn,
@@ -31,54 +25,9 @@ from api.grace_schemas import (
     GracePeriodList,
     GracePeriodOut,
 )
-from api.services import Services
-from billing.grace import PAYMENT
-from workflows.grace import GraceWindowWorkflow
-from workflows.grace_io import GraceEndEarly, GraceExtend, GraceResolve
+from services import grace
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/operator", tags=["operator"])
-
-WAIVED = "waived"
-
-
-async def _window(services: Services, tenant_id: UUID, grace_id: UUID) -> Any:
-    async with services.system_db.tenant_transaction(tenant_id) as conn:
-        if await tenant_repo.get_tenant(conn, tenant_id) is None:
-            raise NotFound(f"no tenant {tenant_id}")
-        row = await grace_repo.get_window(conn, tenant_id, grace_id)
-    if row is None:
-        raise NotFound(f"no grace period {grace_id} for tenant {tenant_id}")
-    return row
-
-
-def _closed(row: Any) -> bool:
-    # An expired payment window is still open to `resolve` (it holds the suspension).
-    return row.resolved_at is not None
-
-
-async def _audit(
-    services: Services, row: Any, actor: str, action: str, details: dict[str, Any]
-) -> None:
-    async with services.system_db.tenant_transaction(row.tenant_id) as conn:
-        await record_audit(
-            conn,
-            actor=actor,
-            action=action,
-            subject_type="grace_period",
-            subject_id=row.workflow_id,
-            tenant_id=row.tenant_id,
-            details=details,
-        )
-
-
-def _reason(body: GraceActionIn | None) -> dict[str, Any]:
-    return {"reason": body.reason if body else None}
-
-
-def _unreachable(err: RPCError) -> Exception:
-    if err.status == RPCStatusCode.NOT_FOUND:
-        return Conflict("the grace window's workflow is no longer running")
-    return ServiceUnavailable("Temporal is unavailable; try again")
 
 
 @router.get(
@@ -90,10 +39,7 @@ async def list_grace_periods(
     tenant_id: UUID, _: OperatorPrincipal, services: ServicesDep
 ) -> GracePeriodList:
     """Every grace window of the tenant, newest first (read from Postgres, not the workflows)."""
-    async with services.system_db.tenant_transaction(tenant_id) as conn:
-        if await tenant_repo.get_tenant(conn, tenant_id) is None:
-            raise NotFound(f"no tenant {tenant_id}")
-        rows = await grace_repo.list_windows(conn, tenant_id)
+    rows = await grace.windows(services, tenant_id)
     return GracePeriodList(items=[GracePeriodOut.model_validate(r) for r in rows])
 
 
@@ -115,27 +61,11 @@ async def extend_grace_period(
         raise FieldInvalid("hours", "give `hours`, `days`, or both")
     if seconds > MAX_EXTENSION_DAYS * 86400:
         raise FieldInvalid("days", f"an extension is at most {MAX_EXTENSION_DAYS} days")
-    row = await _window(services, tenant_id, grace_id)
-    if _closed(row):
-        raise Conflict("this grace window has already expired or been resolved")
-    handle = services.temporal.get_workflow_handle_for(GraceWindowWorkflow.run, row.workflow_id)
-    try:
-        result = await handle.execute_update(
-            GraceWindowWorkflow.extend, GraceExtend(seconds=seconds, actor=principal.actor)
-        )
-    except WorkflowUpdateFailedError as err:
-        raise Conflict("this grace window can no longer be extended") from err
-    except RPCError as err:
-        raise _unreachable(err) from err
-    await _audit(
-        services,
-        row,
-        principal.actor,
-        "grace.extended",
-        {"seconds": seconds, "expires_at": result.expires_at, "reason": body.reason},
+    workflow_id, result = await grace.extend(
+        services, tenant_id, grace_id, seconds, principal.actor, body.reason
     )
     return GraceExtendedOut(
-        workflow_id=row.workflow_id, started_at=result.started_at, expires_at=result.expires_at
+        workflow_id=workflow_id, started_at=result.started_at, expires_at=result.expires_at
     )
 
 
@@ -153,16 +83,9 @@ async def end_grace_period(
     body: GraceActionIn | None = None,
 ) -> GraceActionOut:
     """Stop the window and apply its expiry effect now (payment: the tenant is suspended)."""
-    row = await _window(services, tenant_id, grace_id)
-    if _closed(row):
-        raise Conflict("this grace window has already expired or been resolved")
-    handle = services.temporal.get_workflow_handle(row.workflow_id)
-    try:
-        await handle.signal(GraceWindowWorkflow.end_early, GraceEndEarly(actor=principal.actor))
-    except RPCError as err:
-        raise _unreachable(err) from err
-    await _audit(services, row, principal.actor, "grace.ended", _reason(body))
-    return GraceActionOut(workflow_id=row.workflow_id, action="ended")
+    reason = body.reason if body else None
+    workflow_id = await grace.end(services, tenant_id, grace_id, principal.actor, reason)
+    return GraceActionOut(workflow_id=workflow_id, action="ended")
 
 
 @router.post(
@@ -179,15 +102,6 @@ async def resolve_grace_period(
     body: GraceActionIn | None = None,
 ) -> GraceActionOut:
     """Waive the window: its effect never happens, or (an expired payment window) is lifted."""
-    row = await _window(services, tenant_id, grace_id)
-    if _closed(row) and row.resolution not in ("expired", "ended"):
-        raise Conflict("this grace window is already resolved")
-    if _closed(row) and row.kind != PAYMENT:
-        raise Conflict("this grace window has expired; its effect stays")
-    handle = services.temporal.get_workflow_handle(row.workflow_id)
-    try:
-        await handle.signal(GraceWindowWorkflow.resolve, GraceResolve(WAIVED, principal.actor))
-    except RPCError as err:
-        raise _unreachable(err) from err
-    await _audit(services, row, principal.actor, "grace.waived", _reason(body))
-    return GraceActionOut(workflow_id=row.workflow_id, action=WAIVED)
+    reason = body.reason if body else None
+    workflow_id = await grace.waive(services, tenant_id, grace_id, principal.actor, reason)
+    return GraceActionOut(workflow_id=workflow_id, action=grace.WAIVED)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from adapters.db import billing_reads
 from api.auth import AuthFirstRoute, ReadPrincipal, ServicesDep
 from api.commands import preview_for
-from api.errors import ApiError, NotFound, error_responses
+from api.errors import NotFound, ServiceError, error_responses
 from api.schemas import (
     InvoiceDetailOut,
     InvoiceDocument,
@@ -27,7 +27,7 @@ from workflows.subscription_io import PreviewRequest
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/invoices", tags=["invoices"])
 
 
-class BadCursor(ApiError):
+class BadCursor(ServiceError):
     status_code = 422
     code = "invalid_cursor"
 

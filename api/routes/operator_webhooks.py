@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from adapters.db import webhook_inbox as inbox
 from adapters.dispatch import DispatchConfig, Dispatcher, replay_stripe_events
 from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
-from api.errors import ApiError, NotFound, error_responses
+from api.errors import NotFound, ServiceError, error_responses
 from api.schemas import WebhookEventOut, WebhookReplayOut, WebhookReplayRequest
 
 router = APIRouter(
@@ -48,7 +48,7 @@ async def replay(
     body: WebhookReplayRequest, principal: OperatorPrincipal, services: ServicesDep
 ) -> list[WebhookReplayOut]:
     if (body.event_ids is None) == (not body.all_dead_lettered):
-        raise ApiError("give either `event_ids` or `all_dead_lettered: true`")
+        raise ServiceError("give either `event_ids` or `all_dead_lettered: true`")
     dispatcher = Dispatcher(
         services.system_db, services.temporal, DispatchConfig.from_settings(services.settings)
     )

@@ -19,16 +19,17 @@ from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
 from api.auth import AuthFirstRoute, ManagePrincipal, Principal, ReadPrincipal, ServicesDep
-from api.commands import COMMAND_ERRORS, PaymentMethodRefused, apply_before, run_update
+from api.commands import COMMAND_ERRORS
 from api.errors import NotFound
 from api.schemas import PaymentMethodIn, PaymentMethodOut
-from api.services import Services
 from billing.payments import (
     CardDetails,
     PaymentMethodUnavailable,
     StripeNotFound,
     unusable_payment_method_message,
 )
+from services.commands import PaymentMethodRefused, apply_before, run_update
+from services.context import Services
 from workflows.subscription import SubscriptionWorkflow
 from workflows.subscription_io import SetPaymentMethodRequest
 

@@ -8,29 +8,14 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Response, status
-from temporalio.service import RPCError
 from temporalio.workflow import UpdateMethodMultiParam
 
 from adapters.db import billing_reads
-from adapters.db import errors as db_errors
-from adapters.db import payment_methods as payment_methods_repo
-from adapters.db import plans as plan_repo
 from adapters.db import subscriptions as subscription_repo
-from adapters.db import tenants as tenant_repo
-from adapters.db.audit import record_audit
 from adapters.db.subscriptions import SubscriptionRow
-from adapters.temporal import start_subscription
 from api.auth import AuthFirstRoute, ManagePrincipal, Principal, ReadPrincipal, ServicesDep
-from api.commands import (
-    COMMAND_ERRORS,
-    StillRunning,
-    apply_before,
-    line_out,
-    live_subscription,
-    preview_for,
-    run_update,
-)
-from api.errors import Conflict, NotFound, ServiceUnavailable, error_responses
+from api.commands import COMMAND_ERRORS, line_out, preview_for
+from api.errors import NotFound, error_responses
 from api.schemas import (
     ChangeOut,
     LifecycleOut,
@@ -42,9 +27,10 @@ from api.schemas import (
     SubscriptionCreate,
     SubscriptionOut,
 )
-from api.services import Services
-from billing.errors import InvalidTransition, UnknownPlan
-from workflows.subscription import SubscriptionWorkflow, workflow_id
+from services import subscriptions
+from services.commands import apply_before, command, live_subscription
+from services.context import Services
+from workflows.subscription import SubscriptionWorkflow
 from workflows.subscription_io import (
     CancelRequest,
     ChangePlanRequest,
@@ -53,7 +39,6 @@ from workflows.subscription_io import (
     PauseRequest,
     PlanSnapshot,
     PreviewRequest,
-    SubscriptionInput,
 )
 
 T = TypeVar("T")
@@ -87,124 +72,24 @@ async def get_subscription(principal: ReadPrincipal, services: ServicesDep) -> S
 async def create_subscription(
     body: SubscriptionCreate, principal: ManagePrincipal, services: ServicesDep, response: Response
 ) -> SubscriptionOut:
-    row, existed = await _create(body, principal, services)
-    services.quota_cache.invalidate(principal.require_tenant())
+    row, existed = await subscriptions.create(
+        services,
+        principal.require_tenant(),
+        principal.actor,
+        plan_code=body.plan_code,
+        interval=body.interval,
+        payment_method_id=body.payment_method_id,
+    )
     if existed:
         response.status_code = status.HTTP_200_OK
     return _out(row)
-
-
-async def _create(
-    body: SubscriptionCreate,
-    principal: Principal,
-    services: Services,
-    reactivated_from: uuid.UUID | None = None,
-) -> tuple[SubscriptionRow, bool]:
-    tenant_id = principal.require_tenant()
-    try:
-        async with services.tenant_db.tenant_transaction(tenant_id) as conn:
-            tenant = await tenant_repo.get_tenant(conn, tenant_id)
-            if tenant is None:  # the key outlived its tenant
-                raise NotFound("tenant not found")
-            live = await subscription_repo.get_live_subscription(conn, tenant_id)
-            if live is not None and not _is_retry_of(live, body):
-                raise Conflict(
-                    f"this tenant already has a {live.status} subscription ({live.id}); "
-                    "change it with PUT or cancel it first"
-                )
-            # A card added before subscribing: the subscription starts with it, on the same
-            # Stripe customer.
-            card_on_file = await payment_methods_repo.default_card(conn)
-            plan = await plan_repo.get_plan_version(conn, live.plan_id) if live else None
-            if plan is None:
-                plan = await plan_repo.latest_plan(conn, body.plan_code)
-            if plan is None:
-                raise UnknownPlan(body.plan_code)
-            subscription_id = live.id if live else uuid.uuid4()
-            if live is None:
-                await subscription_repo.insert_subscription(
-                    conn,
-                    subscription_id=subscription_id,
-                    tenant_id=tenant_id,
-                    plan_id=plan.id,
-                    plan_code=plan.code,
-                    interval=body.interval,
-                    currency=plan.plan().currency,
-                    workflow_id=workflow_id(str(subscription_id)),
-                )
-                if reactivated_from is not None:
-                    await subscription_repo.set_reactivated_from(
-                        conn, subscription_id, reactivated_from
-                    )
-                await record_audit(
-                    conn,
-                    actor=principal.actor,
-                    action="subscription.created",
-                    subject_type="subscription",
-                    subject_id=str(subscription_id),
-                    tenant_id=tenant_id,
-                    details={
-                        "plan": plan.code,
-                        "version": plan.version,
-                        "interval": body.interval,
-                        "reactivated_from": str(reactivated_from) if reactivated_from else None,
-                    },
-                )
-    except db_errors.UniqueViolation as error:  # a concurrent request created one first
-        raise Conflict("this tenant already has a subscription") from error
-
-    # After the commit: the workflow id is the subscription id, so a retry after a failure here
-    # starts the same workflow (USE_EXISTING) instead of a second one.
-    snapshot = SubscriptionInput(
-        subscription_id=str(subscription_id),
-        tenant_id=str(tenant_id),
-        tenant_name=tenant.name,
-        tenant_email=tenant.email,
-        plan=PlanSnapshot(str(plan.id), plan.code, plan.version, plan.definition),
-        interval=body.interval,
-        stripe_task_queue=services.settings.stripe_task_queue,
-        actor=principal.actor,
-        time_scale=services.settings.time_scale,
-        payment_method_id=body.payment_method_id
-        or (card_on_file["stripe_payment_method_id"] if card_on_file else None),
-        stripe_customer_id=tenant.stripe_customer_id,
-        dunning_policy=services.settings.dunning_policy().to_dict(),
-        payment_grace_days=services.settings.payment_grace_days,
-    )
-    try:
-        await start_subscription(
-            services.temporal, snapshot, task_queue=services.settings.task_queue
-        )
-    except RPCError as error:
-        raise ServiceUnavailable(
-            "the subscription is recorded but its workflow could not be started "
-            f"(Temporal: {error.message}); repeat the same request to finish"
-        ) from error
-    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
-        row = await subscription_repo.get_subscription(conn, subscription_id)
-    assert row is not None
-    return row, live is not None
-
-
-def _is_retry_of(live: SubscriptionRow, body: SubscriptionCreate) -> bool:
-    """An `incomplete` subscription with the same plan is a request whose workflow start failed
-    (or is still in flight): repeating it finishes the job instead of answering 409."""
-    return (
-        live.status == "incomplete"
-        and live.plan_code == body.plan_code
-        and live.interval == body.interval
-    )
 
 
 # --- commands on the live subscription (workflow Updates) --------------------------------------
 
 
 async def _plan_snapshot(services: Services, principal: Principal, code: str) -> PlanSnapshot:
-    async with services.tenant_db.tenant_transaction(principal.require_tenant()) as conn:
-        plan = await plan_repo.latest_plan(conn, code)
-    if plan is None:
-        raise UnknownPlan(code)
-    return PlanSnapshot(str(plan.id), plan.code, plan.version, plan.definition)
+    return await subscriptions.plan_snapshot(services, principal.require_tenant(), code)
 
 
 def _iso(value: object) -> str | None:
@@ -217,7 +102,7 @@ async def change_plan(
 ) -> PlanChangeOut:
     """Change plan: upgrades apply now with a prorated invoice, downgrades at period end
     (unless `timing` says otherwise)."""
-    live = await live_subscription(services, principal)
+    live = await live_subscription(services, principal.require_tenant())
     plan = await _plan_snapshot(services, principal, body.plan_code)
     result = await _update(
         services,
@@ -252,12 +137,7 @@ async def _update(
     update: UpdateMethodMultiParam[[Any, A], Coroutine[Any, Any, T]],
     arg: A,
 ) -> T:
-    """`run_update`, then forget the tenant's cached quota rows: a plan change, pause or cancel
-    changes its quotas, and this process's next check must not wait for the notification."""
-    try:
-        return await run_update(services, workflow_id, update, arg)
-    finally:
-        services.quota_cache.invalidate(principal.require_tenant())
+    return await command(services, principal.require_tenant(), workflow_id, update, arg)
 
 
 def _lifecycle(result: LifecycleResult) -> LifecycleOut:
@@ -270,7 +150,7 @@ async def cancel_subscription(
     services: ServicesDep,
     at_period_end: bool = Query(True, description="false: cancel now with a final invoice"),  # noqa: FBT001
 ) -> LifecycleOut:
-    live = await live_subscription(services, principal)
+    live = await live_subscription(services, principal.require_tenant())
     request = CancelRequest(principal.actor, at_period_end, apply_before=apply_before(services))
     return _lifecycle(
         await _update(services, principal, live.workflow_id, SubscriptionWorkflow.cancel, request)
@@ -281,7 +161,7 @@ async def cancel_subscription(
 async def pause_subscription(
     principal: ManagePrincipal, services: ServicesDep, body: PauseIn | None = None
 ) -> LifecycleOut:
-    live = await live_subscription(services, principal)
+    live = await live_subscription(services, principal.require_tenant())
     resume_at = _iso(body.resume_at) if body else None
     request = PauseRequest(principal.actor, resume_at, apply_before=apply_before(services))
     return _lifecycle(
@@ -291,7 +171,7 @@ async def pause_subscription(
 
 @router.post("/resume", response_model=LifecycleOut, responses=COMMAND_ERRORS)
 async def resume_subscription(principal: ManagePrincipal, services: ServicesDep) -> LifecycleOut:
-    live = await live_subscription(services, principal)
+    live = await live_subscription(services, principal.require_tenant())
     request = LifecycleRequest(principal.actor, apply_before=apply_before(services))
     return _lifecycle(
         await _update(services, principal, live.workflow_id, SubscriptionWorkflow.resume, request)
@@ -311,26 +191,11 @@ async def reactivate_subscription(
 ) -> SubscriptionOut:
     """Undo a pending cancellation; after a cancellation took effect, start a NEW subscription
     (new id, new workflow) on the same plan: a workflow id is never reused."""
-    tenant_id = principal.require_tenant()
-    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
-        latest = await subscription_repo.latest_subscription(conn, tenant_id)
-    if latest is None:
-        raise NotFound("this tenant has no subscription to reactivate")
-    if latest.status != "canceled":
-        if not latest.cancel_at_period_end:
-            raise InvalidTransition(f"the subscription is {latest.status}, not canceled")
-        request = LifecycleRequest(principal.actor, apply_before=apply_before(services))
-        await _update(
-            services, principal, latest.workflow_id, SubscriptionWorkflow.undo_cancel, request
-        )
-        async with services.tenant_db.tenant_transaction(tenant_id) as conn:
-            row = await subscription_repo.get_subscription(conn, latest.id)
-        assert row is not None
-        return _out(row)
-    body = SubscriptionCreate(plan_code=latest.plan_code, interval=latest.interval)
-    row, _ = await _create(body, principal, services, reactivated_from=latest.id)
-    services.quota_cache.invalidate(tenant_id)
-    response.status_code = status.HTTP_201_CREATED
+    row, started = await subscriptions.reactivate(
+        services, principal.require_tenant(), principal.actor
+    )
+    if started:
+        response.status_code = status.HTTP_201_CREATED
     return _out(row)
 
 
@@ -362,4 +227,4 @@ async def subscription_history(principal: ReadPrincipal, services: ServicesDep) 
     return [ChangeOut.model_validate(row) for row in rows]
 
 
-__all__ = ["StillRunning", "router"]
+__all__ = ["router"]

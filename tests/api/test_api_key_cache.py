@@ -9,7 +9,7 @@ import httpx
 
 from adapters.db import tenants as tenant_repo
 from api.app import create_app
-from api.services import Services
+from services.context import Services
 from tests.factories.tenants import make_tenant, operator_headers
 from tests.harness import Databases
 

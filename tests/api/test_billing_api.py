@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from adapters.api_keys import Scope
 from adapters.stripe_fake import FakeStripeGateway
-from api.services import Services
+from services.context import Services
 from tests.factories.subscription_workflows import make_subscription
 from tests.factories.tenants import TenantWithKey, make_tenant
 from tests.harness import Databases

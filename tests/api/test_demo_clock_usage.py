@@ -11,8 +11,8 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.services import Services
 from config import Settings
+from services.context import Services
 from tests.api.test_billing_api import _until, align_clock, subscribe_with_card
 from tests.harness import Databases
 

@@ -14,7 +14,7 @@ import api.routes
 from adapters.api_keys import Scope
 from api.app import create_app
 from api.auth import AuthFirstRoute
-from api.services import Services
+from services.context import Services
 from tests.factories.tenants import make_tenant
 from tests.harness import Databases
 

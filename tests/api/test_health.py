@@ -9,7 +9,7 @@ import httpx
 from adapters.db.session import Database
 from adapters.stripe_fake import FakeStripeGateway
 from api.app import create_app
-from api.services import Services
+from services.context import Services
 from tests.harness import free_port
 
 

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
-from api.services import Services
+from services.context import Services
 from tests.api.test_billing_api import subscribe_with_card
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET
 from tests.factories.tenants import operator_headers

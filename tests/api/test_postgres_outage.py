@@ -24,9 +24,9 @@ from adapters.db.migrate import alembic_config
 from adapters.db.plans import sync_catalog
 from adapters.db.tables import usage_events, webhook_events
 from api.app import create_app
-from api.services import Services
 from billing.catalog import Catalog
 from devstack.postgres import EmbeddedPostgres
+from services.context import Services
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, signed_request, stripe_event
 from tests.factories.subscriptions import make_subscription
 from tests.factories.tenants import make_tenant, operator_headers

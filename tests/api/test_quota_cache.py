@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from adapters.db.quota_cache import QuotaChangeListener, QuotaRowCache
 from api.app import create_app
-from api.services import Services
+from services.context import Services
 from tests.factories.subscriptions import make_subscription, set_access_status
 from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
 from tests.harness import Databases

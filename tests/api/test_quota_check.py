@@ -9,7 +9,7 @@ import pytest
 
 from adapters.db.session import Database
 from api.app import create_app
-from api.services import Services
+from services.context import Services
 from tests.factories.subscriptions import current_period, make_subscription, set_access_status
 from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
 from tests.harness import Databases, free_port

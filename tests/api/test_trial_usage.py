@@ -6,7 +6,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.services import Services
+from services.context import Services
 from tests.api.test_billing_api import SUB, _until, align_clock
 from tests.factories.tenants import make_tenant
 from tests.harness import Databases

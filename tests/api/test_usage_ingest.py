@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from adapters.db.session import Database
 from api.app import create_app
-from api.services import Services
+from services.context import Services
 from tests.factories.subscriptions import current_period, make_subscription
 from tests.factories.tenants import TenantWithKey, make_tenant
 from tests.harness import Databases, free_port

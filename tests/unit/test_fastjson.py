@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from api.fastjson import FastJSONResponse, dumps_compact
+from adapters.fastjson import dumps_compact
+from api.fastjson import FastJSONResponse
 
 
 def test_compact_matches_the_standard_encoder() -> None:

@@ -16,11 +16,11 @@ from temporalio.testing import WorkflowEnvironment
 from adapters.db.tables import webhook_events
 from adapters.stripe_sdk import StripeSdkGateway
 from api.app import create_app
-from api.services import Services
 from billing.catalog import Catalog
 from billing.payments import InvoiceLine
 from config import Settings
 from devstack.localstripe import LocalStripeServer, free_port
+from services.context import Services
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET
 from tests.harness import Databases
 from tests.loopback import serve_on_loopback

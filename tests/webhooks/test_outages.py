@@ -21,11 +21,11 @@ from adapters.db.tables import webhook_events
 from adapters.dispatch import DispatchConfig, Dispatcher
 from adapters.stripe_fake import FakeStripeGateway
 from api.app import create_app
-from api.services import Services
 from billing.catalog import Catalog
 from config import WORKER_ROLE, Settings
 from devstack.postgres import EmbeddedPostgres
 from devstack.temporal import TemporalDevServer
+from services.context import Services
 from tests.factories.stripe_events import signed_request, stripe_event
 from tests.harness import Databases, free_port, with_user
 from tests.webhooks.conftest import make_subscriber, run_workers, stop_workers

@@ -23,9 +23,9 @@ from adapters.db import webhook_inbox as inbox
 from adapters.db.tables import audit_log, payment_methods, tenants, webhook_events
 from adapters.stripe_fake import FakeStripeGateway
 from api.app import create_app
-from api.services import Services
 from billing.payments import InvoiceLine
 from config import Settings
+from services.context import Services
 from tests.factories.stripe_events import (
     OLD_WEBHOOK_SECRET,
     TEST_WEBHOOK_SECRET,

@@ -13,8 +13,8 @@ from temporalio.worker import Worker
 
 from adapters.stripe_fake import FakeStripeGateway
 from api.app import create_app
-from api.services import Services
 from config import Settings
+from services.context import Services
 from tests.harness import Databases, venv_executable
 from worker import build_workers
 

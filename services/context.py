@@ -1,4 +1,5 @@
-"""What the API needs at run time, built once by the lifespan (or handed in by tests)."""
+"""What the use cases need at run time, built once by the API's lifespan (or handed in by
+tests)."""
 
 from __future__ import annotations
 
