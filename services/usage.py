@@ -17,12 +17,12 @@ from decimal import Decimal
 from typing import Any, NotRequired, TypedDict
 from uuid import UUID
 
-from adapters.fastjson import dumps_compact
 from temporalio.service import RPCError
 
 from adapters.db import errors as db_errors
 from adapters.db import usage as usage_repo
 from adapters.db.notifications import enqueue_notification
+from adapters.fastjson import dumps_compact
 from adapters.temporal import start_grace_window
 from billing.catalog import CapKind, Entitlement, Plan
 from billing.grace import SOFT_CAP

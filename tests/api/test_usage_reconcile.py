@@ -163,7 +163,7 @@ async def test_reconcile_workflow_finds_and_repairs_drift(
 async def test_cli_backfill_repairs_a_past_range(
     api: httpx.AsyncClient, dbs: Databases, settings: Settings, capsys: Any
 ) -> None:
-    from adapters.db.usage import reconcile_usage_cli
+    from cli.reconcile import reconcile_usage as reconcile_usage_cli
 
     tenant = await make_tenant(dbs)
     await make_subscription(dbs, tenant.id)

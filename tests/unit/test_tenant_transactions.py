@@ -42,23 +42,25 @@ CROSS_TENANT = {
     ("api/routes/operator_webhooks.py", "get_event"): "the inbox spans tenants",
     ("api/routes/operator_webhooks.py", "replay"): "the inbox spans tenants",
     ("api/routes/usage_operator.py", "reconcile_usage"): "reconciles every tenant's usage",
-    ("adapters/db/catalog_sync.py", "_sync"): "the plan catalog belongs to no tenant",
-    ("adapters/db/operator_keys.py", "_create"): "operator keys belong to no tenant",
-    ("adapters/db/usage.py", "reconcile_usage_cli"): "reconciles every tenant's usage",
-    ("adapters/db/usage.py", "run"): "reconciles every tenant's usage (the CLI's body)",
+    ("cli/seed.py", "_sync"): "the plan catalog belongs to no tenant",
+    ("cli/operator_key.py", "_create"): "operator keys belong to no tenant",
+    ("cli/reconcile.py", "reconcile_usage"): "reconciles every tenant's usage",
+    ("cli/reconcile.py", "run"): "reconciles every tenant's usage (the CLI's body)",
     ("adapters/dispatch.py", "replay_stripe_events"): "the inbox spans tenants",
     ("adapters/dispatch.py", "redispatch_once"): (
         "the re-dispatcher sweeps every tenant's inbox and outbox rows"
     ),
-    ("adapters/webhooks_cli.py", "print_dead_letters"): "the inbox spans tenants",
-    ("adapters/webhooks_cli.py", "replay"): "the inbox spans tenants",
+    ("cli/webhooks.py", "print_dead_letters"): "the inbox spans tenants",
+    ("cli/webhooks.py", "replay"): "the inbox spans tenants",
 }
 
 
 def _plain_transactions() -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     paths = [
-        p for folder in ("activities", "api", "adapters") for p in (ROOT / folder).rglob("*.py")
+        p
+        for folder in ("activities", "services", "api", "adapters", "cli")
+        for p in (ROOT / folder).rglob("*.py")
     ]
     for path in sorted(paths):
         tree = ast.parse(path.read_text())

@@ -435,7 +435,7 @@ async def test_cli_lists_dead_letters_and_replays_them_all(
     workflow_env: WorkflowEnvironment,
     settings: Settings,
 ) -> None:
-    from adapters.webhooks_cli import print_dead_letters, replay
+    from cli.webhooks import print_dead_letters, replay
 
     stripe_invoice_id, invoice_id = await open_invoice(stripe_fake, subscriber)
     stripe_fake.fail_next("retrieve_invoice", times=6)

@@ -1,4 +1,6 @@
-"""`billing` console script: the operator's and developer's entry point."""
+"""`billing` console script: the operator's and developer's entry point. Every command's code
+is in this package (`seed`, `operator_key`, `reconcile`, `webhooks`) or is the entry point of
+a process (`devstack`, `worker`, `api.server`)."""
 
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
 
         upgrade_head(settings)
     elif args.command == "seed":
-        from adapters.db.catalog_sync import sync_catalog_cli
+        from cli.seed import sync_catalog_cli
 
         sync_catalog_cli(settings)
     elif args.command == "worker":
@@ -75,16 +77,16 @@ def main(argv: list[str] | None = None) -> None:
 
         serve(settings)
     elif args.command == "operator-key":
-        from adapters.db.operator_keys import operator_key_cli
+        from cli.operator_key import operator_key_cli
 
         sys.exit(operator_key_cli(settings, if_absent=args.if_absent, name=args.name))
     elif args.command == "reconcile-usage":
         from datetime import date
 
-        from adapters.db.usage import reconcile_usage_cli
+        from cli.reconcile import reconcile_usage
 
         sys.exit(
-            reconcile_usage_cli(
+            reconcile_usage(
                 settings,
                 date.fromisoformat(args.first),
                 date.fromisoformat(args.last),
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
     elif args.command == "webhooks":
-        from adapters.webhooks_cli import dead_letters_cli, replay_cli
+        from cli.webhooks import dead_letters_cli, replay_cli
 
         if args.webhooks_command == "dead-letters":
             sys.exit(dead_letters_cli(settings, sys.stdout, limit=args.limit))
