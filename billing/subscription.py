@@ -111,6 +111,9 @@ class Terms:
     time_scale: float = 1.0
     notices: bool = True
     grace: bool = True
+    # A cancellation at period end asked during a trial ends the subscription at trial end,
+    # unbilled (before: the trial converted and the first period was billed, then canceled).
+    trial_cancel_at_end: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -658,8 +661,10 @@ def step(state: SubscriptionState, event: Event, now: datetime) -> Step:
 
 def upcoming_invoice(state: SubscriptionState) -> tuple[datetime | None, InvoiceDraft | None]:
     """The next renewal invoice with zero usage so far (overage is only known at close), on the
-    plan that will be current then."""
+    plan that will be current then; none when the subscription ends with its trial."""
     s = state
+    if _cancels_at_trial_end(s):
+        return None, None
     return next_invoice(
         status=s.status,
         plan=(s.pending_plan or s.plan).plan,
@@ -809,7 +814,16 @@ def _deadline(s: SubscriptionState, e: DeadlineReached) -> Step:
 
 
 def _end_trial(s: SubscriptionState, at: datetime) -> Step:
-    if s.has_payment_method:
+    if _cancels_at_trial_end(s):
+        # The period a cancellation at period end waits for is the trial: nothing is billed.
+        before = s.status
+        s = replace(s, status=Status.CANCELED, canceled_at=at, cancel_at_period_end=False)
+        effects: list[Effect] = [
+            RecordChange("canceled", "system", before, at),
+            Project(),
+            *_canceled_notice(s, "canceled_at_period_end"),
+        ]
+    elif s.has_payment_method:
         s, effects = _activate(s, at, "system", Status.TRIALING, "trial_converted")
     elif s.terms.trial_end_policy == "cancel":
         s = replace(s, status=Status.CANCELED, canceled_at=at)
@@ -822,6 +836,10 @@ def _end_trial(s: SubscriptionState, at: datetime) -> Step:
         s = replace(s, status=Status.PAUSED, paused_at=at)
         effects = [RecordChange("trial_expired_paused", "system", Status.TRIALING, at), Project()]
     return s, [*effects, Publish()]
+
+
+def _cancels_at_trial_end(s: SubscriptionState) -> bool:
+    return s.status is Status.TRIALING and s.cancel_at_period_end and s.terms.trial_cancel_at_end
 
 
 def _renew(s: SubscriptionState, usage: Sequence[Line]) -> Step:
@@ -928,7 +946,8 @@ def _change_plan(s: SubscriptionState, e: ChangePlan, now: datetime) -> Step:
 
 def _cancel(s: SubscriptionState, e: Cancel, now: datetime) -> Step:
     if e.at_period_end:
-        effective = s.period[1] if s.anchor else now
+        trial_ends = s.trial_end if s.terms.trial_cancel_at_end and s.trial_end else now
+        effective = s.period[1] if s.anchor else trial_ends
         effects: list[Effect] = [
             Outcome(effective, scheduled=True),
             RecordChange("cancel_scheduled", e.actor, s.status, now),

@@ -206,6 +206,29 @@ def test_a_trial_without_a_card_ends_by_its_policy(policy: str, status: Status, 
     assert harness.invoices == []
 
 
+@pytest.mark.parametrize("fixed", [True, False])
+def test_a_cancellation_at_period_end_during_a_trial_ends_it_unbilled(fixed: bool) -> None:
+    trialing = STATES[Status.TRIALING]
+    state = replace(trialing, terms=replace(trialing.terms, trial_cancel_at_end=fixed))
+    harness = Harness(state)
+    harness.run(m.Cancel("user", at_period_end=True), NOW)
+    done = next(e for e in harness.effects if isinstance(e, m.Outcome))
+    assert done.effective_at == (state.trial_end if fixed else NOW)
+    assert m.upcoming_invoice(harness.state) == (
+        (None, None)
+        if fixed
+        else m.upcoming_invoice(replace(harness.state, cancel_at_period_end=False))
+    )
+    harness.run(_deadline(harness.state), NOW)
+    if fixed:
+        assert harness.state.status is Status.CANCELED
+        assert harness.invoices == []
+        assert [c.kind for c in harness.changes] == ["cancel_scheduled", "canceled"]
+    else:  # histories recorded before the fix: the trial converted and billed a period
+        assert harness.state.status is Status.ACTIVE
+        assert [i.reason for i in harness.invoices] == ["subscription_create"]
+
+
 def test_deadlines_name_their_kind_and_notices_win_a_tie() -> None:
     end = ACTIVE.period[1]
     state = replace(ACTIVE, card_expiring_notice_at=end)

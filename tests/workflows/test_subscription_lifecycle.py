@@ -458,6 +458,29 @@ async def test_trial_converts_with_a_payment_method(
     assert [c.amount for c in stripe_fake.charges] == [4900]
 
 
+async def test_a_cancellation_at_period_end_during_the_trial_ends_it_at_trial_end_unbilled(
+    workflow_env: WorkflowEnvironment,
+    dbs: Databases,
+    settings: Settings,
+    task_queues: tuple[str, str],
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    sub = await make_subscription(
+        dbs, task_queues=task_queues, trial_days=None, business_start="2027-04-01T00:00:00+00:00"
+    )
+    handle = await start(workflow_env, sub, settings.task_queue)
+    await until(workflow_env, handle, lambda s: s.status == "trialing")
+    result = await handle.execute_update(
+        SubscriptionWorkflow.cancel, CancelRequest("tests", at_period_end=True)
+    )
+    assert result.effective_at == "2027-04-15T00:00:00+00:00"  # the trial's end, not now
+    assert (await handle.result()).status == "canceled"
+    assert stripe_fake.keys_for("create_invoice") == []
+    assert stripe_fake.charges == []
+    row = await db_subscription(dbs, sub.input.subscription_id)
+    assert row["status"] == "canceled"
+
+
 @pytest.mark.parametrize(("policy", "status"), [("pause", "paused"), ("cancel", "canceled")])
 async def test_trial_end_without_a_payment_method_applies_the_policy(
     workflow_env: WorkflowEnvironment,

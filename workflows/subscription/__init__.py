@@ -5,8 +5,15 @@ boundary)."""
 from workflows.subscription.workflow import (
     DUNNING_WIRING,
     PAYMENT_GRACE_WIRING,
+    TRIAL_CANCEL_AT_END,
     SubscriptionWorkflow,
     workflow_id,
 )
 
-__all__ = ["DUNNING_WIRING", "PAYMENT_GRACE_WIRING", "SubscriptionWorkflow", "workflow_id"]
+__all__ = [
+    "DUNNING_WIRING",
+    "PAYMENT_GRACE_WIRING",
+    "TRIAL_CANCEL_AT_END",
+    "SubscriptionWorkflow",
+    "workflow_id",
+]

@@ -62,6 +62,8 @@ with workflow.unsafe.imports_passed_through():
 DUNNING_WIRING = "dunning-wiring"
 # Guards the payment grace window opened beside each dunning child (ADR 0006).
 PAYMENT_GRACE_WIRING = "payment-grace-wiring"
+# Guards ending a trial that has a cancellation at period end pending, unbilled (ADR 0009).
+TRIAL_CANCEL_AT_END = "trial-cancel-at-end"
 
 
 def workflow_id(subscription_id: str) -> str:
@@ -96,8 +98,10 @@ class SubscriptionWorkflow:
         # The patch markers sit at the start of every run, whatever moves below them.
         notices = workflow.patched(DUNNING_WIRING)
         grace = notices and workflow.patched(PAYMENT_GRACE_WIRING)
+        trial_cancel = workflow.patched(TRIAL_CANCEL_AT_END)
         s = self._m.state
-        self._m.state = replace(s, terms=replace(s.terms, notices=notices, grace=grace))
+        terms = replace(s.terms, notices=notices, grace=grace, trial_cancel_at_end=trial_cancel)
+        self._m.state = replace(s, terms=terms)
         if input.carry is None:
             async with self._lock:
                 await self._m.start()
