@@ -3,9 +3,10 @@
 Every error the domain raises is a `BillingError`. Each class carries a stable snake_case `code`
 that the API puts in error bodies and activities use as the Temporal `ApplicationError` type, so
 callers can branch on it without parsing messages, and a `retryable` flag. Every class that
-names a code registers under it when it is defined: `decode` turns an `ApplicationError` type
-back into its class (the API decodes workflow failures through it), and `non_retryable_codes`
-is the list every retry policy refuses to retry (workflows/retry.py). The mapping to HTTP
+names a code registers under it when it is defined; `billing/error_registry.py` reads the
+registry: `decode` turns an `ApplicationError` type back into its class (the API decodes
+workflow failures through it), and `non_retryable_codes` is the list every retry policy refuses
+to retry (workflows/retry.py). The mapping to HTTP
 statuses lives in `api/errors.py`.
 
 Errors whose constructor takes structured fields define `__reduce__`, so they survive pickling
@@ -16,9 +17,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
-_REGISTRY: dict[str, type[BillingError]] = {}
-# Types older code recorded for a refusal (the class name, before codes crossed the boundary).
-_ALIASES = {"InvalidTransition": "invalid_transition"}
+# Every error class by its code (read through billing/error_registry.py).
+REGISTRY: dict[str, type[BillingError]] = {}
 
 
 class BillingError(Exception):
@@ -48,35 +48,13 @@ class BillingError(Exception):
 
 
 def _register(cls: type[BillingError]) -> None:
-    known = _REGISTRY.get(cls.code)
+    known = REGISTRY.get(cls.code)
     if known is not None and known is not cls:
         raise TypeError(f"error code {cls.code!r} is taken by {known.__qualname__}")
-    _REGISTRY[cls.code] = cls
+    REGISTRY[cls.code] = cls
 
 
 _register(BillingError)
-
-
-def registered() -> dict[str, type[BillingError]]:
-    """Every error class by code, once every module that defines one is imported."""
-    import billing.dunning  # noqa: F401 - defines InvalidDunningPolicy
-    import billing.payments  # noqa: F401 - defines the Stripe errors
-
-    return dict(_REGISTRY)
-
-
-def decode(code: str | None, message: str) -> BillingError | None:
-    """The domain error an `ApplicationError` of type `code` stands for; None for a type no
-    domain class names (an infrastructure failure)."""
-    cls = registered().get(_ALIASES.get(code or "", code or ""))
-    return cls.from_message(message) if cls is not None else None
-
-
-def non_retryable_codes() -> tuple[str, ...]:
-    """The codes retrying cannot fix (bad request, bad credentials, business rule): the
-    non-retryable ApplicationError types of every retry policy. Only transient Stripe failures
-    and infrastructure errors are retried."""
-    return tuple(sorted(code for code, cls in registered().items() if not cls.retryable))
 
 
 class CatalogError(BillingError):

@@ -32,7 +32,8 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from adapters.db import subscriptions as subscription_repo
 from adapters.db.subscriptions import SubscriptionRow
-from billing.errors import BillingError, PaymentDeclined, decode
+from billing.error_registry import decode
+from billing.errors import BillingError, PaymentDeclined
 from billing.payments import (
     PaymentMethodUnavailable,
     StripeCardRejected,

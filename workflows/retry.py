@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from billing.errors import non_retryable_codes
+from billing.error_registry import non_retryable_codes
 
 # ApplicationError types that retrying cannot fix: derived from the domain's error registry
 # (billing/errors.py), so a new error class is covered the moment it is defined.

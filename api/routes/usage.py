@@ -1,9 +1,8 @@
 """`/api/billing/usage`: ingestion (single and batch), the quota check, and usage reads.
 
-Usage never flows through workflows (ADR 0003): a batch is one Postgres transaction that
-inserts the new events and moves the daily totals and the period counter. The only Temporal call
-is opening a soft-cap grace window, made after that transaction committed, with an idempotent
-workflow id.
+Ingestion and the quota check are use cases of `services/usage.py`; the routes parse the body
+(the batch straight from its bytes), authorise, and shape the answer, its status and its quota
+headers. The reads (summary, quotas, export, series) go to the repositories directly.
 """
 
 from __future__ import annotations

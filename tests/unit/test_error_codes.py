@@ -8,13 +8,8 @@ import pytest
 
 import billing.dunning  # noqa: F401 - registers its error class
 import billing.payments  # noqa: F401 - registers the Stripe error classes
-from billing.errors import (
-    BillingError,
-    InvalidTransition,
-    decode,
-    non_retryable_codes,
-    registered,
-)
+from billing.error_registry import decode, non_retryable_codes, registered
+from billing.errors import BillingError, InvalidTransition
 from workflows.retry import DB_RETRY, STRIPE_RETRY
 
 
