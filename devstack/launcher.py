@@ -31,6 +31,10 @@ START_TIMEOUT = 60.0
 ONE_SHOT_TIMEOUT = 300.0
 
 
+# How the stack runs the `billing` commands (migrate, seed, operator-key, worker, api).
+BILLING_CLI = (sys.executable, "-m", "cli")
+
+
 def run_dev(
     settings: Settings,
     time_scale: float | None = None,
@@ -47,7 +51,7 @@ def run_dev(
         settings,
         supervisor,
         time_scale=time_scale,
-        app_command=list(app_command or [sys.executable, "-m", "cli"]),
+        app_command=list(app_command or BILLING_CLI),
     )
     code = 0
     # Signals stay handled while the supervisor stops the children: a second Ctrl-C must not

@@ -184,3 +184,20 @@ def test_configured_services_are_not_started(launch: type[Launch]) -> None:
     assert "[localstripe]" not in run.output
     # The stand-in's migrate cannot reach the configured (absent) database.
     assert "error: migrate failed with code 1" in run.output
+
+
+@pytest.mark.parametrize("command", ["migrate", "seed", "operator-key", "worker", "api"])
+def test_the_stack_runs_every_billing_command_it_needs(command: str) -> None:
+    """`make run` starts these through `BILLING_CLI` (`python -m cli ...`); `--help` exits 0
+    only for a subcommand the parser knows, before any settings load."""
+    from devstack.launcher import BILLING_CLI
+
+    completed = subprocess.run(
+        [*BILLING_CLI, command, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
