@@ -67,7 +67,11 @@ with workflow.unsafe.imports_passed_through():
         RetryPaymentInput,
         RetryPaymentResult,
     )
-    from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
+    from workflows.retry import (
+        STRIPE_RETRY,
+        STRIPE_WRITE_SCHEDULE_TO_CLOSE,
+        db_activity,
+    )
     from workflows.shared_io import (
         DunningNotification,
         InvoiceProjection,
@@ -361,9 +365,7 @@ class DunningWorkflow:
                 failure_message=failure_message,
                 notifications=notifications,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DB_RETRY,
-            summary=f"record attempt {attempt} ({outcome})",
+            **db_activity(f"record attempt {attempt} ({outcome})"),
         )
         if paid_invoice is not None:
             return paid_invoice
@@ -463,9 +465,7 @@ class DunningWorkflow:
                 paid_at=paid_at.isoformat() if paid_at else None,
                 notifications=notifications or [],
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DB_RETRY,
-            summary=f"project invoice {status}",
+            **db_activity(f"project invoice {status}"),
         )
 
     # ------------------------------------------------------------------------------ helpers

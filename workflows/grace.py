@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentSettled,
         PaymentSettlement,
     )
-    from workflows.retry import DB_RETRY
+    from workflows.retry import DB_RETRY, db_activity
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
@@ -119,9 +119,7 @@ class GraceWindowWorkflow:
                     workflow_id=workflow.info().workflow_id,
                     resolution="ended" if self._end_early else "expired",
                 ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=DB_RETRY,
-                summary=f"grace expired: {input.kind} {input.subject}",
+                **db_activity(f"grace expired: {input.kind} {input.subject}"),
             )
             applied = result.applied
             self._resolution = "ended" if self._end_early else "expired"
@@ -155,9 +153,7 @@ class GraceWindowWorkflow:
                 actor=self._settlement.actor,
                 lift=self._settlement.resolution in LIFTING_RESOLUTIONS,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DB_RETRY,
-            summary=f"grace settled: {self._settlement.resolution}",
+            **db_activity(f"grace settled: {self._settlement.resolution}"),
         )
         self._holding = False
         self._resolution = self._settlement.resolution

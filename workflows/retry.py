@@ -1,8 +1,10 @@
-"""Retry policies shared by every workflow, naming non-retryable errors in one place."""
+"""Retry policies and activity option sets shared by every workflow, naming non-retryable
+errors in one place."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio.common import RetryPolicy
 
@@ -30,3 +32,34 @@ DB_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
 )
+
+# One try of an activity (a Stripe call, a Postgres transaction); the policies above retry it.
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+
+def db_activity(summary: str) -> dict[str, Any]:
+    """The option set of a Postgres activity: `call(REF, arg, **db_activity("..."))`."""
+    return {
+        "start_to_close_timeout": ACTIVITY_TIMEOUT,
+        "retry_policy": DB_RETRY,
+        "summary": summary,
+    }
+
+
+def stripe_read(task_queue: str, summary: str) -> dict[str, Any]:
+    """A Stripe call that cannot take effect twice (a read, or a write idempotent by state), on
+    the rate-limited Stripe queue."""
+    return {
+        "task_queue": task_queue,
+        "start_to_close_timeout": ACTIVITY_TIMEOUT,
+        "retry_policy": STRIPE_RETRY,
+        "summary": summary,
+    }
+
+
+def stripe_write(task_queue: str, summary: str) -> dict[str, Any]:
+    """A keyed Stripe write: retried only within the life of its idempotency key."""
+    return {
+        **stripe_read(task_queue, summary),
+        "schedule_to_close_timeout": STRIPE_WRITE_SCHEDULE_TO_CLOSE,
+    }

@@ -5,11 +5,14 @@ updates and queries, and the activities' payloads. The only place they convert."
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     import billing.subscription as m
+    import workflows.search_attributes as sa
     from billing.catalog import Interval, Plan
     from billing.dunning import DunningPolicy
     from billing.invoicing import InvoiceDraft, Line, LineKind
@@ -403,6 +406,21 @@ def collected(
         result.decline_code,
         result.failure_message,
     )
+
+
+def search_attributes(
+    inp: SubscriptionInput, s: m.SubscriptionState
+) -> list[SearchAttributeUpdate[Any]]:
+    """What the Temporal UI filters on; the billing clock's next deadline (notices are timers
+    of their own)."""
+    deadline = m.billing_deadline(s)
+    return [
+        sa.TENANT_ID.value_set(inp.tenant_id),
+        sa.SUBSCRIPTION_ID.value_set(inp.subscription_id),
+        sa.PLAN_CODE.value_set(s.plan.code),
+        sa.SUBSCRIPTION_STATUS.value_set(s.status.value),
+        sa.NEXT_BILLING_AT.value_set(deadline.at) if deadline else sa.NEXT_BILLING_AT.value_unset(),
+    ]
 
 
 def details(inp: SubscriptionInput, s: m.SubscriptionState) -> str:

@@ -10,8 +10,7 @@ order, so recorded histories replay unchanged (ADR 0009)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
@@ -22,53 +21,21 @@ with workflow.unsafe.imports_passed_through():
     import billing.subscription as m
     import workflows.activity_refs as refs
     import workflows.notify as notice
-    import workflows.search_attributes as sa
     import workflows.subscription.carry as carry
+    import workflows.subscription_io as io
     from billing.invoicing import Line
     from workflows.activity_refs import call
     from workflows.dunning import DunningWorkflow, dunning_workflow_id
     from workflows.dunning_io import InvoicePaid, PaymentMethodUpdated
     from workflows.payment_grace import resolve_payment_grace, start_payment_grace
-    from workflows.retry import DB_RETRY, STRIPE_RETRY, STRIPE_WRITE_SCHEDULE_TO_CLOSE
+    from workflows.retry import db_activity, stripe_write
     from workflows.shared_io import StripeInvoiceRead
-    from workflows.subscription_io import (
-        AttachPaymentMethodInput,
-        CollectInvoiceInput,
-        CollectInvoiceResult,
-        EnsureCustomerInput,
-        PaymentMethodResult,
-        PeriodOverageInput,
-        RecordCustomerInput,
-        RecordPaymentMethodInput,
-        SubscriptionInput,
-    )
 
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
 MISSING_CARD = "stripe_payment_method_missing"
 
 
-def _db(summary: str) -> dict[str, Any]:
-    """The option set of a Postgres activity."""
-    return {
-        "start_to_close_timeout": ACTIVITY_TIMEOUT,
-        "retry_policy": DB_RETRY,
-        "summary": summary,
-    }
-
-
-def _stripe(inp: SubscriptionInput, summary: str) -> dict[str, Any]:
-    """The option set of a Stripe write: on the rate-limited queue, within the key's life."""
-    return {
-        "task_queue": inp.stripe_task_queue,
-        "start_to_close_timeout": ACTIVITY_TIMEOUT,
-        "schedule_to_close_timeout": STRIPE_WRITE_SCHEDULE_TO_CLOSE,
-        "retry_policy": STRIPE_RETRY,
-        "summary": summary,
-    }
-
-
 class Interpreter:
-    def __init__(self, inp: SubscriptionInput, state: m.SubscriptionState) -> None:
+    def __init__(self, inp: io.SubscriptionInput, state: m.SubscriptionState) -> None:
         self.input = inp
         self.state = state
         self.issued: str | None = None  # the invoice the last `handle` issued
@@ -100,15 +67,15 @@ class Interpreter:
         inp = self.input
         customer = await call(
             refs.ENSURE_STRIPE_CUSTOMER,
-            EnsureCustomerInput(
+            io.EnsureCustomerInput(
                 inp.tenant_id, inp.tenant_name, inp.tenant_email, inp.stripe_customer_id
             ),
-            **_stripe(inp, "ensure Stripe customer"),
+            **stripe_write(inp.stripe_task_queue, "ensure Stripe customer"),
         )
         await call(
             refs.RECORD_STRIPE_CUSTOMER,
-            RecordCustomerInput(inp.tenant_id, customer.customer_id),
-            **_db("record Stripe customer"),
+            io.RecordCustomerInput(inp.tenant_id, customer.customer_id),
+            **db_activity("record Stripe customer"),
         )
         await self.handle(m.CustomerCreated(customer.customer_id))
         if inp.payment_method_id:
@@ -122,18 +89,18 @@ class Interpreter:
                 await self.handle(m.PaymentMethodSet(carry.card_in(card)))
         await self.handle(m.SignedUp(inp.actor))
 
-    async def attach_card(self, payment_method_id: str) -> PaymentMethodResult:
+    async def attach_card(self, payment_method_id: str) -> io.PaymentMethodResult:
         inp, customer_id = self.input, self.state.customer_id
         assert customer_id is not None
         card = await call(
             refs.ATTACH_PAYMENT_METHOD,
-            AttachPaymentMethodInput(inp.tenant_id, customer_id, payment_method_id),
-            **_stripe(inp, "attach payment method"),
+            io.AttachPaymentMethodInput(inp.tenant_id, customer_id, payment_method_id),
+            **stripe_write(inp.stripe_task_queue, "attach payment method"),
         )
         await call(
             refs.RECORD_PAYMENT_METHOD,
-            RecordPaymentMethodInput(inp.tenant_id, card),
-            **_db("record payment method"),
+            io.RecordPaymentMethodInput(inp.tenant_id, card),
+            **db_activity("record payment method"),
         )
         return card
 
@@ -143,8 +110,8 @@ class Interpreter:
         plan = carry.plan_out(self.state.plan).definition
         result = await call(
             refs.COMPUTE_PERIOD_OVERAGE,
-            PeriodOverageInput(self.input.tenant_id, window[0].isoformat(), plan),
-            **_db("close period: price usage overage"),
+            io.PeriodOverageInput(self.input.tenant_id, window[0].isoformat(), plan),
+            **db_activity("close period: price usage overage"),
         )
         return carry.overage_in(result, window)
 
@@ -164,18 +131,24 @@ class Interpreter:
                 row = carry.invoice_projection(
                     inp, self._bump("invoice_version"), effect, workflow.now()
                 )
-                await call(refs.PROJECT_INVOICE, row, **_db(f"project invoice {effect.status}"))
+                await call(
+                    refs.PROJECT_INVOICE, row, **db_activity(f"project invoice {effect.status}")
+                )
             case m.RecordChange():
                 change = carry.change_row(inp, self._bump("change_seq"), effect, self.issued)
                 await call(
-                    refs.RECORD_SUBSCRIPTION_CHANGE, change, **_db(f"record change {effect.kind}")
+                    refs.RECORD_SUBSCRIPTION_CHANGE,
+                    change,
+                    **db_activity(f"record change {effect.kind}"),
                 )
             case m.Project():
                 # The UI's view (search attributes, details) moves with the Postgres projection.
                 publish(inp, s)
                 projected = carry.subscription_projection(inp, self._bump("version"))
                 await call(
-                    refs.PROJECT_SUBSCRIPTION, projected, **_db(f"project status {s.status.value}")
+                    refs.PROJECT_SUBSCRIPTION,
+                    projected,
+                    **db_activity(f"project status {s.status.value}"),
                 )
             case m.Publish():
                 publish(inp, s)
@@ -210,21 +183,25 @@ class Interpreter:
         inp, invoice_id = self.input, str(workflow.uuid4())
         s = self._bump("invoice_version")
         record = carry.invoice_record(inp, s, invoice_id, effect)
-        await call(refs.RECORD_INVOICE, record, **_db(f"record invoice ({effect.reason})"))
+        await call(refs.RECORD_INVOICE, record, **db_activity(f"record invoice ({effect.reason})"))
         mirror = carry.stripe_invoice(inp, s, invoice_id, effect.draft)
         read = await call(
-            refs.CREATE_STRIPE_INVOICE, mirror, **_stripe(inp, "mirror invoice to Stripe")
+            refs.CREATE_STRIPE_INVOICE,
+            mirror,
+            **stripe_write(inp.stripe_task_queue, "mirror invoice to Stripe"),
         )
         self.issued = invoice_id
         return m.InvoiceOpened(invoice_id, effect.draft.total, carry.receipt_in(read))
 
     async def _collect(self, effect: m.Collect) -> m.InvoicePaid | m.CollectionFailed:
-        ask = CollectInvoiceInput(effect.invoice_id, effect.stripe_invoice_id, effect.attempt)
+        ask = io.CollectInvoiceInput(effect.invoice_id, effect.stripe_invoice_id, effect.attempt)
         try:
             result = await call(
                 refs.COLLECT_INVOICE,
                 ask,
-                **_stripe(self.input, f"collect invoice (attempt {effect.attempt})"),
+                **stripe_write(
+                    self.input.stripe_task_queue, f"collect invoice (attempt {effect.attempt})"
+                ),
             )
         except ActivityError as error:
             cause = error.cause
@@ -232,7 +209,7 @@ class Interpreter:
                 raise
             # No card on file is a failed collection, not a broken workflow.
             unpaid = StripeInvoiceRead(effect.stripe_invoice_id, "open", effect.total, 0)
-            result = CollectInvoiceResult("no_payment_method", unpaid, None, cause.message)
+            result = io.CollectInvoiceResult("no_payment_method", unpaid, None, cause.message)
         return carry.collected(effect, result)
 
     async def _start_dunning(self, effect: m.StartDunning) -> None:
@@ -262,19 +239,7 @@ async def _signal_dunning(
         workflow.logger.info("dunning of %s did not take %s", invoice_id, signal)
 
 
-def publish(inp: SubscriptionInput, s: m.SubscriptionState) -> None:
-    """The UI's view: search attributes and the current details, showing the billing clock
-    (notices are timers of their own)."""
-    deadline = m.billing_deadline(s)
-    workflow.upsert_search_attributes(
-        [
-            sa.TENANT_ID.value_set(inp.tenant_id),
-            sa.SUBSCRIPTION_ID.value_set(inp.subscription_id),
-            sa.PLAN_CODE.value_set(s.plan.code),
-            sa.SUBSCRIPTION_STATUS.value_set(s.status.value),
-            sa.NEXT_BILLING_AT.value_set(deadline.at)
-            if deadline
-            else sa.NEXT_BILLING_AT.value_unset(),
-        ]
-    )
+def publish(inp: io.SubscriptionInput, s: m.SubscriptionState) -> None:
+    """The UI's view: search attributes and the current details (the billing clock)."""
+    workflow.upsert_search_attributes(carry.search_attributes(inp, s))
     workflow.set_current_details(carry.details(inp, s))

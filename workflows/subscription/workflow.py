@@ -34,28 +34,13 @@ with workflow.unsafe.imports_passed_through():
     # modules import in turn).
     import workflows.shared_io  # noqa: F401
     import workflows.subscription.carry as carry
+    import workflows.subscription_io as io
     from billing.errors import InvalidTransition
     from billing.lifecycle import Status
     from workflows.dunning import DUNNING_FINISHED_SIGNAL
     from workflows.dunning_io import DunningResult
     from workflows.errors import domain_errors
     from workflows.subscription.effects import Interpreter, publish
-    from workflows.subscription_io import (
-        CancelRequest,
-        ChangePlanRequest,
-        ChangePlanResult,
-        LifecycleRequest,
-        LifecycleResult,
-        PauseRequest,
-        PaymentMethodResult,
-        PreviewRequest,
-        PreviewResult,
-        SetPaymentMethodRequest,
-        StripeEventSignal,
-        SubscriptionInput,
-        SubscriptionResult,
-        SubscriptionState,
-    )
 
 # Guards every command added with dunning and notifications (issue 4), so histories recorded
 # before them replay unchanged (tests/replay/histories/subscription/).
@@ -82,7 +67,7 @@ def _check_apply_before(apply_before: str | None) -> None:
 @workflow.defn(name="subscription")
 class SubscriptionWorkflow:
     @workflow.init
-    def __init__(self, input: SubscriptionInput) -> None:
+    def __init__(self, input: io.SubscriptionInput) -> None:
         # State exists before the first line of `run`: an Update delivered with the very first
         # workflow task is validated against it instead of against nothing.
         self._input = input
@@ -91,10 +76,11 @@ class SubscriptionWorkflow:
         self._lock = asyncio.Lock()
         # Bumped by every handler that moves the clock's next deadline; wakes the main loop.
         self._generation = 0
-        self._card: PaymentMethodResult | None = None  # the last card `set_payment_method` attached
+        # The card the last `set_payment_method` attached (its answer).
+        self._card: io.PaymentMethodResult | None = None
 
     @workflow.run
-    async def run(self, input: SubscriptionInput) -> SubscriptionResult:
+    async def run(self, input: io.SubscriptionInput) -> io.SubscriptionResult:
         # The patch markers sit at the start of every run, whatever moves below them.
         notices = workflow.patched(DUNNING_WIRING)
         grace = notices and workflow.patched(PAYMENT_GRACE_WIRING)
@@ -134,7 +120,7 @@ class SubscriptionWorkflow:
             if self._m.continue_as_new and not self._ended():
                 await self._continue_as_new()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return SubscriptionResult(input.subscription_id, self._m.state.status.value)
+        return io.SubscriptionResult(input.subscription_id, self._m.state.status.value)
 
     async def _continue_as_new(self) -> NoReturn:
         """Let in-flight updates finish (their results must reach their callers), then start
@@ -166,7 +152,7 @@ class SubscriptionWorkflow:
         _check_apply_before(apply_before)
         m.check(self._m.state, event, self._m.business_now())
 
-    async def _lifecycle(self, event: m.Event) -> LifecycleResult:
+    async def _lifecycle(self, event: m.Event) -> io.LifecycleResult:
         done = carry.outcome(await self._command(event))
         return carry.lifecycle_out(self._input, self._m.state, done, self._m.issued)
 
@@ -178,60 +164,62 @@ class SubscriptionWorkflow:
     # ------------------------------------------------------------------------------ updates
 
     @workflow.update(name="change_plan")
-    async def change_plan(self, request: ChangePlanRequest) -> ChangePlanResult:
+    async def change_plan(self, request: io.ChangePlanRequest) -> io.ChangePlanResult:
         done = carry.outcome(await self._command(carry.event_of(request)))
         return carry.change_plan_out(self._input, self._m.state, done, self._m.issued)
 
     @change_plan.validator
     @domain_errors
-    def validate_change_plan(self, request: ChangePlanRequest) -> None:
+    def validate_change_plan(self, request: io.ChangePlanRequest) -> None:
         self._validate(request.apply_before, carry.event_of(request))
 
     @workflow.update(name="cancel")
-    async def cancel(self, request: CancelRequest) -> LifecycleResult:
+    async def cancel(self, request: io.CancelRequest) -> io.LifecycleResult:
         return await self._lifecycle(carry.event_of(request))
 
     @cancel.validator
     @domain_errors
-    def _validate_cancel(self, request: CancelRequest) -> None:
+    def _validate_cancel(self, request: io.CancelRequest) -> None:
         self._validate(request.apply_before, carry.event_of(request))
 
     @workflow.update(name="undo_cancel")
-    async def undo_cancel(self, request: LifecycleRequest) -> LifecycleResult:
+    async def undo_cancel(self, request: io.LifecycleRequest) -> io.LifecycleResult:
         return await self._lifecycle(m.UndoCancel(request.actor))
 
     @undo_cancel.validator
     @domain_errors
-    def _validate_undo_cancel(self, request: LifecycleRequest) -> None:
+    def _validate_undo_cancel(self, request: io.LifecycleRequest) -> None:
         self._validate(request.apply_before, m.UndoCancel(request.actor))
 
     @workflow.update(name="pause")
-    async def pause(self, request: PauseRequest) -> LifecycleResult:
+    async def pause(self, request: io.PauseRequest) -> io.LifecycleResult:
         return await self._lifecycle(carry.event_of(request))
 
     @pause.validator
     @domain_errors
-    def _validate_pause(self, request: PauseRequest) -> None:
+    def _validate_pause(self, request: io.PauseRequest) -> None:
         self._validate(request.apply_before, carry.event_of(request))
 
     @workflow.update(name="resume")
-    async def resume(self, request: LifecycleRequest) -> LifecycleResult:
+    async def resume(self, request: io.LifecycleRequest) -> io.LifecycleResult:
         return await self._lifecycle(m.Resume(request.actor))
 
     @resume.validator
     @domain_errors
-    def _validate_resume(self, request: LifecycleRequest) -> None:
+    def _validate_resume(self, request: io.LifecycleRequest) -> None:
         self._validate(request.apply_before, m.Resume(request.actor))
 
     @workflow.update(name="set_payment_method")
-    async def set_payment_method(self, request: SetPaymentMethodRequest) -> PaymentMethodResult:
+    async def set_payment_method(
+        self, request: io.SetPaymentMethodRequest
+    ) -> io.PaymentMethodResult:
         await self._command(carry.event_of(request), card=request.payment_method_id)
         assert self._card is not None
         return self._card
 
     @set_payment_method.validator
     @domain_errors
-    def _validate_payment_method(self, request: SetPaymentMethodRequest) -> None:
+    def _validate_payment_method(self, request: io.SetPaymentMethodRequest) -> None:
         self._validate(request.apply_before, carry.event_of(request))
 
     # ------------------------------------------------------------------------------ signals
@@ -244,18 +232,18 @@ class SubscriptionWorkflow:
                 self._generation += 1
 
     @workflow.signal(name="stripe_event")
-    async def stripe_event(self, event: StripeEventSignal) -> None:
+    async def stripe_event(self, event: io.StripeEventSignal) -> None:
         async with self._lock:
             await self._m.handle(carry.stripe_event_in(event))
 
     # ------------------------------------------------------------------------------ queries
 
     @workflow.query(name="state")
-    def state(self) -> SubscriptionState:
+    def state(self) -> io.SubscriptionState:
         return carry.state_out(self._input, self._m.state, self._m.business_now())
 
     @workflow.query(name="preview")
-    def preview(self, request: PreviewRequest) -> PreviewResult:
+    def preview(self, request: io.PreviewRequest) -> io.PreviewResult:
         """What a change would bill now and at the next renewal; without a plan, the upcoming
         invoice as things stand: the machine's `step` with its effects discarded."""
         s = self._m.state
