@@ -67,11 +67,7 @@ with workflow.unsafe.imports_passed_through():
         RetryPaymentInput,
         RetryPaymentResult,
     )
-    from workflows.retry import (
-        STRIPE_RETRY,
-        STRIPE_WRITE_SCHEDULE_TO_CLOSE,
-        db_activity,
-    )
+    from workflows.retry import db_activity, stripe_read, stripe_write
     from workflows.shared_io import (
         DunningNotification,
         InvoiceProjection,
@@ -79,7 +75,6 @@ with workflow.unsafe.imports_passed_through():
         StripeInvoiceRead,
     )
 
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 # Sent to the parent (if any) when dunning ends, with the DunningResult.
 DUNNING_FINISHED_SIGNAL = "dunning_finished"
@@ -278,10 +273,7 @@ class DunningWorkflow:
         invoice: StripeInvoiceRead = await call(
             refs.REREAD_DUNNING_INVOICE,
             RereadInvoiceInput(self._input.stripe_invoice_id),
-            task_queue=self._input.stripe_task_queue,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=STRIPE_RETRY,
-            summary="re-read invoice",
+            **stripe_read(self._input.stripe_task_queue, "re-read invoice"),
         )
         if invoice.hosted_invoice_url:
             self._hosted_invoice_url = invoice.hosted_invoice_url
@@ -303,13 +295,9 @@ class DunningWorkflow:
             paid: RetryPaymentResult = await call(
                 refs.RETRY_INVOICE_PAYMENT,
                 RetryPaymentInput(inp.stripe_invoice_id, key),
-                task_queue=inp.stripe_task_queue,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
                 # Stripe forgets idempotency keys after about 24 hours: stop retrying this key
                 # long before, and let the next step (which re-reads first) try again.
-                schedule_to_close_timeout=STRIPE_WRITE_SCHEDULE_TO_CLOSE,
-                retry_policy=STRIPE_RETRY,
-                summary="retry payment",
+                **stripe_write(inp.stripe_task_queue, "retry payment"),
             )
         except ActivityError as error:
             if isinstance(error.cause, CancelledError):
@@ -389,12 +377,9 @@ class DunningWorkflow:
         closed: FinalActionResult = await call(
             refs.CLOSE_UNRECOVERED_INVOICE,
             FinalActionInput(inp.invoice_id, inp.stripe_invoice_id, action),
-            task_queue=inp.stripe_task_queue,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
             # No schedule-to-close: closing is idempotent by state (an invoice already in the
             # target state is returned as is), so an expired key cannot cause a second effect.
-            retry_policy=STRIPE_RETRY,
-            summary=action.replace("_", " "),
+            **stripe_read(inp.stripe_task_queue, action.replace("_", " ")),
         )
         if closed.invoice.status == "paid":
             return await self._finish_paid(closed.invoice, "paid_out_of_band")
