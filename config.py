@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+
+    # Prometheus /metrics (ADR 0010), each process on its own port; None: not served.
+    # `billing dev` serves them on 9101 (API) and 9102 (worker) unless these are set.
+    metrics_host: str = "127.0.0.1"
+    api_metrics_port: int | None = None
+    worker_metrics_port: int | None = None
     api_key_pepper: SecretStr = SecretStr(DEFAULT_API_KEY_PEPPER)
 
     # Embedded stack (`billing dev`)

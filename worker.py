@@ -21,6 +21,7 @@ from activities.stripe_billing import StripeBillingActivities
 from activities.stripe_events import StripeEventReads, StripeEventStore
 from activities.subscription_store import SubscriptionStore
 from activities.usage_store import UsageStore
+from adapters import metrics
 from adapters.db.session import Database
 from adapters.dispatch import DispatchConfig, Dispatcher
 from adapters.notification_sender import HttpxNotificationSender, NotificationSender
@@ -169,6 +170,11 @@ async def run_worker(settings: Settings) -> None:
         sender=sender,
     )
     await ensure_reconcile_schedule(client, settings)
+    stop_metrics = (
+        metrics.serve(settings.metrics_host, settings.worker_metrics_port)
+        if settings.worker_metrics_port
+        else None
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -199,6 +205,8 @@ async def run_worker(settings: Settings) -> None:
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await sender.aclose()
         await db.dispose()
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 def main(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from uuid import UUID
 from temporalio import activity
 
 from activities.errors import domain_errors, foreign_row
+from adapters import metrics
 from adapters.db import invoices as invoices_repo
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import subscriptions as subscription_repo
@@ -39,8 +40,12 @@ class BillingStore:
     @domain_errors
     async def record_invoice(self, input: RecordInvoiceInput) -> RecordInvoiceResult:
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
-            if await invoices_repo.insert_invoice(conn, input):
-                return RecordInvoiceResult(input.invoice_id, created=True)
+            created = await invoices_repo.insert_invoice(conn, input)
+        if created:  # counted after the commit: a retried record counts once
+            metrics.INVOICES_ISSUED.labels(input.currency, input.billing_reason).inc()
+            metrics.INVOICE_AMOUNT.labels(input.currency, input.billing_reason).inc(input.total)
+            return RecordInvoiceResult(input.invoice_id, created=True)
+        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             # Billed already (a retry after the commit): the period is never billed twice.
             # RLS narrows this read to the tenant: a key another tenant holds is not "ours".
             existing = await invoices_repo.invoice_for_billing_key(conn, input.billing_key)

@@ -13,6 +13,7 @@ from uuid import UUID
 from temporalio import activity
 
 from activities.errors import domain_errors
+from adapters import metrics
 from adapters.db import invoices as invoices_repo
 from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Connection, Database
@@ -61,6 +62,14 @@ class DunningStripeActivities:
             input.stripe_invoice_id, idempotency_key=input.idempotency_key
         )
         # A decline is data: the workflow records it and waits for the next step.
+        metrics.PAYMENT_ATTEMPTS.labels(
+            "dunning",
+            "paid"
+            if outcome.succeeded
+            else "requires_action"
+            if outcome.requires_action
+            else "declined",
+        ).inc()
         return RetryPaymentResult(
             succeeded=outcome.succeeded,
             requires_action=outcome.requires_action,

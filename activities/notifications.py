@@ -10,6 +10,7 @@ from uuid import UUID
 from temporalio import activity
 
 from activities.errors import domain_errors
+from adapters import metrics
 from adapters.db import notification_deliveries as repo
 from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Database
@@ -109,4 +110,6 @@ class NotificationActivities:
                 attempts=input.attempts,
                 error=input.error,
             )
+        if updated:
+            metrics.NOTIFICATION_DELIVERIES.labels(input.status or "attempt_failed").inc()
         return MarkNotificationResult(updated)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.errors import domain_errors
-from billing.payments import InvoiceLine, StripeGateway, StripeInvoice
+from adapters import metrics
+from billing.payments import (
+    InvoiceLine,
+    StripeGateway,
+    StripeInvoice,
+    StripePaymentMethodMissing,
+)
 from workflows.shared_io import StripeInvoiceRead
 from workflows.subscription_io import (
     AttachPaymentMethodInput,
@@ -64,6 +70,15 @@ class StripeBillingActivities:
         """One collection attempt. From the second attempt on, the invoice is re-read first:
         attempts can be days apart (Stripe forgets keys after ~24 h), and an invoice paid
         meanwhile (another attempt, out of band) must never be charged again."""
+        try:
+            result = await self._collect(input)
+        except StripePaymentMethodMissing:
+            metrics.PAYMENT_ATTEMPTS.labels("collection", "no_payment_method").inc()
+            raise
+        metrics.PAYMENT_ATTEMPTS.labels("collection", result.outcome).inc()
+        return result
+
+    async def _collect(self, input: CollectInvoiceInput) -> CollectInvoiceResult:
         if input.attempt > 1:
             current = await self._gateway.retrieve_invoice(input.stripe_invoice_id)
             if current.status == "paid":

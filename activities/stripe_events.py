@@ -9,6 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import domain_errors
+from adapters import metrics
 from adapters.db import invoices as invoices_repo
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import subscriptions as subscription_repo
@@ -132,6 +133,8 @@ class StripeEventStore:
                 attempts=input.attempts,
                 error=input.error,
             )
+        if updated:
+            metrics.WEBHOOKS_PROCESSED.labels(input.status or "attempt_failed").inc()
         return MarkStripeEventResult(updated=updated)
 
 

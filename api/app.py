@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from adapters import metrics
 from adapters.db.quota_cache import QuotaChangeListener, QuotaRowCache
 from adapters.db.session import Database
 from adapters.stripe_sdk import build_gateway
@@ -81,10 +82,17 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             return
         built = await build_services(settings)
         app.state.services = built
+        stop_metrics = (
+            metrics.serve(settings.metrics_host, settings.api_metrics_port)
+            if settings.api_metrics_port
+            else None
+        )
         try:
             async with quota_cache_listening(built):
                 yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             await built.tenant_db.dispose()
             await built.system_db.dispose()
 
@@ -98,6 +106,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         # Set eagerly too: in-process test transports do not run the lifespan.
         app.state.services = services
     install_error_handlers(app)
+    app.add_middleware(metrics.HttpMetrics)
     app.include_router(health.router)
     app.include_router(operator.router)
     app.include_router(subscription.router)

@@ -31,6 +31,9 @@ START_TIMEOUT = 60.0
 ONE_SHOT_TIMEOUT = 300.0
 
 
+# Where `billing dev` serves Prometheus metrics unless BILLING_*_METRICS_PORT say otherwise.
+DEV_API_METRICS_PORT = 9101
+DEV_WORKER_METRICS_PORT = 9102
 # How the stack runs the `billing` commands (migrate, seed, operator-key, worker, api).
 BILLING_CLI = (sys.executable, "-m", "cli")
 
@@ -107,6 +110,8 @@ class _DevStack:
             self.env["BILLING_STRIPE_WEBHOOK_SECRETS"] = ",".join(
                 [*secrets_given, self._dev_webhook_secret()]
             )
+        self.env.setdefault("BILLING_API_METRICS_PORT", str(self._api_metrics_port()))
+        self.env.setdefault("BILLING_WORKER_METRICS_PORT", str(self._worker_metrics_port()))
         self._run("migrate")
         self._run("seed")
         operator_key = self._run("operator-key", "--if-absent", capture_stdout=True).strip()
@@ -124,7 +129,11 @@ class _DevStack:
     def _check_ports_free(self) -> None:
         """Fail before starting anything when a port is taken (often by an earlier run)."""
         s = self.settings
-        wanted = [("BILLING_API_PORT", s.api_port)]
+        wanted = [
+            ("BILLING_API_PORT", s.api_port),
+            ("BILLING_API_METRICS_PORT", self._api_metrics_port()),
+            ("BILLING_WORKER_METRICS_PORT", self._worker_metrics_port()),
+        ]
         if s.database_url is None:
             wanted.append(("BILLING_POSTGRES_PORT", s.postgres_port))
         if s.temporal_address is None:
@@ -138,6 +147,12 @@ class _DevStack:
                     f"port {port} on 127.0.0.1 is in use (is another `billing dev` running?); "
                     f"stop that process or set {variable}"
                 )
+
+    def _api_metrics_port(self) -> int:
+        return self.settings.api_metrics_port or DEV_API_METRICS_PORT
+
+    def _worker_metrics_port(self) -> int:
+        return self.settings.worker_metrics_port or DEV_WORKER_METRICS_PORT
 
     def _start_postgres(self) -> str:
         postgres = EmbeddedPostgres(
@@ -226,6 +241,9 @@ class _DevStack:
             f"billing engine is up ({took:.1f} s)",
             f"  API docs     {api}/docs",
             f"  Temporal UI  {temporal}",
+            f"  Metrics      http://{self.settings.metrics_host}:{self._api_metrics_port()}/metrics"
+            f" (API), http://{self.settings.metrics_host}:{self._worker_metrics_port()}/metrics"
+            " (worker)",
             f"  Data         {_display(self.settings.data_dir)}",
             # What `operator-key --if-absent` said: the new key, or that one was shown before.
             *(f"  {line}" for line in operator_key.splitlines()),

@@ -19,6 +19,7 @@ from uuid import UUID
 
 from temporalio.service import RPCError
 
+from adapters import metrics
 from adapters.db import errors as db_errors
 from adapters.db import usage as usage_repo
 from adapters.db.notifications import enqueue_notification
@@ -239,8 +240,12 @@ async def _ingest_batch(
 async def ingest(
     services: Services, tenant_id: UUID, events: Sequence[UsageEvent], *, strict: bool
 ) -> IngestOutcome:
+    known = services.catalog.metrics.__contains__
     try:
-        return await _ingest_batch(services, tenant_id, events, strict=strict)
+        outcome = await _ingest_batch(services, tenant_id, events, strict=strict)
+    except FieldInvalid:
+        metrics.count_usage([e["metric"] for e in events], [_REJECTED] * len(events), known)
+        raise
     except Exception as error:
         if not db_errors.is_unavailable(error):
             raise
@@ -249,6 +254,10 @@ async def ingest(
             "the usage store is unavailable; retry with the same idempotency keys (events "
             "that were recorded are then reported as duplicates, never counted twice)"
         ) from error
+    metrics.count_usage(
+        (e["metric"] for e in events), (r["status"] for r in outcome.results), known
+    )
+    return outcome
 
 
 def _row_key(row: tuple[str, str, Decimal, datetime, bytes | None]) -> str:
@@ -397,6 +406,7 @@ async def check_quota(
         raise FieldInvalid("metric", "unknown metric", "query")
     cache = services.quota_cache
     row = cache.get(tenant_id, metric, datetime.now(UTC))
+    metrics.QUOTA_CACHE.labels("hit" if row is not None else "miss").inc()
     plan = None
     try:
         async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
@@ -421,10 +431,12 @@ async def check_quota(
             "reason": None if soft_ok else "quota_unavailable",
             "degraded": True,
         }
+        metrics.QUOTA_CHECKS.labels(metric, "allowed" if soft_ok else "quota_unavailable").inc()
         return QuotaAnswer(soft_ok, body, degraded=True)
     if row is None:
         raise NotFound("tenant not found")
     if plan is None or row.period_end is None:
+        metrics.QUOTA_CHECKS.labels(metric, "no_active_subscription").inc()
         return QuotaAnswer(
             False, {"allowed": False, "metric": metric, "reason": "no_active_subscription"}
         )
@@ -454,4 +466,6 @@ async def check_quota(
         "reset": utc(row.period_end).isoformat(),
         "in_grace": decision.in_grace,
     }
+    outcome = "allowed" if decision.allowed else body["reason"] or "blocked"
+    metrics.QUOTA_CHECKS.labels(metric, outcome).inc()
     return QuotaAnswer(decision.allowed, body, decision, row.period_end)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTasks
 
+from adapters import metrics
 from adapters.db import errors as db_errors
 from adapters.db import webhook_inbox as inbox
 from adapters.dispatch import DispatchConfig, Dispatcher
@@ -81,6 +82,7 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
             tolerance_seconds=settings.stripe_webhook_tolerance_seconds,
         )
     except WebhookRejected as exc:
+        metrics.WEBHOOKS_RECEIVED.labels("unverified", "rejected").inc()
         return JSONResponse(error_body(exc.code, str(exc)), status_code=400)
 
     event_id: str = event["id"]
@@ -117,6 +119,7 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
             headers={"Retry-After": str(db_errors.RETRY_AFTER_SECONDS)},
         )
 
+    metrics.WEBHOOKS_RECEIVED.labels(event_type, "stored" if stored.inserted else "duplicate").inc()
     if stored.status == inbox.RECEIVED:
         # Committed: from here on the event cannot be lost. The workflow is started after the
         # answer is sent, so Stripe's request never waits on Temporal (or on its timeout when

@@ -1,0 +1,156 @@
+"""`/metrics` after a scripted flow: a subscription whose trial converts, a usage batch with a
+duplicate, a blocked quota check, a declined renewal, a webhook, and the recovery by dunning
+after a card update. The counters are scraped over HTTP from the server the API and the worker start
+(`adapters.metrics.serve`), before and after, and must have moved by exactly what the flow did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+from temporalio.testing import WorkflowEnvironment
+
+from adapters import metrics
+from adapters.stripe_fake import FakeStripeGateway
+from services.context import Services
+from tests.api.test_billing_api import _active_standard, _until, align_clock
+from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, signed_request, stripe_event
+from tests.harness import Databases, free_port
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+
+@pytest.fixture
+async def scrape() -> AsyncIterator[httpx.AsyncClient]:
+    port = free_port()
+    stop = metrics.serve("127.0.0.1", port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            yield client
+    finally:
+        stop()
+
+
+async def _samples(client: httpx.AsyncClient) -> dict[Sample, float]:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def _moved(
+    before: dict[Sample, float], after: dict[Sample, float], name: str, **labels: str
+) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+@pytest.mark.usefixtures("workers")
+async def test_the_counters_follow_a_scripted_flow(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+    scrape: httpx.AsyncClient,
+) -> None:
+    before = await _samples(scrape)
+
+    # A subscription whose trial converts: one invoice issued and paid at the first attempt.
+    tenant = await _active_standard(api, dbs, workflow_env, services)
+
+    # A usage batch with a duplicate key, and a quota check past a hard cap.
+    now = services.clock().isoformat()
+    events = [
+        {"metric": "api_calls", "quantity": 10, "idempotency_key": "m-1", "timestamp": now},
+        {"metric": "api_calls", "quantity": 10, "idempotency_key": "m-1", "timestamp": now},
+        {"metric": "api_calls", "quantity": 5, "idempotency_key": "m-2", "timestamp": now},
+    ]
+    batch = await api.post(
+        "/api/billing/usage/batch", json={"events": events}, headers=tenant.headers
+    )
+    assert batch.status_code == 200, batch.text
+    assert (batch.json()["accepted"], batch.json()["duplicates"]) == (2, 1)
+    check = await api.get(
+        "/api/billing/usage/check?metric=user_seats&quantity=26", headers=tenant.headers
+    )
+    assert check.status_code == 402, check.text
+    reason = check.json()["reason"]
+
+    # A webhook Stripe signed (no action needed: stored, then settled as ignored).
+    services.settings = services.settings.model_copy(
+        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
+    )
+    hook_event = stripe_event("customer.updated", {"id": "cus_x"})
+    body, headers = signed_request(hook_event)
+    hook = await api.post("/api/billing/webhooks/stripe", content=body, headers=headers)
+    assert hook.status_code == 200, hook.text
+
+    # The renewal's collection is declined once; a new card makes dunning retry, and it is paid.
+    subscription = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
+    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
+    stripe_fake.decline_next(account["stripe_customer_id"])
+    await workflow_env.sleep(timedelta(days=31))
+    await _until(
+        api,
+        tenant,
+        lambda b: len(b["data"]) == 2 and b["data"][0]["status"] != "draft",
+        "/api/billing/invoices",
+    )
+    await _until(api, tenant, lambda b: b["status"] == "past_due")
+    await align_clock(services, workflow_env)
+    # A new card: dunning retries at once, and the retry is paid.
+    card = await api.post(
+        "/api/billing/payment-methods",
+        json={"payment_method_id": "pm_card_visa"},
+        headers=tenant.headers,
+    )
+    assert card.status_code in (200, 201), card.text
+    await _until(
+        api,
+        tenant,
+        lambda b: [i["status"] for i in b["data"]] == ["paid", "paid"],
+        "/api/billing/invoices",
+    )
+    assert subscription["plan_code"] == "standard"
+
+    after = await _samples(scrape)
+    moved = lambda name, **labels: _moved(before, after, name, **labels)  # noqa: E731
+    assert moved("billing_usage_events_total", metric="api_calls", outcome="accepted") == 2
+    assert moved("billing_usage_events_total", metric="api_calls", outcome="duplicate") == 1
+    assert moved("billing_quota_checks_total", metric="user_seats", outcome=reason) == 1
+    assert moved("billing_webhooks_received_total", type="customer.updated", result="stored") == 1
+    assert moved("billing_invoices_issued_total", currency="usd", reason="subscription_create") == 1
+    assert moved("billing_invoices_issued_total", currency="usd", reason="subscription_cycle") == 1
+    assert (
+        moved("billing_invoice_amount_minor_total", currency="usd", reason="subscription_create")
+        == 4900
+    )
+    assert moved("billing_payment_attempts_total", source="collection", outcome="paid") == 1
+    assert moved("billing_payment_attempts_total", source="collection", outcome="declined") == 1
+    assert moved("billing_payment_attempts_total", source="dunning", outcome="paid") == 1
+    assert (
+        moved(
+            "billing_http_requests_total",
+            route="/api/billing/usage/batch",
+            method="POST",
+            status="200",
+        )
+        == 1
+    )
+    assert (
+        moved(
+            "billing_http_request_duration_seconds_count",
+            route="/api/billing/usage/batch",
+            method="POST",
+        )
+        == 1
+    )
