@@ -91,10 +91,13 @@ class Settings(BaseSettings):
     api_port: int = 8000
 
     # Prometheus /metrics (ADR 0010), each process on its own port; None: not served.
-    # `billing dev` serves them on 9101 (API) and 9102 (worker) unless these are set.
+    # `billing dev` serves them on 9101 (API) and 9102 (worker), and the Temporal SDK's own
+    # metrics (served by the SDK's runtime) on 9103 (API client) and 9104 (worker), unless set.
     metrics_host: str = "127.0.0.1"
     api_metrics_port: int | None = None
     worker_metrics_port: int | None = None
+    api_sdk_metrics_port: int | None = None
+    worker_sdk_metrics_port: int | None = None
     api_key_pepper: SecretStr = SecretStr(DEFAULT_API_KEY_PEPPER)
 
     # Embedded stack (`billing dev`)

@@ -150,7 +150,7 @@ def build_workers(
 
 
 async def run_worker(settings: Settings) -> None:
-    client = await connect_temporal(settings)
+    client = await connect_temporal(settings, sdk_metrics_port=settings.worker_sdk_metrics_port)
     db = Database(
         settings.role_url(WORKER_ROLE),
         pool_size=settings.db_pool_size,

@@ -17,6 +17,7 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
@@ -130,11 +131,22 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:
     return True
 
 
-async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect_temporal(
+    settings: Settings, *, lazy: bool = False, sdk_metrics_port: int | None = None
+) -> Client:
     """`lazy`: connect on first use, so the API starts (and stores webhooks) while Temporal is
-    down."""
+    down. `sdk_metrics_port`: serve the SDK's own Prometheus metrics (workflow task latencies,
+    activity schedule-to-start, sticky cache, request failures) on that port of
+    `settings.metrics_host`, through a runtime of this process's own (call once per process)."""
     if settings.temporal_address is None:
         raise SystemExit("BILLING_TEMPORAL_ADDRESS is not set (run through `billing dev`)")
+    runtime = None
+    if sdk_metrics_port:
+        address = f"{settings.metrics_host}:{sdk_metrics_port}"
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        lazy=lazy,
+        runtime=runtime,
     )

@@ -44,7 +44,9 @@ async def build_services(settings: Settings) -> Services:
             pool_size=max(2, settings.db_pool_size // 2),
             scoped_role=WORKER_SCOPED_ROLE,
         ),
-        temporal=await connect_temporal(settings, lazy=True),
+        temporal=await connect_temporal(
+            settings, lazy=True, sdk_metrics_port=settings.api_sdk_metrics_port
+        ),
         stripe=build_gateway(settings),
         catalog=load_catalog(settings.catalog_path),
     )

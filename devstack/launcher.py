@@ -31,9 +31,9 @@ START_TIMEOUT = 60.0
 ONE_SHOT_TIMEOUT = 300.0
 
 
-# Where `billing dev` serves Prometheus metrics unless BILLING_*_METRICS_PORT say otherwise.
-DEV_API_METRICS_PORT = 9101
-DEV_WORKER_METRICS_PORT = 9102
+# Where `billing dev` serves Prometheus metrics unless BILLING_*_METRICS_PORT say otherwise:
+# the engine's (API, worker), then the Temporal SDK's (API client, worker).
+DEV_METRICS_PORTS = (9101, 9102, 9103, 9104)
 # How the stack runs the `billing` commands (migrate, seed, operator-key, worker, api).
 BILLING_CLI = (sys.executable, "-m", "cli")
 
@@ -110,8 +110,8 @@ class _DevStack:
             self.env["BILLING_STRIPE_WEBHOOK_SECRETS"] = ",".join(
                 [*secrets_given, self._dev_webhook_secret()]
             )
-        self.env.setdefault("BILLING_API_METRICS_PORT", str(self._api_metrics_port()))
-        self.env.setdefault("BILLING_WORKER_METRICS_PORT", str(self._worker_metrics_port()))
+        for variable, port in self._metrics_ports():
+            self.env.setdefault(variable, str(port))
         self._run("migrate")
         self._run("seed")
         operator_key = self._run("operator-key", "--if-absent", capture_stdout=True).strip()
@@ -129,11 +129,7 @@ class _DevStack:
     def _check_ports_free(self) -> None:
         """Fail before starting anything when a port is taken (often by an earlier run)."""
         s = self.settings
-        wanted = [
-            ("BILLING_API_PORT", s.api_port),
-            ("BILLING_API_METRICS_PORT", self._api_metrics_port()),
-            ("BILLING_WORKER_METRICS_PORT", self._worker_metrics_port()),
-        ]
+        wanted = [("BILLING_API_PORT", s.api_port), *self._metrics_ports()]
         if s.database_url is None:
             wanted.append(("BILLING_POSTGRES_PORT", s.postgres_port))
         if s.temporal_address is None:
@@ -148,11 +144,25 @@ class _DevStack:
                     f"stop that process or set {variable}"
                 )
 
-    def _api_metrics_port(self) -> int:
-        return self.settings.api_metrics_port or DEV_API_METRICS_PORT
+    def _metrics_ports(self) -> list[tuple[str, int]]:
+        """(variable, port) of each metrics endpoint: the settings' or the dev defaults."""
+        s = self.settings
+        return [
+            ("BILLING_API_METRICS_PORT", s.api_metrics_port or DEV_METRICS_PORTS[0]),
+            ("BILLING_WORKER_METRICS_PORT", s.worker_metrics_port or DEV_METRICS_PORTS[1]),
+            ("BILLING_API_SDK_METRICS_PORT", s.api_sdk_metrics_port or DEV_METRICS_PORTS[2]),
+            ("BILLING_WORKER_SDK_METRICS_PORT", s.worker_sdk_metrics_port or DEV_METRICS_PORTS[3]),
+        ]
 
-    def _worker_metrics_port(self) -> int:
-        return self.settings.worker_metrics_port or DEV_WORKER_METRICS_PORT
+    def _metrics_lines(self) -> list[str]:
+        host = self.settings.metrics_host
+        api, worker, api_sdk, worker_sdk = (port for _, port in self._metrics_ports())
+        return [
+            f"  Metrics      http://{host}:{api}/metrics (API), http://{host}:{worker}/metrics"
+            " (worker)",
+            f"  SDK metrics  http://{host}:{api_sdk}/metrics (API client), "
+            f"http://{host}:{worker_sdk}/metrics (worker)",
+        ]
 
     def _start_postgres(self) -> str:
         postgres = EmbeddedPostgres(
@@ -241,9 +251,7 @@ class _DevStack:
             f"billing engine is up ({took:.1f} s)",
             f"  API docs     {api}/docs",
             f"  Temporal UI  {temporal}",
-            f"  Metrics      http://{self.settings.metrics_host}:{self._api_metrics_port()}/metrics"
-            f" (API), http://{self.settings.metrics_host}:{self._worker_metrics_port()}/metrics"
-            " (worker)",
+            *self._metrics_lines(),
             f"  Data         {_display(self.settings.data_dir)}",
             # What `operator-key --if-absent` said: the new key, or that one was shown before.
             *(f"  {line}" for line in operator_key.splitlines()),

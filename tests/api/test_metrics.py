@@ -6,6 +6,7 @@ after a card update. The counters are scraped over HTTP from the server the API 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -14,10 +15,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from adapters import metrics
 from adapters.stripe_fake import FakeStripeGateway
+from adapters.temporal import connect_temporal
+from config import Settings
 from services.context import Services
+from tests.api.metrics_probe import MetricsProbe
 from tests.api.test_billing_api import _active_standard, _until, align_clock
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, signed_request, stripe_event
 from tests.harness import Databases, free_port
@@ -154,3 +159,26 @@ async def test_the_counters_follow_a_scripted_flow(
         )
         == 1
     )
+
+
+async def test_the_temporal_sdk_serves_its_own_metrics(
+    workflow_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """`connect_temporal(..., sdk_metrics_port=...)`: the SDK's runtime serves its metrics
+    (here after one workflow ran on a worker of that client)."""
+    port = free_port()
+    target = workflow_env.client.service_client.config.target_host
+    ours = settings.model_copy(
+        update={"temporal_address": target, "temporal_namespace": workflow_env.client.namespace}
+    )
+    client = await connect_temporal(ours, sdk_metrics_port=port)
+    queue = f"probe-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[MetricsProbe]):
+        result = await client.execute_workflow(
+            MetricsProbe.run, id=f"probe-{uuid.uuid4().hex[:8]}", task_queue=queue
+        )
+    assert result == "ok"
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert "temporal_workflow_completed" in text
+    assert "temporal_request" in text
