@@ -105,6 +105,9 @@ class HttpMetrics:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The labelled children by (route, method, status): resolving labels takes a lock and a
+        # lookup per request, so each combination is resolved once (a bounded set).
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,10 +126,16 @@ class HttpMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            HTTP_REQUESTS.labels(template, method, str(status)).inc()
-            HTTP_SECONDS.labels(template, method).observe(time.perf_counter() - started)
+            key = (getattr(route, "path", None) or "unmatched", scope.get("method", ""), status)
+            children = self._children.get(key)
+            if children is None:
+                template, method, code = key
+                children = self._children[key] = (
+                    HTTP_REQUESTS.labels(template, method, str(code)),
+                    HTTP_SECONDS.labels(template, method),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
 
 def serve(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> Callable[[], None]:
