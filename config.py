@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = None
     api_sdk_metrics_port: int | None = None
     worker_sdk_metrics_port: int | None = None
+    # How often the worker refreshes the gauges it reads from Postgres (inbox lag, grace
+    # windows, suspended tenants, subscriptions by plan and status).
+    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     api_key_pepper: SecretStr = SecretStr(DEFAULT_API_KEY_PEPPER)
 
     # Embedded stack (`billing dev`)

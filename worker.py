@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -161,7 +161,7 @@ async def run_worker(settings: Settings) -> None:
     workers = build_workers(
         client,
         db=db,
-        gateway=build_gateway(settings),
+        gateway=cast(StripeGateway, metrics.MeteredGateway(build_gateway(settings))),
         task_queue=settings.task_queue,
         stripe_task_queue=settings.stripe_task_queue,
         stripe_activities_per_second=settings.stripe_activities_per_second,
@@ -176,6 +176,11 @@ async def run_worker(settings: Settings) -> None:
         else None
     )
     stop = asyncio.Event()
+    gauges = (
+        asyncio.create_task(metrics.refresh_gauges(db, stop, settings.metrics_refresh_seconds))
+        if stop_metrics is not None
+        else None
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -201,7 +206,7 @@ async def run_worker(settings: Settings) -> None:
     finally:
         # Graceful: running activities finish (or time out) before the process exits.
         stop.set()
-        await asyncio.gather(redispatcher, return_exceptions=True)
+        await asyncio.gather(redispatcher, *([gauges] if gauges else []), return_exceptions=True)
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await sender.aclose()
         await db.dispose()

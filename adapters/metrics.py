@@ -11,12 +11,28 @@ committed counts again, so they are rates to watch, not a ledger (the ledger is 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
+import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+
+from adapters.db import operations
+from adapters.db.operations import Snapshot
+from adapters.db.session import Database
 
 __all__ = [
     "HTTP_REQUESTS",
@@ -30,10 +46,22 @@ __all__ = [
     "USAGE_EVENTS",
     "WEBHOOKS_PROCESSED",
     "WEBHOOKS_RECEIVED",
+    "OPEN_GRACE_WINDOWS",
+    "STRIPE_CALLS",
+    "STRIPE_SECONDS",
+    "SUBSCRIPTIONS",
+    "SUSPENDED_TENANTS",
+    "WEBHOOK_INBOX_LAG",
     "HttpMetrics",
+    "MeteredGateway",
     "count_usage",
+    "refresh_gauges",
+    "refresh_once",
     "serve",
+    "set_gauges",
 ]
+
+log = logging.getLogger("billing.metrics")
 
 HTTP_REQUESTS = Counter(
     "billing_http_requests", "HTTP requests answered", ["route", "method", "status"]
@@ -77,6 +105,27 @@ PAYMENT_ATTEMPTS = Counter(
 )
 NOTIFICATION_DELIVERIES = Counter(
     "billing_notification_deliveries", "Notification delivery attempts by outcome", ["outcome"]
+)
+STRIPE_CALLS = Counter(
+    "billing_stripe_calls",
+    "Calls to Stripe by operation and result (ok, or the error's code)",
+    ["operation", "result"],
+)
+STRIPE_SECONDS = Histogram(
+    "billing_stripe_call_duration_seconds",
+    "Time a Stripe call took",
+    ["operation"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+# Refreshed by the worker from Postgres every `metrics_refresh_seconds` (`refresh_gauges`).
+WEBHOOK_INBOX_LAG = Gauge(
+    "billing_webhook_inbox_lag_seconds",
+    "Age of the oldest stored webhook not yet processed, ignored or dead-lettered (0: none)",
+)
+OPEN_GRACE_WINDOWS = Gauge("billing_open_grace_windows", "Grace windows not resolved", ["kind"])
+SUSPENDED_TENANTS = Gauge("billing_suspended_tenants", "Tenants whose access is suspended")
+SUBSCRIPTIONS = Gauge(
+    "billing_subscriptions", "Subscriptions by plan and status", ["plan", "status"]
 )
 
 
@@ -136,6 +185,76 @@ class HttpMetrics:
                 )
             children[0].inc()
             children[1].observe(time.perf_counter() - started)
+
+
+def set_gauges(snapshot: Snapshot, now: datetime) -> None:
+    """The operators' gauges from a Postgres snapshot (`adapters/db/operations.py`); a label
+    value that disappeared is set to 0, not left at its last count."""
+    oldest = snapshot.oldest_unprocessed_webhook
+    WEBHOOK_INBOX_LAG.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
+    _set_all(OPEN_GRACE_WINDOWS, {(k,): n for k, n in snapshot.open_grace_windows.items()})
+    SUSPENDED_TENANTS.set(snapshot.suspended_tenants)
+    subscriptions: dict[tuple[str, ...], int] = dict(snapshot.subscriptions.items())
+    _set_all(SUBSCRIPTIONS, subscriptions)
+
+
+def _set_all(gauge: Gauge, values: dict[tuple[str, ...], int]) -> None:
+    known = _seen.setdefault(id(gauge), set())
+    for labels in known - set(values):
+        gauge.labels(*labels).set(0)
+    for labels, n in values.items():
+        gauge.labels(*labels).set(n)
+    known |= set(values)
+
+
+# Label values each gauge has been set for (so a vanished one is reset to 0).
+_seen: dict[int, set[tuple[str, ...]]] = {}
+
+
+class MeteredGateway:
+    """A Stripe gateway whose calls are counted and timed by operation (the method's name) and
+    result: `ok`, or the `code` of the error raised."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            result = "ok"
+            try:
+                return await attr(*args, **kwargs)
+            except Exception as error:
+                result = getattr(error, "code", None) or "error"
+                raise
+            finally:
+                STRIPE_CALLS.labels(name, result).inc()
+                STRIPE_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+        return call
+
+
+async def refresh_gauges(db: Database, stop: asyncio.Event, interval_seconds: float) -> None:
+    """The worker's loop: `set_gauges` from Postgres every `interval_seconds` until `stop`; a
+    failed read (Postgres down) leaves the last values and is tried again."""
+    while not stop.is_set():
+        await refresh_once(db)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+
+
+async def refresh_once(db: Database) -> None:
+    try:
+        async with db.transaction() as conn:  # cross-tenant counts, as the worker role
+            snap = await operations.snapshot(conn)
+    except Exception:
+        log.warning("metrics: gauges not refreshed", exc_info=True)
+        return
+    set_gauges(snap, datetime.now(UTC))
 
 
 def serve(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> Callable[[], None]:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 from fastapi import FastAPI
 
@@ -31,6 +32,7 @@ from api.routes import (
     webhooks,
 )
 from billing.catalog import load_catalog
+from billing.payments import StripeGateway
 from config import APP_ROLE, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
 from services.context import Services
 
@@ -47,7 +49,7 @@ async def build_services(settings: Settings) -> Services:
         temporal=await connect_temporal(
             settings, lazy=True, sdk_metrics_port=settings.api_sdk_metrics_port
         ),
-        stripe=build_gateway(settings),
+        stripe=cast(StripeGateway, metrics.MeteredGateway(build_gateway(settings))),
         catalog=load_catalog(settings.catalog_path),
     )
 

@@ -12,19 +12,25 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from adapters import metrics
+from adapters.db.tables import subscriptions, tenants
 from adapters.stripe_fake import FakeStripeGateway
 from adapters.temporal import connect_temporal
+from billing.payments import StripeNotFound
 from config import Settings
 from services.context import Services
 from tests.api.metrics_probe import MetricsProbe
 from tests.api.test_billing_api import _active_standard, _until, align_clock
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, signed_request, stripe_event
+from tests.factories.subscriptions import make_subscription
+from tests.factories.tenants import make_tenant
 from tests.harness import Databases, free_port
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
@@ -182,3 +188,60 @@ async def test_the_temporal_sdk_serves_its_own_metrics(
         text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
     assert "temporal_workflow_completed" in text
     assert "temporal_request" in text
+
+
+async def test_the_gauges_follow_postgres(dbs: Databases) -> None:
+    """`refresh_once`, what the worker runs every `metrics_refresh_seconds`: subscriptions by
+    plan and status, suspended tenants, and a label value that disappears goes back to 0."""
+    tenant = await make_tenant(dbs)
+    subscription_id = await make_subscription(dbs, tenant.id, status="past_due")
+    await metrics.refresh_once(dbs.worker)
+    assert (
+        REGISTRY.get_sample_value(
+            "billing_subscriptions", {"plan": "standard", "status": "past_due"}
+        )
+        == 1
+    )
+    assert REGISTRY.get_sample_value("billing_suspended_tenants") == 0
+    assert REGISTRY.get_sample_value("billing_webhook_inbox_lag_seconds") == 0
+    async with dbs.admin.transaction() as conn:
+        await conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.id == subscription_id)
+            .values(status="active")
+        )
+        await conn.execute(
+            update(tenants).where(tenants.c.id == tenant.id).values(access_status="suspended")
+        )
+    await metrics.refresh_once(dbs.worker)
+    assert (
+        REGISTRY.get_sample_value(
+            "billing_subscriptions", {"plan": "standard", "status": "past_due"}
+        )
+        == 0
+    )
+    assert (
+        REGISTRY.get_sample_value("billing_subscriptions", {"plan": "standard", "status": "active"})
+        == 1
+    )
+    assert REGISTRY.get_sample_value("billing_suspended_tenants") == 1
+
+
+async def test_stripe_calls_are_counted_by_operation_and_result() -> None:
+    gateway = metrics.MeteredGateway(FakeStripeGateway())
+
+    def count(operation: str, result: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "billing_stripe_calls_total", {"operation": operation, "result": result}
+        )
+        return value or 0.0
+
+    ok, missing = count("ensure_customer", "ok"), count("retrieve_invoice", "stripe_not_found")
+    await gateway.ensure_customer("t-1", None, "Acme", idempotency_key="k-1")
+    with pytest.raises(StripeNotFound):
+        await gateway.retrieve_invoice("in_nope")
+    assert count("ensure_customer", "ok") == ok + 1
+    assert count("retrieve_invoice", "stripe_not_found") == missing + 1
+    assert REGISTRY.get_sample_value(
+        "billing_stripe_call_duration_seconds_count", {"operation": "ensure_customer"}
+    )

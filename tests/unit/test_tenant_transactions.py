@@ -45,6 +45,7 @@ CROSS_TENANT = {
     ("cli/seed.py", "_sync"): "the plan catalog belongs to no tenant",
     ("cli/operator_key.py", "_create"): "operator keys belong to no tenant",
     ("cli/reconcile.py", "reconcile_usage"): "reconciles every tenant's usage",
+    ("adapters/metrics.py", "refresh_once"): "the operators' gauges count across tenants",
     ("cli/reconcile.py", "run"): "reconciles every tenant's usage (the CLI's body)",
     ("adapters/dispatch.py", "replay_stripe_events"): "the inbox spans tenants",
     ("adapters/dispatch.py", "redispatch_once"): (
