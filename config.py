@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+
+    # Logs: "text" (human-readable, the default) or "json" (one object per line, with the
+    # request id, tenant, workflow id and run id where known).
+    log_format: Literal["text", "json"] = "text"
 
     # Prometheus /metrics (ADR 0010), each process on its own port; None: not served.
     # `billing dev` serves them on 9101 (API) and 9102 (worker), and the Temporal SDK's own

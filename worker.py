@@ -21,7 +21,7 @@ from activities.stripe_billing import StripeBillingActivities
 from activities.stripe_events import StripeEventReads, StripeEventStore
 from activities.subscription_store import SubscriptionStore
 from activities.usage_store import UsageStore
-from adapters import metrics
+from adapters import logs, metrics
 from adapters.db.session import Database
 from adapters.dispatch import DispatchConfig, Dispatcher
 from adapters.notification_sender import HttpxNotificationSender, NotificationSender
@@ -215,6 +215,5 @@ async def run_worker(settings: Settings) -> None:
 
 
 def main(settings: Settings) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("billing").setLevel(logging.INFO)
+    logs.configure(settings.log_format)
     asyncio.run(run_worker(settings))

@@ -11,7 +11,7 @@ from typing import cast
 
 from fastapi import FastAPI
 
-from adapters import metrics
+from adapters import logs, metrics
 from adapters.db.quota_cache import QuotaChangeListener, QuotaRowCache
 from adapters.db.session import Database
 from adapters.stripe_sdk import build_gateway
@@ -111,6 +111,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         app.state.services = services
     install_error_handlers(app)
     app.add_middleware(metrics.HttpMetrics)
+    app.add_middleware(logs.RequestIds)
     app.include_router(health.router)
     app.include_router(operator.router)
     app.include_router(subscription.router)

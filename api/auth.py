@@ -17,6 +17,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from adapters import logs
 from adapters.api_keys import Scope, hash_key, implied_scopes, is_well_formed
 from adapters.db import tenants as tenant_repo
 from api.errors import Forbidden, Unauthorized
@@ -123,6 +124,7 @@ async def principal_for_key(services: Services, key: str) -> Principal:
     cache = key_cache(services)
     cached = cache.get(key_hash)
     if cached is not None:
+        _log_tenant(cached)
         return cached
     async with services.system_db.transaction() as conn:
         row = await tenant_repo.find_api_key(conn, key_hash)
@@ -132,7 +134,14 @@ async def principal_for_key(services: Services, key: str) -> Principal:
         raise Unauthorized("this API key has been revoked")
     principal = Principal(row.id, row.tenant_id, implied_scopes(frozenset(row.scopes)))
     cache.put(key_hash, principal)
+    _log_tenant(principal)
     return principal
+
+
+def _log_tenant(principal: Principal) -> None:
+    """Every log line written for the rest of this request names the tenant."""
+    if principal.tenant_id is not None:
+        logs.TENANT_ID.set(str(principal.tenant_id))
 
 
 def key_cache(services: Services) -> ApiKeyCache:

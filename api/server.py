@@ -7,6 +7,7 @@ import gc
 
 import uvicorn
 
+from adapters import logs
 from api.app import create_app
 from config import Settings
 
@@ -32,6 +33,7 @@ def settle_heap() -> None:
 
 
 def serve(settings: Settings) -> None:
+    logs.configure(settings.log_format)
     app = create_app(settings)
     settle_heap()
     uvicorn.run(
