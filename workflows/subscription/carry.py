@@ -113,8 +113,10 @@ def overage_in(result: PeriodOverageResult, window: tuple[datetime, datetime]) -
     )
 
 
-def terms(inp: SubscriptionInput, *, notices: bool = True, grace: bool = True) -> m.Terms:
-    plan = Plan.from_dict(inp.plan.definition)
+def terms(inp: SubscriptionInput, signed_up_on: Plan) -> m.Terms:
+    """`signed_up_on`: the input's plan (its trial length, when the input names none). Which
+    patched behaviours the run has is set by the workflow at the start of each run."""
+    plan = signed_up_on
     return m.Terms(
         subscription_id=inp.subscription_id,
         interval=Interval(inp.interval),
@@ -122,19 +124,18 @@ def terms(inp: SubscriptionInput, *, notices: bool = True, grace: bool = True) -
         trial_end_policy=inp.trial_end_policy,
         cancel_after_days=DunningPolicy.from_dict(inp.dunning_policy).cancel_after_days,
         time_scale=inp.time_scale,
-        notices=notices,
-        grace=grace,
     )
 
 
 def state_in(inp: SubscriptionInput, now: datetime) -> m.SubscriptionState:
     """The state a run starts from: the carried one, or a new subscription at `now`."""
     c = inp.carry
+    signed_up = plan_in(inp.plan)
     if c is None:
         clock = BusinessClock(now, dt(inp.business_start) or now, inp.time_scale)
-        return m.new_subscription(terms(inp), plan_in(inp.plan), clock)
+        return m.new_subscription(terms(inp, signed_up.plan), signed_up, clock)
     return m.SubscriptionState(
-        terms=terms(inp),
+        terms=terms(inp, signed_up.plan),
         status=Status(c.status),
         plan=plan_in(c.plan),
         clock=BusinessClock(

@@ -76,8 +76,6 @@ class SubscriptionWorkflow:
         self._lock = asyncio.Lock()
         # Bumped by every handler that moves the clock's next deadline; wakes the main loop.
         self._generation = 0
-        # The card the last `set_payment_method` attached (its answer).
-        self._card: io.PaymentMethodResult | None = None
 
     @workflow.run
     async def run(self, input: io.SubscriptionInput) -> io.SubscriptionResult:
@@ -128,25 +126,25 @@ class SubscriptionWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(replace(self._input, carry=carry.carry_out(self._m.state)))
 
-    async def _command(self, event: m.Event, card: str | None = None) -> list[m.Effect]:
-        """Lock, check again (the state may have moved while the update waited for the lock),
-        step and apply; `card`: attach it first and step with the card on file. A refusal here
-        must be an ApplicationError (any other exception would fail the workflow task and retry
-        it forever), of the type recorded histories carry. The deadline is not checked again:
-        the update was accepted in time."""
+    async def _command(self, event: m.Event) -> list[m.Effect]:
+        """Lock, check again, step and apply."""
         async with self._lock:
-            try:
-                m.check(self._m.state, event, self._m.business_now())
-            except InvalidTransition as error:
-                raise ApplicationError(
-                    error.message, type="InvalidTransition", non_retryable=True
-                ) from error
-            if card is not None:
-                self._card = await self._m.attach_card(card)
-                event = m.PaymentMethodSet(carry.card_in(self._card), self._actor(event))
+            self._recheck(event)
             effects = await self._m.handle(event)
             self._generation += 1
             return effects
+
+    def _recheck(self, event: m.Event) -> None:
+        """The state may have moved while the update waited for the lock. A refusal here must
+        be an ApplicationError (any other exception would fail the workflow task and retry it
+        forever), of the type recorded histories carry. The deadline is not checked again: the
+        update was accepted in time."""
+        try:
+            m.check(self._m.state, event, self._m.business_now())
+        except InvalidTransition as error:
+            raise ApplicationError(
+                error.message, type="InvalidTransition", non_retryable=True
+            ) from error
 
     def _validate(self, apply_before: str | None, event: m.Event) -> None:
         _check_apply_before(apply_before)
@@ -155,11 +153,6 @@ class SubscriptionWorkflow:
     async def _lifecycle(self, event: m.Event) -> io.LifecycleResult:
         done = carry.outcome(await self._command(event))
         return carry.lifecycle_out(self._input, self._m.state, done, self._m.issued)
-
-    @staticmethod
-    def _actor(event: m.Event) -> str:
-        assert isinstance(event, m.SetPaymentMethod)
-        return event.actor
 
     # ------------------------------------------------------------------------------ updates
 
@@ -213,9 +206,12 @@ class SubscriptionWorkflow:
     async def set_payment_method(
         self, request: io.SetPaymentMethodRequest
     ) -> io.PaymentMethodResult:
-        await self._command(carry.event_of(request), card=request.payment_method_id)
-        assert self._card is not None
-        return self._card
+        async with self._lock:
+            self._recheck(carry.event_of(request))
+            card = await self._m.attach_card(request.payment_method_id)
+            await self._m.handle(m.PaymentMethodSet(carry.card_in(card), request.actor))
+            self._generation += 1
+            return card
 
     @set_payment_method.validator
     @domain_errors
