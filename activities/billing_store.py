@@ -41,14 +41,17 @@ class BillingStore:
     async def record_invoice(self, input: RecordInvoiceInput) -> RecordInvoiceResult:
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             created = await invoices_repo.insert_invoice(conn, input)
-        if created:  # counted after the commit: a retried record counts once
+            # Billed already (a retry after the commit): the period is never billed twice.
+            # RLS narrows this read to the tenant: a key another tenant holds is not "ours".
+            existing = (
+                None
+                if created
+                else await invoices_repo.invoice_for_billing_key(conn, input.billing_key)
+            )
+        if created:  # counted after the commit
             metrics.INVOICES_ISSUED.labels(input.currency, input.billing_reason).inc()
             metrics.INVOICE_AMOUNT.labels(input.currency, input.billing_reason).inc(input.total)
             return RecordInvoiceResult(input.invoice_id, created=True)
-        async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
-            # Billed already (a retry after the commit): the period is never billed twice.
-            # RLS narrows this read to the tenant: a key another tenant holds is not "ours".
-            existing = await invoices_repo.invoice_for_billing_key(conn, input.billing_key)
         if existing is None:
             raise foreign_row("invoice billing key", input.billing_key)
         return RecordInvoiceResult(str(existing), created=False)

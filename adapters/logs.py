@@ -100,7 +100,10 @@ class RequestIds:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        given = next(
+            (v.decode("latin-1") for k, v in scope.get("headers") or () if k == b"x-request-id"),
+            "",
+        )
         request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         request_token = REQUEST_ID.set(request_id)
         tenant_token = TENANT_ID.set(None)

@@ -4,16 +4,14 @@ write the row first and then start (or message) the subscription workflow."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import APIRouter, Query, Response, status
-from temporalio.workflow import UpdateMethodMultiParam
 
 from adapters.db import billing_reads
 from adapters.db import subscriptions as subscription_repo
 from adapters.db.subscriptions import SubscriptionRow
-from api.auth import AuthFirstRoute, ManagePrincipal, Principal, ReadPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, ManagePrincipal, ReadPrincipal, ServicesDep
 from api.commands import COMMAND_ERRORS, line_out, preview_for
 from api.errors import NotFound, error_responses
 from api.schemas import (
@@ -29,7 +27,6 @@ from api.schemas import (
 )
 from services import subscriptions
 from services.commands import apply_before, command, live_subscription
-from services.context import Services
 from workflows.subscription import SubscriptionWorkflow
 from workflows.subscription_io import (
     CancelRequest,
@@ -37,7 +34,6 @@ from workflows.subscription_io import (
     LifecycleRequest,
     LifecycleResult,
     PauseRequest,
-    PlanSnapshot,
     PreviewRequest,
 )
 
@@ -88,10 +84,6 @@ async def create_subscription(
 # --- commands on the live subscription (workflow Updates) --------------------------------------
 
 
-async def _plan_snapshot(services: Services, principal: Principal, code: str) -> PlanSnapshot:
-    return await subscriptions.plan_snapshot(services, principal.require_tenant(), code)
-
-
 def _iso(value: object) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else None
 
@@ -103,10 +95,10 @@ async def change_plan(
     """Change plan: upgrades apply now with a prorated invoice, downgrades at period end
     (unless `timing` says otherwise)."""
     live = await live_subscription(services, principal.require_tenant())
-    plan = await _plan_snapshot(services, principal, body.plan_code)
-    result = await _update(
+    plan = await subscriptions.plan_snapshot(services, principal.require_tenant(), body.plan_code)
+    result = await command(
         services,
-        principal,
+        principal.require_tenant(),
         live.workflow_id,
         SubscriptionWorkflow.change_plan,
         ChangePlanRequest(
@@ -130,16 +122,6 @@ async def change_plan(
     )
 
 
-async def _update(
-    services: Services,
-    principal: Principal,
-    workflow_id: str,
-    update: UpdateMethodMultiParam[[Any, A], Coroutine[Any, Any, T]],
-    arg: A,
-) -> T:
-    return await command(services, principal.require_tenant(), workflow_id, update, arg)
-
-
 def _lifecycle(result: LifecycleResult) -> LifecycleOut:
     return LifecycleOut.model_validate(result, from_attributes=True)
 
@@ -153,7 +135,13 @@ async def cancel_subscription(
     live = await live_subscription(services, principal.require_tenant())
     request = CancelRequest(principal.actor, at_period_end, apply_before=apply_before(services))
     return _lifecycle(
-        await _update(services, principal, live.workflow_id, SubscriptionWorkflow.cancel, request)
+        await command(
+            services,
+            principal.require_tenant(),
+            live.workflow_id,
+            SubscriptionWorkflow.cancel,
+            request,
+        )
     )
 
 
@@ -165,7 +153,13 @@ async def pause_subscription(
     resume_at = _iso(body.resume_at) if body else None
     request = PauseRequest(principal.actor, resume_at, apply_before=apply_before(services))
     return _lifecycle(
-        await _update(services, principal, live.workflow_id, SubscriptionWorkflow.pause, request)
+        await command(
+            services,
+            principal.require_tenant(),
+            live.workflow_id,
+            SubscriptionWorkflow.pause,
+            request,
+        )
     )
 
 
@@ -174,7 +168,13 @@ async def resume_subscription(principal: ManagePrincipal, services: ServicesDep)
     live = await live_subscription(services, principal.require_tenant())
     request = LifecycleRequest(principal.actor, apply_before=apply_before(services))
     return _lifecycle(
-        await _update(services, principal, live.workflow_id, SubscriptionWorkflow.resume, request)
+        await command(
+            services,
+            principal.require_tenant(),
+            live.workflow_id,
+            SubscriptionWorkflow.resume,
+            request,
+        )
     )
 
 
@@ -206,7 +206,7 @@ async def reactivate_subscription(
 async def preview_change(
     body: PreviewQuery, principal: ReadPrincipal, services: ServicesDep
 ) -> PreviewOut:
-    plan = await _plan_snapshot(services, principal, body.plan_code)
+    plan = await subscriptions.plan_snapshot(services, principal.require_tenant(), body.plan_code)
     request = PreviewRequest(
         plan,
         body.timing,

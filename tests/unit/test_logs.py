@@ -74,11 +74,12 @@ def test_an_exception_is_in_the_line() -> None:
 
 def test_configure_picks_the_format() -> None:
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
+    handlers, level = root.handlers[:], root.level
     try:
         logs.configure("json")
         assert isinstance(root.handlers[0].formatter, logs.JsonFormatter)
         logs.configure("text")
         assert not isinstance(root.handlers[0].formatter, logs.JsonFormatter)
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = handlers
+        root.setLevel(level)
