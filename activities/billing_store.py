@@ -88,6 +88,10 @@ class BillingStore:
                     decline_code=input.decline_code,
                     failure_message=input.failure_message,
                 )
+        if applied:  # a version writes once, so a retried activity does not count again
+            metrics.count_invoice_outcome("subscription", input.status)
+            if input.attempt_outcome and input.attempt_outcome not in ("paid", "already_paid"):
+                metrics.INVOICE_OUTCOMES.labels("subscription", "payment_failed").inc()
         return ProjectionResult(applied=applied)
 
     async def _invoice_tenant(self, input: InvoiceProjection) -> UUID | None:
@@ -104,6 +108,8 @@ class BillingStore:
         """One history row and one audit row per change, both or neither (same transaction)."""
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             recorded = await subscription_repo.record_change(conn, input)
+        if recorded:  # once per change key, after the commit
+            metrics.SUBSCRIPTION_CHANGES.labels(input.kind).inc()
         return RecordChangeResult(recorded=recorded)
 
     @activity.defn(name="record_payment_method")

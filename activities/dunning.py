@@ -134,6 +134,8 @@ class DunningStore:
                 failure_message=input.failure_message,
             )
             await _enqueue_all(conn, tenant_id, input.notifications)
+        if recorded:  # counted once per attempt, after the commit
+            metrics.DUNNING_ATTEMPTS.labels(input.cause or "unknown", input.outcome).inc()
         return RecordAttemptResult(recorded=recorded)
 
     @activity.defn(name="project_dunning_invoice")
@@ -158,4 +160,10 @@ class DunningStore:
             )
             if applied:
                 await _enqueue_all(conn, tenant_id, input.notifications)
+        if applied:  # a version writes once, so a retried activity does not count again
+            metrics.count_invoice_outcome("dunning", input.status)
+            if input.recovered_by:
+                metrics.DUNNING_RECOVERIES.labels(
+                    metrics.attempt_label(input.attempt_count), input.recovered_by
+                ).inc()
         return ProjectionResult(applied=applied)

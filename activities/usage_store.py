@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import domain_errors
+from adapters import metrics
 from adapters.db import grace as grace_repo
 from adapters.db import usage as usage_repo
 from adapters.db.audit import record_audit
@@ -147,6 +148,7 @@ class UsageStore:
                 await usage_repo.repair_drift(conn, drift, self._gauges)
         for d in drift:
             activity.logger.warning("usage drift: %s", d)
+        metrics.USAGE_DRIFT.inc(len(drift))
         return ReconcileResult(
             first=input.first,
             last=input.last,

@@ -37,7 +37,12 @@ from adapters.db.session import Database
 __all__ = [
     "HTTP_REQUESTS",
     "HTTP_SECONDS",
+    "DUNNING_ATTEMPTS",
+    "DUNNING_RECOVERIES",
     "INVOICES_ISSUED",
+    "INVOICE_OUTCOMES",
+    "SUBSCRIPTION_CHANGES",
+    "USAGE_DRIFT",
     "INVOICE_AMOUNT",
     "NOTIFICATION_DELIVERIES",
     "PAYMENT_ATTEMPTS",
@@ -54,6 +59,8 @@ __all__ = [
     "WEBHOOK_INBOX_LAG",
     "HttpMetrics",
     "MeteredGateway",
+    "attempt_label",
+    "count_invoice_outcome",
     "count_usage",
     "refresh_gauges",
     "refresh_once",
@@ -103,6 +110,33 @@ PAYMENT_ATTEMPTS = Counter(
     "Payment attempts by outcome (paid, declined, requires_action, no_payment_method, ...)",
     ["source", "outcome"],
 )
+INVOICE_OUTCOMES = Counter(
+    "billing_invoice_outcomes",
+    "Invoices settled or failed, by who wrote it (subscription: the first collection; dunning)"
+    " and outcome (paid, payment_failed, uncollectible, void)",
+    ["source", "outcome"],
+)
+DUNNING_ATTEMPTS = Counter(
+    "billing_dunning_attempts",
+    "Dunning payment attempts by what started them (retry: the schedule; new_card) and outcome",
+    ["trigger", "outcome"],
+)
+DUNNING_RECOVERIES = Counter(
+    "billing_dunning_recoveries",
+    "Invoices recovered by dunning, by the attempt that recovered them and the cause (retry,"
+    " new_card, paid_out_of_band)",
+    ["attempt", "cause"],
+)
+SUBSCRIPTION_CHANGES = Counter(
+    "billing_subscription_changes",
+    "Subscription lifecycle changes recorded, by kind (trial_started, renewed, plan_changed,"
+    " canceled, dunning_exhausted, payment_recovered, ...)",
+    ["kind"],
+)
+USAGE_DRIFT = Counter(
+    "billing_usage_drift",
+    "Usage aggregates the reconciliation found different from the raw events",
+)
 NOTIFICATION_DELIVERIES = Counter(
     "billing_notification_deliveries", "Notification delivery attempts by outcome", ["outcome"]
 )
@@ -127,6 +161,22 @@ SUSPENDED_TENANTS = Gauge("billing_suspended_tenants", "Tenants whose access is 
 SUBSCRIPTIONS = Gauge(
     "billing_subscriptions", "Subscriptions by plan and status", ["plan", "status"]
 )
+
+
+def attempt_label(attempt: int) -> str:
+    """An attempt number as a label: the policies' schedules are short, and anything past ten
+    is one bucket, so the label set stays bounded whatever a policy says."""
+    return str(attempt) if attempt <= 10 else "11+"
+
+
+# Invoice statuses that end an invoice's collection, as `INVOICE_OUTCOMES` names them.
+_SETTLED = frozenset({"paid", "uncollectible", "void"})
+
+
+def count_invoice_outcome(source: str, status: str) -> None:
+    """Count a projected status that settles the invoice (paid, uncollectible, void)."""
+    if status in _SETTLED:
+        INVOICE_OUTCOMES.labels(source, status).inc()
 
 
 def count_usage(

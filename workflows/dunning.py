@@ -81,6 +81,9 @@ DUNNING_FINISHED_SIGNAL = "dunning_finished"
 
 Trigger = Literal["scheduled", "payment_method_updated", "invoice_paid"]
 
+# What started a payment attempt, as the metrics and the projection name it.
+CAUSES: dict[Trigger, str] = {"scheduled": "retry", "payment_method_updated": "new_card"}
+
 
 def dunning_workflow_id(invoice_id: str) -> str:
     return f"dunning:{invoice_id}"
@@ -215,7 +218,7 @@ class DunningWorkflow:
             invoice = await self._reread()
             decision = decide_after_reread(invoice.status)
             if decision == "stop_paid":
-                return await self._finish_paid(invoice, "paid_out_of_band")
+                return await self._finish_paid(invoice, "paid_out_of_band", "paid_out_of_band")
             if decision == "stop_closed":
                 return await self._finish_closed(invoice)
             if trigger == "invoice_paid":
@@ -228,7 +231,7 @@ class DunningWorkflow:
                 previous_scheduled_at = step_started
             paid_invoice = await self._attempt(step_started, trigger)
             if paid_invoice is not None:
-                return await self._finish_paid(paid_invoice, "recovered")
+                return await self._finish_paid(paid_invoice, "recovered", CAUSES[trigger])
 
     async def _wait_for_trigger(self, deadline: datetime | None) -> Trigger:
         """Sleep until the deadline, or less if a signal arrives.
@@ -352,6 +355,7 @@ class DunningWorkflow:
                 decline_code=decline_code,
                 failure_message=failure_message,
                 notifications=notifications,
+                cause=CAUSES.get(trigger),
             ),
             **db_activity(f"record attempt {attempt} ({outcome})"),
         )
@@ -382,7 +386,9 @@ class DunningWorkflow:
             **stripe_read(inp.stripe_task_queue, action.replace("_", " ")),
         )
         if closed.invoice.status == "paid":
-            return await self._finish_paid(closed.invoice, "paid_out_of_band")
+            return await self._finish_paid(
+                closed.invoice, "paid_out_of_band", "paid_out_of_band"
+            )
         exhausted_at = workflow.now()
         payload = self._payload(
             attempt=self._last_attempt,
@@ -404,7 +410,9 @@ class DunningWorkflow:
         )
         return self._result("exhausted", closed.invoice.status, exhausted_at=exhausted_at)
 
-    async def _finish_paid(self, invoice: StripeInvoiceRead, outcome: str) -> DunningResult:
+    async def _finish_paid(
+        self, invoice: StripeInvoiceRead, outcome: str, cause: str
+    ) -> DunningResult:
         assert self._input is not None
         inp = self._input
         payload = self._payload(
@@ -421,6 +429,7 @@ class DunningWorkflow:
                     notice.INVOICE_PAID, f"{notice.INVOICE_PAID}:{inp.invoice_id}", payload
                 )
             ],
+            recovered_by=cause,
         )
         return self._result(outcome, "paid")
 
@@ -435,6 +444,7 @@ class DunningWorkflow:
         amount_paid: int,
         paid_at: datetime | None = None,
         notifications: list[DunningNotification] | None = None,
+        recovered_by: str | None = None,
     ) -> None:
         assert self._input is not None
         self._version += 1
@@ -449,6 +459,7 @@ class DunningWorkflow:
                 amount_paid=amount_paid,
                 paid_at=paid_at.isoformat() if paid_at else None,
                 notifications=notifications or [],
+                recovered_by=recovered_by,
             ),
             **db_activity(f"project invoice {status}"),
         )

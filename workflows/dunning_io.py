@@ -112,6 +112,8 @@ class RecordAttemptInput:
     decline_code: str | None = None
     failure_message: str | None = None
     notifications: list[DunningNotification] = field(default_factory=list)
+    # What started the attempt: retry (the schedule) or new_card (None in older histories).
+    cause: str | None = None
 
 
 @dataclass(frozen=True)

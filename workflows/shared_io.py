@@ -80,6 +80,8 @@ class InvoiceProjection:
     tenant_id: str | None = None
     # Queued in the same transaction, only when the write applies (dunning).
     notifications: list[DunningNotification] = field(default_factory=list)
+    # Dunning's paid write: what recovered the invoice (retry, new_card, paid_out_of_band).
+    recovered_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,19 @@ async def test_the_counters_follow_a_scripted_flow(
     assert moved("billing_payment_attempts_total", source="collection", outcome="paid") == 1
     assert moved("billing_payment_attempts_total", source="collection", outcome="declined") == 1
     assert moved("billing_payment_attempts_total", source="dunning", outcome="paid") == 1
+    # The first invoice paid at collection; the renewal failed there, and dunning recovered it
+    # at its first attempt (attempt 2 of the invoice), which the new card started.
+    assert moved("billing_invoice_outcomes_total", source="subscription", outcome="paid") == 1
+    assert (
+        moved("billing_invoice_outcomes_total", source="subscription", outcome="payment_failed")
+        == 1
+    )
+    assert moved("billing_invoice_outcomes_total", source="dunning", outcome="paid") == 1
+    assert moved("billing_dunning_attempts_total", trigger="new_card", outcome="succeeded") == 1
+    assert moved("billing_dunning_recoveries_total", attempt="2", cause="new_card") == 1
+    assert moved("billing_subscription_changes_total", kind="trial_started") == 1
+    assert moved("billing_subscription_changes_total", kind="payment_failed") == 1
+    assert moved("billing_subscription_changes_total", kind="payment_recovered") == 1
     assert (
         moved(
             "billing_http_requests_total",
