@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # How often the worker refreshes the gauges it reads from Postgres (inbox lag, grace
     # windows, suspended tenants, subscriptions by plan and status).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    # OpenTelemetry traces (ADR 0011): the OTLP/HTTP traces endpoint, e.g.
+    # http://127.0.0.1:4318/v1/traces; None (the default): tracing off.
+    otlp_endpoint: str | None = None
     api_key_pepper: SecretStr = SecretStr(DEFAULT_API_KEY_PEPPER)
 
     # Embedded stack (`billing dev`)

@@ -27,6 +27,7 @@ from adapters.dispatch import DispatchConfig, Dispatcher
 from adapters.notification_sender import HttpxNotificationSender, NotificationSender
 from adapters.stripe_sdk import build_gateway
 from adapters.temporal import connect_temporal, ensure_reconcile_schedule
+from adapters.tracing import Tracing
 from billing.catalog import load_catalog
 from billing.payments import StripeGateway
 from config import ROOT, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
@@ -150,7 +151,14 @@ def build_workers(
 
 
 async def run_worker(settings: Settings) -> None:
-    client = await connect_temporal(settings, sdk_metrics_port=settings.worker_sdk_metrics_port)
+    tracing = Tracing.from_settings(settings, "billing-worker")
+    if tracing is not None:
+        tracing.install()
+    client = await connect_temporal(
+        settings,
+        sdk_metrics_port=settings.worker_sdk_metrics_port,
+        plugins=tracing.temporal_plugins() if tracing else (),
+    )
     db = Database(
         settings.role_url(WORKER_ROLE),
         pool_size=settings.db_pool_size,
@@ -212,6 +220,8 @@ async def run_worker(settings: Settings) -> None:
         await db.dispose()
         if stop_metrics is not None:
             stop_metrics()
+        if tracing is not None:
+            tracing.shutdown()
 
 
 def main(settings: Settings) -> None:

@@ -3,10 +3,12 @@ id and an explicit conflict policy, so a repeated call can never start a second 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio.client import (
     Client,
+    Plugin,
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
@@ -132,12 +134,18 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:
 
 
 async def connect_temporal(
-    settings: Settings, *, lazy: bool = False, sdk_metrics_port: int | None = None
+    settings: Settings,
+    *,
+    lazy: bool = False,
+    sdk_metrics_port: int | None = None,
+    plugins: Sequence[Plugin] = (),
 ) -> Client:
     """`lazy`: connect on first use, so the API starts (and stores webhooks) while Temporal is
     down. `sdk_metrics_port`: serve the SDK's own Prometheus metrics (workflow task latencies,
     activity schedule-to-start, sticky cache, request failures) on that port of
-    `settings.metrics_host`, through a runtime of this process's own (call once per process)."""
+    `settings.metrics_host`, through a runtime of this process's own (call once per process).
+    `plugins`: the tracing plugin when traces are on; workers built from the client take it
+    too."""
     if settings.temporal_address is None:
         raise SystemExit("BILLING_TEMPORAL_ADDRESS is not set (run through `billing dev`)")
     runtime = None
@@ -149,4 +157,5 @@ async def connect_temporal(
         namespace=settings.temporal_namespace,
         lazy=lazy,
         runtime=runtime,
+        plugins=plugins,
     )

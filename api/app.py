@@ -16,6 +16,7 @@ from adapters.db.quota_cache import QuotaChangeListener, QuotaRowCache
 from adapters.db.session import Database
 from adapters.stripe_sdk import build_gateway
 from adapters.temporal import connect_temporal
+from adapters.tracing import Tracing
 from api.errors import install_error_handlers
 from api.routes import (
     account,
@@ -37,7 +38,7 @@ from config import APP_ROLE, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
 from services.context import Services
 
 
-async def build_services(settings: Settings) -> Services:
+async def build_services(settings: Settings, tracing: Tracing | None = None) -> Services:
     return Services(
         settings=settings,
         tenant_db=Database(settings.role_url(APP_ROLE), pool_size=settings.db_pool_size),
@@ -47,7 +48,10 @@ async def build_services(settings: Settings) -> Services:
             scoped_role=WORKER_SCOPED_ROLE,
         ),
         temporal=await connect_temporal(
-            settings, lazy=True, sdk_metrics_port=settings.api_sdk_metrics_port
+            settings,
+            lazy=True,
+            sdk_metrics_port=settings.api_sdk_metrics_port,
+            plugins=tracing.temporal_plugins() if tracing else (),
         ),
         stripe=cast(StripeGateway, metrics.MeteredGateway(build_gateway(settings))),
         catalog=load_catalog(settings.catalog_path),
@@ -74,8 +78,16 @@ async def quota_cache_listening(services: Services) -> AsyncIterator[None]:
             await task
 
 
-def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
-    """`services` lets tests hand in their own (fakes, test databases); they then own closing."""
+def create_app(
+    settings: Settings, services: Services | None = None, tracing: Tracing | None = None
+) -> FastAPI:
+    """`services` lets tests hand in their own (fakes, test databases); they then own closing.
+    `tracing`: the process's tracer provider when traces are on (built from the settings when
+    the app builds its own services); tests hand in one with an in-memory exporter."""
+    if services is None and tracing is None:
+        tracing = Tracing.from_settings(settings, "billing-api")
+        if tracing is not None:
+            tracing.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,7 +96,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             async with quota_cache_listening(services):
                 yield
             return
-        built = await build_services(settings)
+        built = await build_services(settings, tracing)
         app.state.services = built
         stop_metrics = (
             metrics.serve(settings.metrics_host, settings.api_metrics_port)
@@ -99,6 +111,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
                 stop_metrics()
             await built.tenant_db.dispose()
             await built.system_db.dispose()
+            if tracing is not None:
+                tracing.shutdown()
 
     app = FastAPI(
         title="Billing engine",
@@ -112,6 +126,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(logs.RequestIds)
+    if tracing is not None:
+        tracing.instrument_app(app)
     app.include_router(health.router)
     app.include_router(operator.router)
     app.include_router(subscription.router)

@@ -386,9 +386,7 @@ class DunningWorkflow:
             **stripe_read(inp.stripe_task_queue, action.replace("_", " ")),
         )
         if closed.invoice.status == "paid":
-            return await self._finish_paid(
-                closed.invoice, "paid_out_of_band", "paid_out_of_band"
-            )
+            return await self._finish_paid(closed.invoice, "paid_out_of_band", "paid_out_of_band")
         exhausted_at = workflow.now()
         payload = self._payload(
             attempt=self._last_attempt,
