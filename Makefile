@@ -24,6 +24,7 @@ run: $(STAMP)
 
 ## Lint, type-check, then the whole test suite.
 test: $(STAMP)
+	@sh scripts/install-promtool.sh $(VENV)/tools || echo "promtool missing: the alert-rule tests will be skipped"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -4,6 +4,7 @@ start-up order only names real services, and no secret is written into the file.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -327,3 +329,87 @@ def test_dockerfile_installs_the_package_and_runs_billing_unprivileged() -> None
     assert "BILLING_CATALOG_PATH=/app/catalog/plans.toml" in " ".join(
         args for instruction, args in instructions if instruction == "ENV"
     )
+
+
+# --- observability: Prometheus and Grafana ----------------------------------------------------
+
+
+def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    mounts = []
+    for volume in service.get("volumes", []):
+        source, _, target = str(volume).partition(":")
+        if source.startswith("./"):
+            mounts.append((source, target.split(":")[0]))
+    return mounts
+
+
+def test_observability_services_are_pinned_and_mount_files_that_exist(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert {"prometheus", "grafana"} <= set(services)
+    for name in ("prometheus", "grafana"):
+        assert is_pinned(services[name]["image"]), name
+        mounts = _bind_mounts(services[name])
+        assert mounts, name
+        for source, _ in mounts:
+            assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repo"
+    for name, service in services.items():
+        for source, _ in _bind_mounts(service):
+            assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repo"
+
+
+def test_prometheus_scrapes_the_ports_the_engine_serves_and_loads_the_rules(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    api, worker = environment(services["api"]), environment(services["worker"])
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        target for job in config["scrape_configs"] for sc in job["static_configs"]
+        for target in sc["targets"]
+    }  # fmt: skip
+    assert f"api:{api['BILLING_API_METRICS_PORT']}" in targets
+    assert f"worker:{worker['BILLING_WORKER_METRICS_PORT']}" in targets
+    assert f"api:{api['BILLING_API_SDK_METRICS_PORT']}" in targets
+    assert f"worker:{worker['BILLING_WORKER_SDK_METRICS_PORT']}" in targets
+    assert api["BILLING_METRICS_HOST"] == worker["BILLING_METRICS_HOST"] == "0.0.0.0"
+    mounted = dict(_bind_mounts(services["prometheus"]))
+    assert mounted["./deploy/prometheus/alerts.yml"] in config["rule_files"]
+    # Metrics ports stay on the compose network: only the API's own port is published.
+    assert services["api"]["ports"] == ["8000:8000"]
+    assert "ports" not in services["worker"]
+
+
+def test_grafana_provisions_the_dashboard_on_the_provisioned_datasource(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    mounted = dict(_bind_mounts(services["grafana"]))
+    assert mounted["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/billing.yml").read_text()
+    )["providers"][0]
+    assert mounted["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    datasource = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"][0]
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/billing.json").read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert panels
+    for panel in panels:
+        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+        assert panel["targets"], panel["title"]
+
+
+def test_the_dashboard_reads_only_metrics_the_engine_exports() -> None:
+    import adapters.metrics  # noqa: F401  (registers the engine's metrics)
+
+    exported = {family.name for family in REGISTRY.collect()}
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/billing.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            used = set(re.findall(r"\bbilling_[a-z_]+", target["expr"]))
+            assert used, panel["title"]
+            unknown = {
+                name for name in used
+                if re.sub(r"_(total|bucket|count|sum)$", "", name) not in exported
+            }  # fmt: skip
+            assert unknown == set(), f"{panel['title']} reads {unknown}"
