@@ -25,6 +25,7 @@ from api.routes import (
     invoices,
     notification_endpoints,
     operator,
+    operator_reports,
     operator_webhooks,
     payment_methods,
     subscription,
@@ -139,5 +140,6 @@ def create_app(
     app.include_router(grace_operator.router)
     app.include_router(webhooks.router)
     app.include_router(operator_webhooks.router)
+    app.include_router(operator_reports.router)
     app.include_router(notification_endpoints.router)
     return app

@@ -289,3 +289,28 @@ class NotificationEndpointOut(BaseModel):
 class NotificationEndpointCreated(NotificationEndpointOut):
     # Shown once: the tenant verifies our signatures with it.
     secret: str
+
+
+class CurrencyRevenueOut(BaseModel):
+    """One currency's figures, integers in minor units (docs/revenue.md)."""
+
+    mrr_start: int = Field(description="MRR at the month's first instant")
+    mrr: int = Field(description="MRR at the month's end (annual plans: price / 12, half up)")
+    arr: int = Field(description="mrr x 12")
+    new_mrr: int
+    expansion_mrr: int
+    contraction_mrr: int
+    churned_mrr: int
+    invoiced: int = Field(description="totals of invoices issued in the month")
+    collected: int = Field(description="amounts paid in the month")
+    outstanding: int = Field(description="owed at the month's end")
+    recognized_revenue: int = Field(description="annual plans: recognised in the month")
+    deferred_revenue: int = Field(description="annual plans: invoiced, not yet recognised")
+
+
+class RevenueReportOut(BaseModel):
+    month: str
+    currencies: dict[str, CurrencyRevenueOut]
+    active_subscriptions: dict[str, int] = Field(
+        description="subscriptions counted in MRR at the month's end, by plan code"
+    )

@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--last", required=True, help="last UTC day, YYYY-MM-DD (inclusive)")
     rec.add_argument("--dry-run", action="store_true", help="report drift, repair nothing")
 
+    rev = sub.add_parser(
+        "revenue", help="the revenue report of a month: MRR and its movements, invoiced, ..."
+    )
+    rev.add_argument("--month", required=True, help="calendar month in UTC, YYYY-MM")
+    rev.add_argument("--json", action="store_true", help="print the report as JSON")
+
     hooks = sub.add_parser("webhooks", help="the Stripe webhook inbox: dead letters and replay")
     hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
     dead = hooks_sub.add_parser("dead-letters", help="list dead-lettered events")
@@ -93,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
                 repair=not args.dry_run,
             )
         )
+    elif args.command == "revenue":
+        from cli.revenue import revenue
+
+        sys.exit(revenue(settings, args.month, as_json=args.json))
     elif args.command == "webhooks":
         from cli.webhooks import dead_letters_cli, replay_cli
 

@@ -53,6 +53,7 @@ CROSS_TENANT = {
     ),
     ("cli/webhooks.py", "print_dead_letters"): "the inbox spans tenants",
     ("cli/webhooks.py", "replay"): "the inbox spans tenants",
+    ("services/reports.py", "revenue"): "the revenue report sums every tenant's figures",
 }
 
 
