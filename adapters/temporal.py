@@ -116,6 +116,7 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:
                     ),
                     id=f"{SCHEDULE_ID}-run",
                     task_queue=settings.task_queue,
+                    static_summary=f"usage reconciliation, last {settings.reconcile_days} days",
                 ),
                 spec=ScheduleSpec(
                     intervals=[

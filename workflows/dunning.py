@@ -81,6 +81,9 @@ DUNNING_FINISHED_SIGNAL = "dunning_finished"
 
 Trigger = Literal["scheduled", "payment_method_updated", "invoice_paid"]
 
+# Runs started before this marker never upsert NextRetryAt (ADR 0011).
+NEXT_RETRY_PATCH = "dunning-next-retry-attribute"
+
 # What started a payment attempt, as the metrics and the projection name it.
 CAUSES: dict[Trigger, str] = {"scheduled": "retry", "payment_method_updated": "new_card"}
 
@@ -505,6 +508,10 @@ class DunningWorkflow:
     def _describe_wait(self) -> None:
         if self._next_attempt_at is None:
             return
+        if workflow.patched(NEXT_RETRY_PATCH):
+            # Left as it is when dunning ends: operators list `ExecutionStatus="Running"`
+            # (unsetting a datetime attribute breaks `describe()` on the time-skipping server).
+            workflow.upsert_search_attributes([sa.NEXT_RETRY_AT.value_set(self._next_attempt_at)])
         self._describe(
             f"attempt {self._last_attempt} of {self._total_attempts()} failed, "
             f"next retry {self._next_attempt_at.isoformat()}"

@@ -95,9 +95,11 @@ class GraceWindowWorkflow:
             if remaining <= 0:
                 break
             try:
+                self._describe(input, f"open until {self._expires_at.isoformat()}")
                 await workflow.wait_condition(
                     lambda: self._resolution is not None or self._end_early or self._deadline_moved,
                     timeout=timedelta(seconds=remaining),
+                    timeout_summary=f"{input.kind} grace until {self._expires_at:%Y-%m-%d %H:%M}",
                 )
             except TimeoutError:
                 break
@@ -124,6 +126,7 @@ class GraceWindowWorkflow:
             applied = result.applied
             self._resolution = "ended" if self._end_early else "expired"
         await self._project(input, resolved=True)
+        self._describe(input, f"{self._resolution}")
         lifted = False
         # `patched` last, so soft-cap windows and resolved payment windows record no marker.
         if (
@@ -141,6 +144,7 @@ class GraceWindowWorkflow:
         """Keep the window open while the suspension it stands for is in force, so "paid" can
         lift it at once; no timer: the subscription (paid, voided, canceled) settles it."""
         self._holding = True
+        self._describe(input, "expired: tenant suspended until the invoice is settled")
         await workflow.wait_condition(lambda: self._settlement is not None)
         assert self._settlement is not None
         settled: PaymentSettled = await call(
@@ -158,6 +162,7 @@ class GraceWindowWorkflow:
         self._holding = False
         self._resolution = self._settlement.resolution
         self._resolved_by = self._settlement.actor
+        self._describe(input, f"settled: {self._resolution}")
         return settled.reactivated
 
     async def _project(self, input: GraceInput, *, resolved: bool = False) -> None:
@@ -178,7 +183,12 @@ class GraceWindowWorkflow:
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary="record grace window" + (f" ({self._resolution})" if resolved else ""),
         )
+
+    def _describe(self, input: GraceInput, state: str) -> None:
+        """The Temporal UI's current details: the window's kind, subject and state."""
+        workflow.set_current_details(f"{input.kind} grace for {input.subject}: {state}")
 
     @workflow.signal(name="resolve")
     def resolve(self, message: GraceResolve) -> None:

@@ -48,6 +48,10 @@ class NotificationDeliveryWorkflow:
                 )
             except ActivityError as err:
                 result = DeliverNotificationResult(False, None, str(err.cause or err))
+            workflow.set_current_details(
+                f"attempt {attempt} of {input.schedule.max_attempts}: "
+                + ("delivered" if result.delivered else f"failed ({result.error})")
+            )
             if result.delivered:
                 return NotificationDeliveryResult(input.delivery_id, "delivered", attempt)
             if attempt >= input.schedule.max_attempts:
@@ -58,6 +62,7 @@ class NotificationDeliveryWorkflow:
                     ),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=DB_RETRY,
+                    summary="dead-letter the delivery",
                 )
                 return NotificationDeliveryResult(input.delivery_id, "dead_lettered", attempt)
             await workflow.sleep(

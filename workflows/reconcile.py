@@ -37,14 +37,20 @@ class ReconcileUsageWorkflow:
             first = (today - timedelta(days=input.days - 1)).isoformat()
             last = today.isoformat()
         date.fromisoformat(first), date.fromisoformat(last)  # fail fast on a malformed range
+        workflow.set_current_details(f"reconciling usage of {first}..{last}")
         result: ReconcileResult = await call(
             refs.RECONCILE_USAGE_DAYS,
             ReconcileInput(days=input.days, first=first, last=last, repair=input.repair),
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=DB_RETRY,
+            summary=f"reconcile {first}..{last}",
         )
         opened = await self._open_missing_grace_windows(input)
         result = replace(result, grace_windows_opened=opened)
+        workflow.set_current_details(
+            f"{first}..{last}: {result.drift_found} drifted aggregate(s), repaired "
+            f"{result.repaired}; {opened} missing grace window(s) opened"
+        )
         if result.drift_found:
             workflow.logger.warning(
                 "usage drift: %d aggregates differed from raw events in %s..%s (repaired %d)",
@@ -63,6 +69,7 @@ class ReconcileUsageWorkflow:
             input,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
+            summary="find missing grace windows",
         )
         opened = 0
         for window in missing.windows:
@@ -76,6 +83,7 @@ class ReconcileUsageWorkflow:
                     parent_close_policy=ParentClosePolicy.ABANDON,
                     # A window that already ran for this period is never run again.
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    static_summary=f"grace ({window.kind}) for {window.subject}",
                 )
                 opened += 1
             except WorkflowAlreadyStartedError:

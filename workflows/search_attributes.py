@@ -14,8 +14,19 @@ PLAN_CODE = SearchAttributeKey.for_keyword("PlanCode")
 SUBSCRIPTION_STATUS = SearchAttributeKey.for_keyword("SubscriptionStatus")
 NEXT_BILLING_AT = SearchAttributeKey.for_datetime("NextBillingAt")
 INVOICE_ID = SearchAttributeKey.for_keyword("InvoiceId")
+# Dunning: when the next payment retry is due (unset once dunning has finished), so the list
+# view answers "who is in dunning, retried when" without opening a history.
+NEXT_RETRY_AT = SearchAttributeKey.for_datetime("NextRetryAt")
 
-ALL = (TENANT_ID, SUBSCRIPTION_ID, PLAN_CODE, SUBSCRIPTION_STATUS, NEXT_BILLING_AT, INVOICE_ID)
+ALL = (
+    TENANT_ID,
+    SUBSCRIPTION_ID,
+    PLAN_CODE,
+    SUBSCRIPTION_STATUS,
+    NEXT_BILLING_AT,
+    INVOICE_ID,
+    NEXT_RETRY_AT,
+)
 
 # Type names as the `temporal` CLI spells them for `--search-attribute Name=Type`.
 CLI_TYPE_NAMES = {"KEYWORD": "Keyword", "DATETIME": "Datetime", "TEXT": "Text", "INT": "Int"}

@@ -63,6 +63,7 @@ class StripeEventWorkflow:
         attempt = 0
         while True:
             attempt += 1
+            workflow.set_current_details(f"attempt {attempt} of {schedule.max_attempts}")
             try:
                 status, detail = await self._process(input)
             except ActivityError as err:
@@ -70,6 +71,9 @@ class StripeEventWorkflow:
                 final = attempt >= schedule.max_attempts or _non_retryable(err)
                 await self._mark(
                     input.event_id, "dead_lettered" if final else None, attempt, reason
+                )
+                workflow.set_current_details(
+                    f"attempt {attempt} of {schedule.max_attempts} failed: {reason}"
                 )
                 if final:
                     workflow.logger.warning("dead-lettered %s: %s", input.event_id, reason)
@@ -80,6 +84,7 @@ class StripeEventWorkflow:
                 )
                 continue
             await self._mark(input.event_id, status, attempt, detail)
+            workflow.set_current_details(f"{status}" + (f": {detail}" if detail else ""))
             return StripeEventResult(input.event_id, status, attempt, detail)
 
     async def _process(self, input: StripeEventInput) -> tuple[str, str | None]:
@@ -88,6 +93,7 @@ class StripeEventWorkflow:
             ResolveStripeEventInput(input.event_id),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ONE_TRY,
+            summary="resolve the event",
         )
         if event.handling == EventHandling.RECORD:
             return "processed", None  # recorded only (a replay of one lands here)
@@ -99,6 +105,7 @@ class StripeEventWorkflow:
                 ProjectStripeEventInput(input.event_id, event.tenant_id),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ONE_TRY,
+                summary=f"project {event.event_type}",
             )
         invoice_status = event.invoice_status
         amount_paid = event.amount_paid
@@ -116,6 +123,7 @@ class StripeEventWorkflow:
                 task_queue=input.stripe_task_queue,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ONE_TRY,
+                summary="re-read the invoice from Stripe",
             )
             invoice_status = current.status
             amount_paid = current.amount_paid
@@ -154,6 +162,7 @@ class StripeEventWorkflow:
             MarkStripeEventInput(event_id, status, attempts, error),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary=f"mark {status or 'attempt failed'}",
         )
 
 

@@ -21,6 +21,7 @@ from billing.dunning import DunningPolicy
 from config import Settings
 from tests.factories.invoices import UnpaidInvoice, make_unpaid_invoice
 from tests.harness import Databases, start_time_skipping_env
+from tests.workflows.details import current_details
 from workflows import search_attributes
 from workflows.dunning import DunningWorkflow, dunning_workflow_id
 from workflows.dunning_io import (
@@ -359,6 +360,14 @@ async def test_duplicate_signals_apply_once(
     assert attributes.get(search_attributes.INVOICE_ID) == str(inv.invoice_id)
     assert attributes.get(search_attributes.TENANT_ID) == str(inv.tenant_id)
     assert attributes.get(search_attributes.SUBSCRIPTION_ID) == str(inv.subscription_id)
+    # ... and see in the list view when the next retry is due, and the step in the details.
+    assert state.next_attempt_at is not None
+    assert attributes.get(search_attributes.NEXT_RETRY_AT) == datetime.fromisoformat(
+        state.next_attempt_at
+    )
+    details = await current_details(handle)
+    # Attempt 1 was the renewal's own collection; 2 and 3 were dunning's (the card update).
+    assert details == f"attempt 3 of 6 failed, next retry {state.next_attempt_at}", details
     # Still before the day-4 step: only the one immediate retry happened.
     await workflow_env.sleep(timedelta(days=1))
     state = await handle.query(DunningWorkflow.state)

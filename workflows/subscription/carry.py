@@ -425,11 +425,18 @@ def search_attributes(
 
 
 def details(inp: SubscriptionInput, s: m.SubscriptionState) -> str:
-    """The Temporal UI's current details: status, plan and the billing clock's next deadline."""
+    """The Temporal UI's current details: status, plan, the billing clock's next deadline and
+    its kind, the open invoices and those in dunning (whose own workflow, `dunning:{invoice}`,
+    shows the step and the next retry)."""
     deadline = m.billing_deadline(s)
     pending = " (cancels at period end)" if s.cancel_at_period_end else ""
     next_at = f", next {deadline.kind.value} at {deadline.at.isoformat()}" if deadline else ""
-    return f"{s.status.value}{pending} on {s.plan.code}/{inp.interval}{next_at}"
+    owed = ""
+    if s.open_invoices:
+        total = sum(invoice.total for invoice in s.open_invoices)
+        owed = f"; {len(s.open_invoices)} open invoice(s), {total} {s.currency} due"
+    chased = f"; in dunning: {', '.join(s.dunning)}" if s.dunning else ""
+    return f"{s.status.value}{pending} on {s.plan.code}/{inp.interval}{next_at}{owed}{chased}"
 
 
 # ------------------------------------------------------------------ requests and answers
