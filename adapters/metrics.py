@@ -60,6 +60,7 @@ __all__ = [
     "HttpMetrics",
     "MeteredGateway",
     "attempt_label",
+    "child",
     "count_invoice_outcome",
     "count_usage",
     "refresh_gauges",
@@ -167,6 +168,20 @@ def attempt_label(attempt: int) -> str:
     """An attempt number as a label: the policies' schedules are short, and anything past ten
     is one bucket, so the label set stays bounded whatever a policy says."""
     return str(attempt) if attempt <= 10 else "11+"
+
+
+def child(counter: Counter, *labels: str) -> Any:
+    """`counter.labels(*labels)`, resolved once per label set: `labels()` takes a lock and
+    builds a key on every call, which the quota check's hot path need not pay (the label sets
+    are bounded: catalog metrics, outcomes)."""
+    key = (id(counter), labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = counter.labels(*labels)
+    return found
+
+
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
 # Invoice statuses that end an invoice's collection, as `INVOICE_OUTCOMES` names them.

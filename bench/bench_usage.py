@@ -8,7 +8,9 @@ measures, in the same run:
     clients) beside a raw asyncpg insert of the same rows (the same `unnest` INSERT into
     usage_events, no counters, no HTTP, as the table owner);
   * quota check: p50/p99 latency (one client, sequential) and requests/s (concurrent clients) of
-    GET /api/billing/usage/check beside a bare FastAPI route served by the same process.
+    GET /api/billing/usage/check beside a bare FastAPI route served by the same process;
+  * what the Prometheus metrics cost: the same app served a second time without them
+    (`bench.usage_app:create_without_metrics`), ingestion rounds alternating with the first.
 
 Prints a table with ratios. Everything it starts is stopped by pid at the end. Loops are bounded.
 
@@ -134,22 +136,33 @@ async def run_clients(jobs: list[object], clients: int, work) -> float:  # type:
 
 
 async def bench_ingestion(
-    port: int, key: str, owner_url: str, tenant_id: uuid.UUID, args: argparse.Namespace
-) -> tuple[float, float]:
-    """Both paths in alternating rounds (HTTP, raw, HTTP, raw, ...), so that a change in the
-    machine's load or in the table's size during the run weighs on both alike."""
+    ports: list[int], key: str, owner_url: str, tenant_id: uuid.UUID, args: argparse.Namespace
+) -> tuple[list[float], float]:
+    """Every path in alternating rounds (HTTP on each server, raw, HTTP, raw, ...), so that a
+    change in the machine's load or in the table's size during the run weighs on all alike.
+    Returns the events/s of each server, and of the raw insert."""
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    conns = [Http(port) for _ in range(args.clients)]
-    free = list(conns)
+    free_by_port = {port: [Http(port) for _ in range(args.clients)] for port in ports}
+    conns = [c for cs in free_by_port.values() for c in cs]
 
-    async def post(body: object) -> None:
-        http = free.pop()
-        try:
-            status, payload = await http.request("POST", "/api/billing/usage/batch", auth, body)  # type: ignore[arg-type]
-            assert status == 200, payload[:300]
-            assert json.loads(payload)["accepted"] == 1000
-        finally:
-            free.append(http)
+    def poster(port: int):  # type: ignore[no-untyped-def]
+        free = free_by_port[port]
+
+        async def post(body: object) -> None:
+            http = free.pop()
+            try:
+                status, payload = await http.request(
+                    "POST",
+                    "/api/billing/usage/batch",
+                    auth,
+                    body,  # type: ignore[arg-type]
+                )
+                assert status == 200, payload[:300]
+                assert json.loads(payload)["accepted"] == 1000
+            finally:
+                free.append(http)
+
+        return post
 
     pool = await asyncpg.create_pool(
         owner_url.replace("postgresql+asyncpg", "postgresql"),
@@ -167,16 +180,19 @@ async def bench_ingestion(
         async with pool.acquire() as conn:
             await conn.execute(sql, tenant_id, *cols)  # type: ignore[misc]
 
-    # warm-up of both paths (connections, caches, plan parse), not counted
-    await post(json.dumps({"events": make_batches("warm", 1, 1000)[0]}).encode())
-    http_seconds = raw_seconds = 0.0
+    # warm-up of every path (connections, caches, plan parse), not counted
+    for n, port in enumerate(ports):
+        await poster(port)(json.dumps({"events": make_batches(f"warm{n}", 1, 1000)[0]}).encode())
+    http_seconds = [0.0] * len(ports)
+    raw_seconds = 0.0
     per_round = max(1, args.batches // args.rounds)
     for round_no in range(args.rounds):
-        bodies = [
-            json.dumps({"events": b}).encode()
-            for b in make_batches(f"http{round_no}", per_round, 1000)
-        ]
-        http_seconds += await run_clients(bodies, args.clients, post)  # type: ignore[arg-type]
+        for n, port in enumerate(ports):
+            bodies = [
+                json.dumps({"events": b}).encode()
+                for b in make_batches(f"http{n}-{round_no}", per_round, 1000)
+            ]
+            http_seconds[n] += await run_clients(bodies, args.clients, poster(port))
         # Raw asyncpg: the same rows (fresh keys), the same unnest INSERT, same concurrency.
         columns = [
             (
@@ -193,7 +209,7 @@ async def bench_ingestion(
         c.close()
     await pool.close()
     events = args.rounds * per_round * 1000
-    return events / http_seconds, events / raw_seconds
+    return [events / seconds for seconds in http_seconds], events / raw_seconds
 
 
 async def latencies(
@@ -210,6 +226,26 @@ async def latencies(
         assert status == expect, body[:200]
     http.close()
     return out
+
+
+async def paired_latencies(
+    port: int, other: int, path: str, headers: dict[str, str], n: int
+) -> tuple[list[float], list[float]]:
+    """Latencies of the same request on two servers, alternating request by request."""
+    a, b = Http(port), Http(other)
+    for _ in range(50):  # warm-up
+        await a.request("GET", path, headers)
+        await b.request("GET", path, headers)
+    out_a, out_b = [], []
+    for i in range(2 * n):
+        http, out = (a, out_a) if i % 2 == 0 else (b, out_b)
+        t0 = time.perf_counter()
+        status, body = await http.request("GET", path, headers)
+        out.append(time.perf_counter() - t0)
+        assert status == 200, body[:200]
+    a.close()
+    b.close()
+    return out_a, out_b
 
 
 async def throughput(port: int, path: str, headers: dict[str, str], n: int, clients: int) -> float:
@@ -238,57 +274,62 @@ def pct(values: list[float], p: float) -> float:
 async def main(args: argparse.Namespace) -> int:
     base = Path(tempfile.mkdtemp(prefix="billing-bench-"))
     pg = EmbeddedPostgres(base / "data", free_port(), fsync=False)
-    server: subprocess.Popen[bytes] | None = None
+    servers: list[subprocess.Popen[bytes]] = []
     server_log = (base / "server.log").open("wb")
     try:
         pg.start()
         pg.ensure_database("bench")
         owner_url = pg.url("bench")
         key, tenant_id, _ = await prepare(owner_url)
-        port = free_port()
         env = {**os.environ, "BILLING_DATABASE_URL": owner_url, "BILLING_ENVIRONMENT": "dev"}
         if args.quota_cache_seconds is not None:
             env["BILLING_QUOTA_CACHE_SECONDS"] = str(args.quota_cache_seconds)
-        # Started once, before anything is measured: blocking here is harmless.
-        server = subprocess.Popen(  # noqa: ASYNC220
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "bench.usage_app:create",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-            stderr=server_log,
-        )
-        for _ in range(200):  # bounded wait for the port
-            try:
-                _r, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
-        else:
-            raise RuntimeError("uvicorn did not start")
+        # The product app, and the same app with the metrics taken out (to measure their cost).
+        port, port_off = free_port(), free_port()
+        for factory, at in (("create", port), ("create_without_metrics", port_off)):
+            # Started once, before anything is measured: blocking here is harmless.
+            servers.append(
+                subprocess.Popen(  # noqa: ASYNC220
+                    [
+                        sys.executable, "-m", "uvicorn", "--factory", f"bench.usage_app:{factory}",
+                        "--host", "127.0.0.1", "--port", str(at),
+                        "--log-level", "warning", "--no-access-log",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    start_new_session=True,
+                    stderr=server_log,
+                )
+            )  # fmt: skip
+            for _ in range(200):  # bounded wait for the port
+                try:
+                    _r, w = await asyncio.open_connection("127.0.0.1", at)
+                    w.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("uvicorn did not start")
 
-        http_rate, raw_rate = await bench_ingestion(port, key, owner_url, tenant_id, args)
+        (http_rate, http_off), raw_rate = await bench_ingestion(
+            [port, port_off], key, owner_url, tenant_id, args
+        )
 
         auth = {"Authorization": f"Bearer {key}"}
         check = "/api/billing/usage/check?metric=llm_tokens&quantity=10"
         bare = "/bench/bare"
         lat_bare = await latencies(port, bare, {}, args.checks, 200)
-        lat_check = await latencies(port, check, auth, args.checks, 200)
+        # With and without metrics request by request, so drift weighs on both alike.
+        lat_check, lat_off = await paired_latencies(port, port_off, check, auth, args.checks)
         rps_bare = await throughput(port, bare, {}, args.checks, args.clients * 2)
-        rps_check = await throughput(port, check, auth, args.checks, args.clients * 2)
+        rps_check = rps_off = 0.0
+        for _ in range(3):  # alternating rounds; the best of each
+            rps_check = max(
+                rps_check, await throughput(port, check, auth, args.checks, args.clients * 2)
+            )
+            rps_off = max(
+                rps_off, await throughput(port_off, check, auth, args.checks, args.clients * 2)
+            )
 
         rows = [
             (
@@ -319,6 +360,27 @@ async def main(args: argparse.Namespace) -> int:
                 f"{rps_bare / rps_check:.2f}x slower",
                 "",
             ),
+            (
+                "metrics cost: ingestion",
+                f"{http_rate:,.0f} events/s with metrics",
+                f"without metrics {http_off:,.0f} events/s",
+                f"{http_rate / http_off:.3f}x",
+                "overhead < 5%",
+            ),
+            (
+                "metrics cost: quota check p99",
+                f"{pct(lat_check, 0.99):.3f} ms with metrics",
+                f"without metrics {pct(lat_off, 0.99):.3f} ms",
+                f"{pct(lat_check, 0.99) / pct(lat_off, 0.99):.3f}x",
+                "overhead < 5%",
+            ),
+            (
+                "metrics cost: quota throughput",
+                f"{rps_check:,.0f} req/s with metrics",
+                f"without metrics {rps_off:,.0f} req/s",
+                f"{rps_check / rps_off:.3f}x",
+                "overhead < 5%",
+            ),
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         print(
@@ -336,7 +398,7 @@ async def main(args: argparse.Namespace) -> int:
         print((base / "server.log").read_text()[-3000:], file=sys.stderr)
         raise
     finally:
-        if server is not None:
+        for server in servers:
             os.killpg(server.pid, signal.SIGTERM)
             try:
                 server.wait(timeout=10)

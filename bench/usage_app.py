@@ -1,5 +1,6 @@
 """The app the usage benchmark serves: the product API (real routes, real Postgres roles) plus
-one bare route, `/bench/bare`, that touches nothing. The bare route exists only here, never in
+one bare route, `/bench/bare`, that touches nothing; `create_without_metrics` serves it with the
+Prometheus metrics taken out, to measure what they cost. The bare route exists only here, never in
 the product API. No Temporal: the bench tenant never crosses a soft cap, so no grace window is
 opened (the client slot stays None)."""
 
@@ -36,3 +37,25 @@ def create() -> FastAPI:
 
     settle_heap()  # as `billing api` does before serving
     return app
+
+
+class _Off:
+    """A counter that counts nothing."""
+
+    def labels(self, *_: object) -> _Off:
+        return self
+
+    def inc(self, _: float = 1) -> None:
+        return None
+
+
+def create_without_metrics() -> FastAPI:
+    """The same app with the engine's Prometheus metrics taken out (no HTTP middleware, no
+    usage or quota counters), for the bench's "with and without metrics" comparison only: the
+    product always counts."""
+    from adapters import metrics
+
+    metrics.HttpMetrics = lambda app: app  # type: ignore[assignment,misc,return-value]
+    metrics.count_usage = lambda *_, **__: None  # type: ignore[assignment]
+    metrics.QUOTA_CHECKS = metrics.QUOTA_CACHE = _Off()  # type: ignore[assignment]
+    return create()

@@ -406,7 +406,7 @@ async def check_quota(
         raise FieldInvalid("metric", "unknown metric", "query")
     cache = services.quota_cache
     row = cache.get(tenant_id, metric, datetime.now(UTC))
-    metrics.QUOTA_CACHE.labels("hit" if row is not None else "miss").inc()
+    metrics.child(metrics.QUOTA_CACHE, "hit" if row is not None else "miss").inc()
     plan = None
     try:
         async with asyncio.timeout(services.settings.quota_check_timeout_seconds):
@@ -467,5 +467,5 @@ async def check_quota(
         "in_grace": decision.in_grace,
     }
     outcome = "allowed" if decision.allowed else body["reason"] or "blocked"
-    metrics.QUOTA_CHECKS.labels(metric, outcome).inc()
+    metrics.child(metrics.QUOTA_CHECKS, metric, str(outcome)).inc()
     return QuotaAnswer(decision.allowed, body, decision, row.period_end)
