@@ -126,16 +126,16 @@ class StripeEventStore:
     @domain_errors
     async def mark_stripe_event(self, input: MarkStripeEventInput) -> MarkStripeEventResult:
         async with self._db.transaction() as conn:
-            updated = await inbox.record_outcome(
+            event_type = await inbox.record_outcome(
                 conn,
                 input.event_id,
                 status=input.status,
                 attempts=input.attempts,
                 error=input.error,
             )
-        if updated:
-            metrics.WEBHOOKS_PROCESSED.labels(input.status or "attempt_failed").inc()
-        return MarkStripeEventResult(updated=updated)
+        if event_type is not None:
+            metrics.WEBHOOKS_PROCESSED.labels(event_type, input.status or "attempt_failed").inc()
+        return MarkStripeEventResult(updated=event_type is not None)
 
 
 async def _locate(conn: Connection, refs: EventRefs) -> tuple[UUID | None, ...]:

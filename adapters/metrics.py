@@ -96,9 +96,9 @@ WEBHOOKS_RECEIVED = Counter(
 )
 WEBHOOKS_PROCESSED = Counter(
     "billing_webhooks_processed",
-    "Stripe events settled by their workflow: processed, ignored, dead_lettered, or a failed"
-    " attempt that will be retried",
-    ["status"],
+    "Stripe events settled by their workflow, by type and status: processed, ignored,"
+    " dead_lettered, or attempt_failed (a failed attempt that will be retried)",
+    ["type", "status"],
 )
 INVOICES_ISSUED = Counter("billing_invoices_issued", "Invoices issued", ["currency", "reason"])
 INVOICE_AMOUNT = Counter(

@@ -156,15 +156,19 @@ async def set_tenant(conn: AsyncConnection, event_id: str, tenant_id: UUID) -> N
 
 async def record_outcome(
     conn: AsyncConnection, event_id: str, *, status: str | None, attempts: int, error: str | None
-) -> bool:
+) -> str | None:
+    """Record an attempt's outcome; the event's type, or None when no row has that id."""
     values: dict[str, Any] = {"attempts": attempts, "last_error": error, "updated_at": func.now()}
     if status is not None:
         values["status"] = status
         values["processed_at"] = func.now()
     result = await conn.execute(
-        update(webhook_events).where(webhook_events.c.stripe_event_id == event_id).values(values)
+        update(webhook_events)
+        .where(webhook_events.c.stripe_event_id == event_id)
+        .values(values)
+        .returning(webhook_events.c.type)
     )
-    return result.rowcount == 1
+    return result.scalar_one_or_none()
 
 
 async def list_by_status(

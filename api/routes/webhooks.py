@@ -120,6 +120,9 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
         )
 
     metrics.WEBHOOKS_RECEIVED.labels(event_type, "stored" if stored.inserted else "duplicate").inc()
+    if stored.inserted and stored.status != inbox.RECEIVED:
+        # Settled at acceptance (needs no action): it never reaches a workflow to count it.
+        metrics.WEBHOOKS_PROCESSED.labels(event_type, stored.status).inc()
     if stored.status == inbox.RECEIVED:
         # Committed: from here on the event cannot be lost. The workflow is started after the
         # answer is sent, so Stripe's request never waits on Temporal (or on its timeout when

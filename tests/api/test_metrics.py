@@ -96,7 +96,7 @@ async def test_the_counters_follow_a_scripted_flow(
     assert check.status_code == 402, check.text
     reason = check.json()["reason"]
 
-    # A webhook Stripe signed (no action needed: stored, then settled as ignored).
+    # A webhook Stripe signed (no action needed: stored and settled as ignored at once).
     services.settings = services.settings.model_copy(
         update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
     )
@@ -139,6 +139,7 @@ async def test_the_counters_follow_a_scripted_flow(
     assert moved("billing_usage_events_total", metric="api_calls", outcome="duplicate") == 1
     assert moved("billing_quota_checks_total", metric="user_seats", outcome=reason) == 1
     assert moved("billing_webhooks_received_total", type="customer.updated", result="stored") == 1
+    assert moved("billing_webhooks_processed_total", type="customer.updated", status="ignored") == 1
     assert moved("billing_invoices_issued_total", currency="usd", reason="subscription_create") == 1
     assert moved("billing_invoices_issued_total", currency="usd", reason="subscription_cycle") == 1
     assert (
