@@ -168,7 +168,8 @@ async def record_outcome(
         .values(values)
         .returning(webhook_events.c.type)
     )
-    return result.scalar_one_or_none()
+    event_type: str | None = result.scalar_one_or_none()
+    return event_type
 
 
 async def list_by_status(
