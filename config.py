@@ -105,6 +105,17 @@ class Settings(BaseSettings):
     # How often the worker refreshes the gauges it reads from Postgres (inbox lag, grace
     # windows, suspended tenants, subscriptions by plan and status).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    # Per-tenant API rate limits (ADR 0012): requests per fixed window of
+    # `rate_limit_window_seconds`, per route class, shared by every API replica through
+    # Postgres; operators override them per tenant. The webhook endpoint's limit is per source
+    # address.
+    rate_limits_enabled: bool = True
+    rate_limit_window_seconds: int = Field(default=60, ge=1, le=3600)
+    rate_limit_ingest: int = Field(default=1_200, ge=1)
+    rate_limit_check: int = Field(default=60_000, ge=1)
+    rate_limit_command: int = Field(default=600, ge=1)
+    rate_limit_read: int = Field(default=6_000, ge=1)
+    rate_limit_webhook_per_address: int = Field(default=120_000, ge=1)
     # OpenTelemetry traces (ADR 0011): the OTLP/HTTP traces endpoint, e.g.
     # http://127.0.0.1:4318/v1/traces; None (the default): tracing off.
     otlp_endpoint: str | None = None

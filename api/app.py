@@ -25,6 +25,7 @@ from api.routes import (
     invoices,
     notification_endpoints,
     operator,
+    operator_rate_limits,
     operator_reports,
     operator_webhooks,
     payment_methods,
@@ -141,5 +142,6 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(operator_webhooks.router)
     app.include_router(operator_reports.router)
+    app.include_router(operator_rate_limits.router)
     app.include_router(notification_endpoints.router)
     return app

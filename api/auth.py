@@ -21,6 +21,7 @@ from adapters import logs
 from adapters.api_keys import Scope, hash_key, implied_scopes, is_well_formed
 from adapters.db import tenants as tenant_repo
 from api.errors import Forbidden, Unauthorized
+from services import rate_limits
 from services.context import Services
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer bk_...`")
@@ -98,7 +99,10 @@ async def authenticate(
         return known
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    return await principal_for_key(services, credentials.credentials)
+    principal = await principal_for_key(services, credentials.credentials)
+    await _limit(services, request, principal)
+    request.state.principal = principal
+    return principal
 
 
 async def authorize_request(request: Request, scope: Scope) -> tuple[Services, Principal]:
@@ -113,8 +117,18 @@ async def authorize_request(request: Request, scope: Scope) -> tuple[Services, P
         raise Forbidden(f"this API key lacks the `{scope}` scope")
     if scope is not Scope.OPERATOR:
         principal.require_tenant()
+    await _limit(services, request, principal)
     request.state.principal = principal
     return services, principal
+
+
+async def _limit(services: Services, request: Request, principal: Principal) -> None:
+    """A tenant key's request counts against its tenant's limit for the route's class (ADR
+    0012); operator keys are not limited."""
+    if principal.tenant_id is not None:
+        await rate_limits.limit_tenant(
+            services, principal.tenant_id, request.method, request.url.path
+        )
 
 
 async def principal_for_key(services: Services, key: str) -> Principal:

@@ -22,6 +22,7 @@ from services.errors import (
     FieldInvalid,
     Forbidden,
     NotFound,
+    RateLimited,
     ServiceError,
     ServiceUnavailable,
     SubscriptionPaused,
@@ -100,8 +101,10 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route, so OpenAPI documents its error statuses."""
-    return {s: {"description": "error", "model": ErrorResponse} for s in statuses}
+    """`responses=` for a route, so OpenAPI documents its error statuses. A route that takes an
+    API key (401) can also answer 429: tenant keys are rate-limited (ADR 0012)."""
+    found = set(statuses) | ({429} if 401 in statuses else set())
+    return {s: {"description": "error", "model": ErrorResponse} for s in sorted(found)}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -117,6 +120,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if exc.status_code == 503:
             headers = {"Retry-After": str(db_errors.RETRY_AFTER_SECONDS)}
+        if isinstance(exc, RateLimited):
+            headers = exc.headers()
         return JSONResponse(
             error_body(exc.code, exc.message), status_code=exc.status_code, headers=headers
         )

@@ -314,3 +314,18 @@ class RevenueReportOut(BaseModel):
     active_subscriptions: dict[str, int] = Field(
         description="subscriptions counted in MRR at the month's end, by plan code"
     )
+
+
+class RateLimitOverride(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    route_class: Literal["ingest", "check", "command", "read"]
+    # Requests per window; 0 refuses the class entirely; null returns it to the default.
+    per_window: int | None = Field(ge=0, le=100_000_000)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class RateLimitsOut(BaseModel):
+    window_seconds: int
+    # The limit in force per route class (the tenant's override, else the default).
+    limits: dict[str, int]
+    overridden: list[str]

@@ -63,3 +63,28 @@ class FieldInvalid(ServiceError):
 class ServiceUnavailable(ServiceError):
     status_code = 503
     code = "service_unavailable"
+
+
+class RateLimited(ServiceError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, route_class: str, limit: int, window_seconds: int, reset: int) -> None:
+        super().__init__(
+            f"rate limit of {limit} {route_class} requests per {window_seconds} s reached; "
+            f"retry in {reset} s"
+        )
+        self.route_class = route_class
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.reset = reset
+
+    def headers(self) -> dict[str, str]:
+        """`Retry-After`, and the RateLimit fields of the IETF draft."""
+        return {
+            "Retry-After": str(self.reset),
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(self.reset),
+            "RateLimit-Policy": f"{self.limit};w={self.window_seconds}",
+        }

@@ -495,6 +495,38 @@ audit_log = Table(
     _created_at(),
 )
 
+# Requests granted per subject (`tenant:{id}`, `ip:{addr}`), route class and fixed window, summed
+# over every API process (adapters/db/rate_limits.py). Bookkeeping, not tenant data.
+rate_limit_windows = Table(
+    "rate_limit_windows",
+    metadata,
+    Column("subject", Text, primary_key=True),
+    Column("route_class", Text, primary_key=True),
+    Column("window_start", DateTime(timezone=True), primary_key=True, index=True),
+    Column("granted", Integer, nullable=False),
+    # What the last lease added (the statement that leases returns it).
+    Column("last_lease", Integer, nullable=False),
+    CheckConstraint("granted >= 0", name="granted"),
+)
+
+# Per-tenant overrides of the rate limits in settings, per route class.
+tenant_rate_limits = Table(
+    "tenant_rate_limits",
+    metadata,
+    Column(
+        "tenant_id",
+        UUID(as_uuid=True),
+        ForeignKey("tenants.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("route_class", Text, primary_key=True),
+    Column("per_window", Integer, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("per_window >= 0", name="per_window"),
+    CheckConstraint("route_class IN ('ingest', 'check', 'command', 'read')", name="route_class"),
+)
+
 # Tables whose rows belong to one tenant: each gets the RLS policy in the migrations.
 TENANT_TABLES: tuple[Table, ...] = (
     tenants,
@@ -514,4 +546,5 @@ TENANT_TABLES: tuple[Table, ...] = (
     notification_endpoints,
     notification_deliveries,
     audit_log,
+    tenant_rate_limits,
 )

@@ -21,6 +21,7 @@ from adapters.stripe_webhooks import WebhookRejected, verify_stripe_event
 from api.auth import AuthFirstRoute, ServicesDep
 from api.errors import error_body, error_responses
 from billing.stripe_events import EventHandling, handling_for
+from services import rate_limits
 
 log = logging.getLogger("billing.webhooks")
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/webhooks", tags=["webhooks"])
@@ -53,12 +54,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 @router.post(
     "/stripe",
-    responses=error_responses(400, 413, 503),
+    responses=error_responses(400, 413, 429, 503),
     summary="Stripe webhook endpoint (signature-verified, deduplicated by event id)",
 )
 async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONResponse:
     background = BackgroundTasks()
     settings = services.settings
+    await rate_limits.limit_webhook_source(
+        services, request.client.host if request.client else "unknown"
+    )
     try:
         body = await _read_body(request, settings.stripe_webhook_max_body_bytes)
     except _TooLarge:

@@ -127,8 +127,15 @@ async def test_an_api_command_its_update_and_activity_share_one_trace(
     changed = await traced.put(SUB, json={"plan_code": "enterprise"}, headers=tenant.headers)
     assert changed.status_code == 200, changed.text
 
+    expected = {
+        "PUT /api/billing/subscription",
+        "StartWorkflowUpdate:change_plan",
+        "HandleUpdate:change_plan",
+        "RunActivity:record_subscription_change",
+    }
+
     def complete(spans: list[ReadableSpan]) -> bool:
-        return any(s.name == "RunActivity:record_subscription_change" for s in spans)
+        return expected <= {s.name for s in spans}
 
     spans = await _spans(exporter, complete)
     request = _trace_of(spans, "PUT /api/billing/subscription")
@@ -177,8 +184,17 @@ async def test_a_webhook_and_the_signal_it_becomes_share_one_trace(
     hook = await traced.post("/api/billing/webhooks/stripe", content=body, headers=headers)
     assert hook.status_code == 200, hook.text
 
+    expected = {
+        "POST /api/billing/webhooks/stripe",
+        "StartWorkflow:stripe_event",
+        "SignalExternalWorkflow:stripe_event",
+        "HandleSignal:stripe_event",
+    }
+
     def complete(spans: list[ReadableSpan]) -> bool:
-        return any(s.name == "HandleSignal:stripe_event" for s in spans)
+        # Spans end in their own order (the target's handler can finish before the sender's
+        # signal span): wait for all of them.
+        return expected <= {s.name for s in spans}
 
     spans = await _spans(exporter, complete)
     request = _trace_of(spans, "POST /api/billing/webhooks/stripe")

@@ -42,6 +42,12 @@ def _u() -> str:
 
 # One valid row per tenant table (the tenants table itself is keyed by id and probed apart).
 BUILDERS: dict[str, RowBuilder] = {
+    "tenant_rate_limits": lambda tid, ids: {
+        "tenant_id": tid,
+        "route_class": "read",
+        "per_window": 10,
+        "actor": "test",
+    },
     "api_keys": lambda tid, ids: {
         "tenant_id": tid,
         "name": "k",
