@@ -58,9 +58,7 @@ async def test_a_tenant_at_its_limit_gets_429_and_another_tenant_does_not(
     # B has the default limit and is not touched by A's; A's other classes neither.
     for _ in range(5):
         assert (await api.get(READ, headers=b.headers)).status_code == 200
-    check = await api.get(
-        "/api/billing/usage/check?metric=api_calls&quantity=1", headers=a.headers
-    )
+    check = await api.get("/api/billing/usage/check?metric=api_calls&quantity=1", headers=a.headers)
     assert check.status_code != 429, check.text
 
 
