@@ -157,6 +157,12 @@ class Settings(BaseSettings):
     # Reconciliation: how many recent UTC days the scheduled run recomputes, and how often.
     reconcile_days: int = Field(default=3, ge=1)
     reconcile_every_minutes: int = Field(default=60, ge=1)
+    # The lost-webhook sweeper (ADR 0013): every `stripe_sweep_every_minutes`, re-read from
+    # Stripe the invoices open for longer than `stripe_sweep_min_age_minutes`, at most
+    # `stripe_sweep_batch` per run.
+    stripe_sweep_every_minutes: int = Field(default=30, ge=1)
+    stripe_sweep_min_age_minutes: float = Field(default=60.0, ge=0)
+    stripe_sweep_batch: int = Field(default=500, ge=1, le=10_000)
 
     @model_validator(mode="before")
     @classmethod

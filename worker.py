@@ -19,6 +19,7 @@ from activities.dunning import DunningStore, DunningStripeActivities
 from activities.notifications import NotificationActivities
 from activities.stripe_billing import StripeBillingActivities
 from activities.stripe_events import StripeEventReads, StripeEventStore
+from activities.stripe_sweep import StripeSweepStore
 from activities.subscription_store import SubscriptionStore
 from activities.usage_store import UsageStore
 from adapters import logs, metrics
@@ -26,7 +27,11 @@ from adapters.db.session import Database
 from adapters.dispatch import DispatchConfig, Dispatcher
 from adapters.notification_sender import HttpxNotificationSender, NotificationSender
 from adapters.stripe_sdk import build_gateway
-from adapters.temporal import connect_temporal, ensure_reconcile_schedule
+from adapters.temporal import (
+    connect_temporal,
+    ensure_reconcile_schedule,
+    ensure_stripe_sweep_schedule,
+)
 from adapters.tracing import Tracing
 from billing.catalog import load_catalog
 from billing.payments import StripeGateway
@@ -35,6 +40,7 @@ from workflows.dunning import DunningWorkflow
 from workflows.grace import GraceWindowWorkflow
 from workflows.notification_delivery import NotificationDeliveryWorkflow
 from workflows.reconcile import ReconcileUsageWorkflow
+from workflows.reconcile_stripe import ReconcileStripeWorkflow
 from workflows.stripe_event import StripeEventWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
@@ -46,6 +52,7 @@ WORKFLOWS: Sequence[type] = (
     NotificationDeliveryWorkflow,
     GraceWindowWorkflow,
     ReconcileUsageWorkflow,
+    ReconcileStripeWorkflow,
     DunningWorkflow,
 )
 
@@ -67,6 +74,7 @@ def main_queue_activities(
     notifications = NotificationActivities(db, sender, dispatcher)
     usage = UsageStore(db, gauge_metrics() if gauges is None else gauges)
     dunning = DunningStore(db)
+    sweep = StripeSweepStore(db)
     return [
         store.record_stripe_customer,
         store.project_subscription,
@@ -88,6 +96,8 @@ def main_queue_activities(
         usage.find_missing_grace_windows,
         dunning.record_dunning_attempt,
         dunning.project_dunning_invoice,
+        sweep.find_stale_invoices,
+        sweep.report_stripe_drift,
     ]
 
 
@@ -178,6 +188,7 @@ async def run_worker(settings: Settings) -> None:
         sender=sender,
     )
     await ensure_reconcile_schedule(client, settings)
+    await ensure_stripe_sweep_schedule(client, settings)
     stop_metrics = (
         metrics.serve(settings.metrics_host, settings.worker_metrics_port)
         if settings.worker_metrics_port

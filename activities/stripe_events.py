@@ -172,6 +172,7 @@ class StripeEventReads:
         return StripeInvoiceRead(
             stripe_invoice_id=invoice.id,
             status=invoice.status,
+            amount_due=invoice.amount_due,
             amount_paid=invoice.amount_paid,
             hosted_invoice_url=invoice.hosted_invoice_url,
             metadata=dict(invoice.metadata),

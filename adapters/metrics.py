@@ -53,6 +53,7 @@ __all__ = [
     "WEBHOOKS_RECEIVED",
     "OPEN_GRACE_WINDOWS",
     "STRIPE_CALLS",
+    "STRIPE_DRIFT",
     "STRIPE_SECONDS",
     "SUBSCRIPTIONS",
     "SUSPENDED_TENANTS",
@@ -137,6 +138,11 @@ SUBSCRIPTION_CHANGES = Counter(
 USAGE_DRIFT = Counter(
     "billing_usage_drift",
     "Usage aggregates the reconciliation found different from the raw events",
+)
+STRIPE_DRIFT = Counter(
+    "billing_stripe_drift",
+    "Differences the lost-webhook sweeper found between the engine's invoices and Stripe's",
+    ["field"],
 )
 NOTIFICATION_DELIVERIES = Counter(
     "billing_notification_deliveries", "Notification delivery attempts by outcome", ["outcome"]

@@ -3,6 +3,7 @@ id and an explicit conflict policy, so a repeated call can never start a second 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -28,6 +29,9 @@ from workflows.grace_io import GraceInput, GraceResolve, GraceResult
 from workflows.payment_grace import payment_grace_input, payment_grace_workflow_id
 from workflows.reconcile import SCHEDULE_ID, ReconcileUsageWorkflow
 from workflows.reconcile_io import ReconcileInput
+from workflows.reconcile_stripe import SCHEDULE_ID as STRIPE_SWEEP_SCHEDULE_ID
+from workflows.reconcile_stripe import ReconcileStripeWorkflow
+from workflows.reconcile_stripe_io import SweepInput, SweepResult
 from workflows.subscription import SubscriptionWorkflow, workflow_id
 from workflows.subscription_io import SubscriptionInput, SubscriptionResult
 
@@ -132,6 +136,56 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:
     except ScheduleAlreadyRunningError:
         return False
     return True
+
+
+async def ensure_stripe_sweep_schedule(client: Client, settings: Settings) -> bool:
+    """Create the lost-webhook sweeper's schedule (ADR 0013); True if created, False if it
+    already existed (left as an operator may have tuned it)."""
+    try:
+        await client.create_schedule(
+            STRIPE_SWEEP_SCHEDULE_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    ReconcileStripeWorkflow.run,
+                    sweep_input(settings, settings.stripe_sweep_min_age_minutes * 60),
+                    id=f"{STRIPE_SWEEP_SCHEDULE_ID}-run",
+                    task_queue=settings.task_queue,
+                    static_summary="re-read invoices open too long from Stripe",
+                ),
+                spec=ScheduleSpec(
+                    intervals=[
+                        ScheduleIntervalSpec(
+                            every=timedelta(minutes=settings.stripe_sweep_every_minutes)
+                        )
+                    ]
+                ),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        return False
+    return True
+
+
+def sweep_input(settings: Settings, min_age_seconds: float) -> SweepInput:
+    return SweepInput(
+        min_age_seconds=min_age_seconds,
+        stripe_task_queue=settings.stripe_task_queue,
+        limit=settings.stripe_sweep_batch,
+    )
+
+
+async def run_stripe_sweep(
+    client: Client, settings: Settings, min_age_seconds: float
+) -> SweepResult:
+    """`billing reconcile-stripe`: one sweep now, waited for."""
+    return await client.execute_workflow(
+        ReconcileStripeWorkflow.run,
+        sweep_input(settings, min_age_seconds),
+        id=f"{STRIPE_SWEEP_SCHEDULE_ID}-manual-{uuid.uuid4().hex[:12]}",
+        task_queue=settings.task_queue,
+        static_summary="re-read invoices open too long from Stripe (by hand)",
+    )
 
 
 async def connect_temporal(

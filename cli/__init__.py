@@ -41,6 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--last", required=True, help="last UTC day, YYYY-MM-DD (inclusive)")
     rec.add_argument("--dry-run", action="store_true", help="report drift, repair nothing")
 
+    sweep = sub.add_parser(
+        "reconcile-stripe",
+        help="re-read from Stripe the invoices open too long, apply what changed, report drift",
+    )
+    sweep.add_argument(
+        "--min-age-minutes",
+        type=float,
+        default=None,
+        help="invoices unchanged for this long (default BILLING_STRIPE_SWEEP_MIN_AGE_MINUTES)",
+    )
+
     rev = sub.add_parser(
         "revenue", help="the revenue report of a month: MRR and its movements, invoiced, ..."
     )
@@ -99,6 +110,10 @@ def main(argv: list[str] | None = None) -> None:
                 repair=not args.dry_run,
             )
         )
+    elif args.command == "reconcile-stripe":
+        from cli.reconcile_stripe import reconcile_stripe
+
+        sys.exit(reconcile_stripe(settings, args.min_age_minutes))
     elif args.command == "revenue":
         from cli.revenue import revenue
 

@@ -34,6 +34,7 @@ REQUIRED = {
     "BillingStripeApiErrors",
     "BillingNotificationDeadLetters",
     "BillingChurnSpike",
+    "BillingStripeDrift",
 }
 
 

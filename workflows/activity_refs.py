@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.grace_io as grace_io
     import workflows.notification_io as notification_io
     import workflows.reconcile_io as reconcile_io
+    import workflows.reconcile_stripe_io as reconcile_stripe_io
     import workflows.shared_io as shared_io
     import workflows.stripe_event_io as stripe_event_io
     import workflows.subscription_io as subscription_io
@@ -122,6 +123,12 @@ COMPUTE_PERIOD_OVERAGE = ActivityRef(
 )
 FIND_MISSING_GRACE_WINDOWS = ActivityRef(
     "find_missing_grace_windows", reconcile_io.ReconcileInput, reconcile_io.MissingGraceWindows
+)
+FIND_STALE_INVOICES = ActivityRef(
+    "find_stale_invoices", reconcile_stripe_io.SweepInput, reconcile_stripe_io.StaleInvoices
+)
+REPORT_STRIPE_DRIFT = ActivityRef(
+    "report_stripe_drift", reconcile_stripe_io.DriftReport, reconcile_stripe_io.DriftReport
 )
 RECORD_DUNNING_ATTEMPT = ActivityRef(
     "record_dunning_attempt", dunning_io.RecordAttemptInput, dunning_io.RecordAttemptResult

@@ -195,3 +195,27 @@ async def record_attempt(
         .returning(dunning_attempts.c.id)
     )
     return result.first() is not None
+
+
+async def stale_open_invoices(conn: AsyncConnection, before: datetime, limit: int) -> Sequence[Any]:
+    """Open invoices mirrored to Stripe whose row has not changed since `before`, oldest
+    first: the lost-webhook sweeper's candidates (ADR 0013)."""
+    result = await conn.execute(
+        select(
+            invoices.c.id,
+            invoices.c.tenant_id,
+            invoices.c.subscription_id,
+            invoices.c.stripe_invoice_id,
+            invoices.c.status,
+            invoices.c.amount_due,
+            invoices.c.amount_paid,
+        )
+        .where(
+            invoices.c.status == "open",
+            invoices.c.stripe_invoice_id.is_not(None),
+            invoices.c.updated_at < before,
+        )
+        .order_by(invoices.c.updated_at)
+        .limit(limit)
+    )
+    return result.all()

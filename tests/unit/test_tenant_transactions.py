@@ -53,6 +53,9 @@ CROSS_TENANT = {
     ),
     ("cli/webhooks.py", "print_dead_letters"): "the inbox spans tenants",
     ("cli/webhooks.py", "replay"): "the inbox spans tenants",
+    ("activities/stripe_sweep.py", "find_stale_invoices"): (
+        "the lost-webhook sweeper looks at every tenant's open invoices"
+    ),
     ("services/reports.py", "revenue"): "the revenue report sums every tenant's figures",
 }
 

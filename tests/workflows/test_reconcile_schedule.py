@@ -6,9 +6,10 @@ import uuid
 
 from temporalio.testing import WorkflowEnvironment
 
-from adapters.temporal import ensure_reconcile_schedule
+from adapters.temporal import ensure_reconcile_schedule, ensure_stripe_sweep_schedule
 from config import Settings
 from workflows.reconcile import SCHEDULE_ID
+from workflows.reconcile_stripe import SCHEDULE_ID as STRIPE_SWEEP_SCHEDULE_ID
 
 
 async def test_schedule_is_created_idempotently(settings: Settings) -> None:
@@ -24,5 +25,10 @@ async def test_schedule_is_created_idempotently(settings: Settings) -> None:
         assert await ensure_reconcile_schedule(env.client, settings) is False
         described = await env.client.get_schedule_handle(SCHEDULE_ID).describe()
         assert described.schedule.spec.intervals[0].every.total_seconds() == 3600
+        # The lost-webhook sweeper's schedule, the same way.
+        assert await ensure_stripe_sweep_schedule(env.client, settings) is True
+        assert await ensure_stripe_sweep_schedule(env.client, settings) is False
+        sweep = await env.client.get_schedule_handle(STRIPE_SWEEP_SCHEDULE_ID).describe()
+        assert sweep.schedule.spec.intervals[0].every.total_seconds() == 30 * 60
     finally:
         await env.shutdown()
