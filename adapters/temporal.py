@@ -19,7 +19,7 @@ from temporalio.client import (
     ScheduleSpec,
     WorkflowHandle,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -49,6 +49,8 @@ async def start_subscription(
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         static_summary=f"subscription {input.plan.code}/{input.interval} for {input.tenant_name}",
+        # Workflow tasks shared fairly between tenants (ADR 0014); activities set their lane.
+        priority=Priority(fairness_key=input.tenant_id),
     )
 
 

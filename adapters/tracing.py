@@ -70,7 +70,7 @@ class Tracing:
         """Make this the process's tracer provider, and trace asyncpg statements and httpx
         calls (notification deliveries, the Stripe SDK's client). Once per process."""
         opentelemetry.trace.set_tracer_provider(self.provider)
-        logging.getLogger("opentelemetry.context").addFilter(_evicted_workflow_detach)
+        quiet_evicted_workflow_detach()
         AsyncPGInstrumentor().instrument(tracer_provider=self.provider)  # type: ignore[no-untyped-call]
         HTTPXClientInstrumentor().instrument(tracer_provider=self.provider)
 
@@ -86,6 +86,12 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is buffered, then stop."""
         self.provider.shutdown()
+
+
+def quiet_evicted_workflow_detach() -> None:
+    logger = logging.getLogger("opentelemetry.context")
+    if _evicted_workflow_detach not in logger.filters:
+        logger.addFilter(_evicted_workflow_detach)
 
 
 def _evicted_workflow_detach(record: logging.LogRecord) -> bool:

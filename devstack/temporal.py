@@ -41,6 +41,11 @@ def temporal_executable() -> str:
     return found
 
 
+# Task-queue fairness (ADR 0014): off by default in the server; the engine's activities carry
+# fairness keys (the tenant) and priority keys, which the dev server honours with this on.
+FAIRNESS_FLAGS = ["--dynamic-config-value", "matching.enableFairness=true"]
+
+
 class TemporalDevServer:
     """A dev server on 127.0.0.1:`port`, state in `db_file` (in memory when None).
 
@@ -86,7 +91,7 @@ class TemporalDevServer:
         else:
             # The news feed is fetched from the internet; a dev box may have none.
             argv += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
-        return argv + search_attributes.cli_flags()
+        return argv + search_attributes.cli_flags() + FAIRNESS_FLAGS
 
     def child_spec(self, name: str = "temporal") -> ChildSpec:
         return ChildSpec(name=name, argv=self.argv(), quiet_stop=True)

@@ -358,6 +358,16 @@ def test_observability_services_are_pinned_and_mount_files_that_exist(
             assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repo"
 
 
+def test_temporal_runs_with_task_queue_fairness(services: dict[str, dict[str, Any]]) -> None:
+    """The engine's fairness keys only count when the server enables fairness (ADR 0014)."""
+    temporal = services["temporal"]
+    mounts = dict(_bind_mounts(temporal))
+    target = mounts["./deploy/temporal/dynamicconfig.yaml"]
+    assert target == "/etc/temporal/" + environment(temporal)["DYNAMIC_CONFIG_FILE_PATH"]
+    config = yaml.safe_load((ROOT / "deploy/temporal/dynamicconfig.yaml").read_text())
+    assert config["matching.enableFairness"] == [{"value": True}]
+
+
 def test_prometheus_scrapes_the_ports_the_engine_serves_and_loads_the_rules(
     services: dict[str, dict[str, Any]],
 ) -> None:

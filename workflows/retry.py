@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 
 from billing.error_registry import non_retryable_codes
 
@@ -37,29 +37,57 @@ DB_RETRY = RetryPolicy(
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 
-def db_activity(summary: str) -> dict[str, Any]:
-    """The option set of a Postgres activity: `call(REF, arg, **db_activity("..."))`."""
-    return {
-        "start_to_close_timeout": ACTIVITY_TIMEOUT,
-        "retry_policy": DB_RETRY,
-        "summary": summary,
-    }
+# Task-queue priority keys (ADR 0014): lower is dispatched first when a queue has a backlog;
+# unset means 3. A customer waiting on an answer goes first, then money already owed, then the
+# bulk of a billing day.
+CUSTOMER = 1  # commands: plan changes, a new card, cancel, pause, resume
+DUNNING = 2  # dunning retries, and what a dunning run does
+DEFAULT = 3
+BULK = 4  # period boundaries: renewals, trial ends, scheduled changes
 
 
-def stripe_read(task_queue: str, summary: str) -> dict[str, Any]:
+def lane(key: int, tenant_id: str) -> Priority:
+    """A priority with the tenant as the fairness key: within one priority, the server shares
+    dispatch between tenants, so one tenant's thousands of renewals do not starve the others."""
+    return Priority(priority_key=key, fairness_key=tenant_id)
+
+
+def _with(options: dict[str, Any], priority: Priority | None) -> dict[str, Any]:
+    if priority is not None:
+        options["priority"] = priority
+    return options
+
+
+def db_activity(summary: str, priority: Priority | None = None) -> dict[str, Any]:
+    """The option set of a Postgres activity: `call(REF, arg, **db_activity("..."))`. Without
+    a priority, the activity inherits its workflow's."""
+    return _with(
+        {
+            "start_to_close_timeout": ACTIVITY_TIMEOUT,
+            "retry_policy": DB_RETRY,
+            "summary": summary,
+        },
+        priority,
+    )
+
+
+def stripe_read(task_queue: str, summary: str, priority: Priority | None = None) -> dict[str, Any]:
     """A Stripe call that cannot take effect twice (a read, or a write idempotent by state), on
     the rate-limited Stripe queue."""
-    return {
-        "task_queue": task_queue,
-        "start_to_close_timeout": ACTIVITY_TIMEOUT,
-        "retry_policy": STRIPE_RETRY,
-        "summary": summary,
-    }
+    return _with(
+        {
+            "task_queue": task_queue,
+            "start_to_close_timeout": ACTIVITY_TIMEOUT,
+            "retry_policy": STRIPE_RETRY,
+            "summary": summary,
+        },
+        priority,
+    )
 
 
-def stripe_write(task_queue: str, summary: str) -> dict[str, Any]:
+def stripe_write(task_queue: str, summary: str, priority: Priority | None = None) -> dict[str, Any]:
     """A keyed Stripe write: retried only within the life of its idempotency key."""
     return {
-        **stripe_read(task_queue, summary),
+        **stripe_read(task_queue, summary, priority),
         "schedule_to_close_timeout": STRIPE_WRITE_SCHEDULE_TO_CLOSE,
     }

@@ -19,10 +19,11 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.stripe_fake import FakeStripeGateway
-from adapters.tracing import Tracing
+from adapters.tracing import Tracing, quiet_evicted_workflow_detach
 from api.app import create_app
 from billing.payments import InvoiceLine
 from config import Settings
+from devstack.temporal import FAIRNESS_FLAGS
 from services.context import Services
 from tests.api.test_billing_api import SUB, subscribe_with_card
 from tests.factories.stripe_events import (
@@ -46,6 +47,7 @@ async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=venv_executable("temporal"),
         search_attributes=list(search_attributes.ALL),
+        dev_server_extra_args=FAIRNESS_FLAGS,
         ui=False,
     )
     yield env
@@ -58,6 +60,7 @@ def tracing() -> Tracing:
     test's client carries the plugin, so no other test makes spans."""
     built = Tracing.with_exporter(_EXPORTER, "billing-test", batch=False)
     opentelemetry.trace.set_tracer_provider(built.provider)
+    quiet_evicted_workflow_detach()
     return built
 
 

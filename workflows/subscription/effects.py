@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from temporalio import workflow
+from temporalio.common import Priority
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError as AlreadyStarted
 from temporalio.workflow import ParentClosePolicy
@@ -28,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dunning import DunningWorkflow, dunning_workflow_id
     from workflows.dunning_io import InvoicePaid, PaymentMethodUpdated
     from workflows.payment_grace import resolve_payment_grace, start_payment_grace
-    from workflows.retry import db_activity, stripe_write
+    from workflows.retry import DUNNING, db_activity, lane, stripe_write
     from workflows.shared_io import StripeInvoiceRead
 
 MISSING_CARD = "stripe_payment_method_missing"
@@ -40,6 +41,9 @@ class Interpreter:
         self.state = state
         self.issued: str | None = None  # the invoice the last `handle` issued
         self.continue_as_new = False
+        # The lane of what is being handled (ADR 0014): the workflow sets it per event; None
+        # inherits the workflow's own priority.
+        self.priority: Priority | None = None
 
     def business_now(self) -> datetime:
         return self.state.clock.business_at(workflow.now())
@@ -70,12 +74,12 @@ class Interpreter:
             io.EnsureCustomerInput(
                 inp.tenant_id, inp.tenant_name, inp.tenant_email, inp.stripe_customer_id
             ),
-            **stripe_write(inp.stripe_task_queue, "ensure Stripe customer"),
+            **stripe_write(inp.stripe_task_queue, "ensure Stripe customer", self.priority),
         )
         await call(
             refs.RECORD_STRIPE_CUSTOMER,
             io.RecordCustomerInput(inp.tenant_id, customer.customer_id),
-            **db_activity("record Stripe customer"),
+            **db_activity("record Stripe customer", self.priority),
         )
         await self.handle(m.CustomerCreated(customer.customer_id))
         if inp.payment_method_id:
@@ -95,12 +99,12 @@ class Interpreter:
         card = await call(
             refs.ATTACH_PAYMENT_METHOD,
             io.AttachPaymentMethodInput(inp.tenant_id, customer_id, payment_method_id),
-            **stripe_write(inp.stripe_task_queue, "attach payment method"),
+            **stripe_write(inp.stripe_task_queue, "attach payment method", self.priority),
         )
         await call(
             refs.RECORD_PAYMENT_METHOD,
             io.RecordPaymentMethodInput(inp.tenant_id, card),
-            **db_activity("record payment method"),
+            **db_activity("record payment method", self.priority),
         )
         return card
 
@@ -111,7 +115,7 @@ class Interpreter:
         result = await call(
             refs.COMPUTE_PERIOD_OVERAGE,
             io.PeriodOverageInput(self.input.tenant_id, window[0].isoformat(), plan),
-            **db_activity("close period: price usage overage"),
+            **db_activity("close period: price usage overage", self.priority),
         )
         return carry.overage_in(result, window)
 
@@ -132,14 +136,16 @@ class Interpreter:
                     inp, self._bump("invoice_version"), effect, workflow.now()
                 )
                 await call(
-                    refs.PROJECT_INVOICE, row, **db_activity(f"project invoice {effect.status}")
+                    refs.PROJECT_INVOICE,
+                    row,
+                    **db_activity(f"project invoice {effect.status}", self.priority),
                 )
             case m.RecordChange():
                 change = carry.change_row(inp, self._bump("change_seq"), effect, self.issued)
                 await call(
                     refs.RECORD_SUBSCRIPTION_CHANGE,
                     change,
-                    **db_activity(f"record change {effect.kind}"),
+                    **db_activity(f"record change {effect.kind}", self.priority),
                 )
             case m.Project():
                 # The UI's view (search attributes, details) moves with the Postgres projection.
@@ -148,7 +154,7 @@ class Interpreter:
                 await call(
                     refs.PROJECT_SUBSCRIPTION,
                     projected,
-                    **db_activity(f"project status {s.status.value}"),
+                    **db_activity(f"project status {s.status.value}", self.priority),
                 )
             case m.Publish():
                 publish(inp, s)
@@ -183,12 +189,16 @@ class Interpreter:
         inp, invoice_id = self.input, str(workflow.uuid4())
         s = self._bump("invoice_version")
         record = carry.invoice_record(inp, s, invoice_id, effect)
-        await call(refs.RECORD_INVOICE, record, **db_activity(f"record invoice ({effect.reason})"))
+        await call(
+            refs.RECORD_INVOICE,
+            record,
+            **db_activity(f"record invoice ({effect.reason})", self.priority),
+        )
         mirror = carry.stripe_invoice(inp, s, invoice_id, effect.draft)
         read = await call(
             refs.CREATE_STRIPE_INVOICE,
             mirror,
-            **stripe_write(inp.stripe_task_queue, "mirror invoice to Stripe"),
+            **stripe_write(inp.stripe_task_queue, "mirror invoice to Stripe", self.priority),
         )
         self.issued = invoice_id
         return m.InvoiceOpened(invoice_id, effect.draft.total, carry.receipt_in(read))
@@ -200,7 +210,9 @@ class Interpreter:
                 refs.COLLECT_INVOICE,
                 ask,
                 **stripe_write(
-                    self.input.stripe_task_queue, f"collect invoice (attempt {effect.attempt})"
+                    self.input.stripe_task_queue,
+                    f"collect invoice (attempt {effect.attempt})",
+                    self.priority,
                 ),
             )
         except ActivityError as error:
@@ -222,6 +234,8 @@ class Interpreter:
                 id=dunning_workflow_id(effect.invoice_id),
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 static_summary=f"dunning of invoice {effect.invoice_id}",
+                # Money already owed goes ahead of the bulk of a billing day.
+                priority=lane(DUNNING, self.input.tenant_id),
             )
         except AlreadyStarted:
             pass  # already chasing this invoice: attach to it

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 
 from temporalio import workflow
+from temporalio.common import Priority
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dunning import DUNNING_FINISHED_SIGNAL
     from workflows.dunning_io import DunningResult
     from workflows.errors import domain_errors
+    from workflows.retry import BULK, CUSTOMER, DEFAULT, DUNNING, lane
     from workflows.subscription.effects import Interpreter, publish
 
 # Guards every command added with dunning and notifications (issue 4), so histories recorded
@@ -88,6 +90,7 @@ class SubscriptionWorkflow:
         self._m.state = replace(s, terms=terms)
         if input.carry is None:
             async with self._lock:
+                self._m.priority = self._lane(CUSTOMER)  # a sign-up waits on its answer
                 await self._m.start()
         publish(input, self._m.state)
 
@@ -114,6 +117,7 @@ class SubscriptionWorkflow:
             async with self._lock:
                 if self._generation != generation or m.next_deadline(self._m.state) != deadline:
                     continue  # a handler got the lock first and changed the plan of record
+                self._m.priority = self._lane(BULK)  # a period boundary: billing-day work
                 await self._m.handle(m.DeadlineReached(deadline.kind, deadline.at))
             if self._m.continue_as_new and not self._ended():
                 await self._continue_as_new()
@@ -130,6 +134,7 @@ class SubscriptionWorkflow:
         """Lock, check again, step and apply."""
         async with self._lock:
             self._recheck(event)
+            self._m.priority = self._lane(CUSTOMER)
             effects = await self._m.handle(event)
             self._generation += 1
             return effects
@@ -208,6 +213,7 @@ class SubscriptionWorkflow:
     ) -> io.PaymentMethodResult:
         async with self._lock:
             self._recheck(carry.event_of(request))
+            self._m.priority = self._lane(CUSTOMER)
             card = await self._m.attach_card(request.payment_method_id)
             await self._m.handle(m.PaymentMethodSet(carry.card_in(card), request.actor))
             self._generation += 1
@@ -224,12 +230,14 @@ class SubscriptionWorkflow:
     async def dunning_finished(self, result: DunningResult) -> None:
         async with self._lock:
             if result.invoice_id in self._m.state.dunning:
+                self._m.priority = self._lane(DUNNING)
                 await self._m.handle(carry.dunning_finished_in(result))
                 self._generation += 1
 
     @workflow.signal(name="stripe_event")
     async def stripe_event(self, event: io.StripeEventSignal) -> None:
         async with self._lock:
+            self._m.priority = self._lane(DEFAULT)
             await self._m.handle(carry.stripe_event_in(event))
 
     # ------------------------------------------------------------------------------ queries
@@ -258,6 +266,9 @@ class SubscriptionWorkflow:
         return carry.preview_out(after, at, carry.outcome(effects))
 
     # ------------------------------------------------------------------------------ plumbing
+
+    def _lane(self, key: int) -> Priority:
+        return lane(key, self._input.tenant_id)
 
     def _ended(self) -> bool:
         return self._m.state.status is Status.CANCELED
