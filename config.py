@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     # How often the worker refreshes the gauges it reads from Postgres (inbox lag, grace
     # windows, suspended tenants, subscriptions by plan and status).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    # The seller block of the engine's invoice PDFs (ADR 0015); `seller_address` lines are
+    # separated by "|".
+    seller_name: str = "Your company"
+    seller_address: str = ""
+    seller_tax_id: str | None = None
+    seller_email: str | None = None
     # Per-tenant API rate limits (ADR 0012): requests per fixed window of
     # `rate_limit_window_seconds`, per route class, shared by every API replica through
     # Postgres; operators override them per tenant. The webhook endpoint's limit is per source

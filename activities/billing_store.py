@@ -88,6 +88,9 @@ class BillingStore:
                     decline_code=input.decline_code,
                     failure_message=input.failure_message,
                 )
+            if applied and input.status != "draft":
+                # Finalised: numbered in the same transaction (ADR 0015).
+                await invoices_repo.assign_number(conn, invoice_id)
         if applied:  # a version writes once, so a retried activity does not count again
             metrics.count_invoice_outcome("subscription", input.status)
             if input.attempt_outcome and input.attempt_outcome not in ("paid", "already_paid"):

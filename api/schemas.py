@@ -185,6 +185,8 @@ class InvoiceItemOut(BaseModel):
 
 class InvoiceOut(BaseModel):
     id: UUID
+    # INV-2026-000123, given when the invoice is finalised; null for a draft.
+    number: str | None = None
     subscription_id: UUID | None
     status: str
     billing_reason: str
@@ -208,11 +210,6 @@ class InvoiceDetailOut(InvoiceOut):
 class InvoicePage(BaseModel):
     data: list[InvoiceOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: end")
-
-
-class InvoiceDocument(BaseModel):
-    invoice_pdf: str | None
-    hosted_invoice_url: str | None
 
 
 class PaymentMethodIn(BaseModel):

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -219,3 +219,38 @@ async def stale_open_invoices(conn: AsyncConnection, before: datetime, limit: in
         .limit(limit)
     )
     return result.all()
+
+
+_ASSIGN_NUMBER = text(
+    """
+WITH inv AS (
+  SELECT id, (CASE WHEN total = 0 THEN 'ZERO' ELSE 'INV' END) || '-'
+             || extract(year FROM coalesce(period_start, created_at) AT TIME ZONE 'UTC')::int
+             AS series
+  FROM invoices
+  WHERE id = :invoice_id AND number IS NULL AND status <> 'draft'
+  FOR UPDATE
+), allocated AS (
+  INSERT INTO invoice_number_series AS s (seller, series, last_value)
+  SELECT :seller, series, 1 FROM inv
+  ON CONFLICT (seller, series) DO UPDATE SET last_value = s.last_value + 1
+  RETURNING series, last_value
+)
+UPDATE invoices SET number = allocated.series || '-' || lpad(allocated.last_value::text, 6, '0')
+FROM allocated WHERE invoices.id = :invoice_id
+RETURNING invoices.number
+"""
+)
+
+
+async def assign_number(
+    conn: AsyncConnection, invoice_id: UUID, seller: str = "default"
+) -> str | None:
+    """Give a finalised invoice its number, in the caller's transaction (ADR 0015): the next of
+    its series (`INV-{year}` or, for a zero total, `ZERO-{year}`), gapless because the series
+    row is updated in the same transaction, which a rollback undoes. None when it already has
+    one or is still a draft."""
+    number: str | None = (
+        await conn.execute(_ASSIGN_NUMBER, {"invoice_id": invoice_id, "seller": seller})
+    ).scalar_one_or_none()
+    return number

@@ -319,6 +319,8 @@ invoices = Table(
     Column("attempt_count", Integer, nullable=False, server_default=text("0")),
     Column("paid_at", DateTime(timezone=True), nullable=True),
     Column("version", BigInteger, nullable=False, server_default=text("0")),
+    # INV-2026-000123: allocated when the invoice is finalised (ADR 0015); NULL for a draft.
+    Column("number", Text, nullable=True, unique=True),
     _metadata_col(),
     _created_at(),
     _updated_at(),
@@ -493,6 +495,17 @@ audit_log = Table(
     Column("subject_id", Text, nullable=True),
     Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _created_at(),
+)
+
+# The last invoice number of each (seller, series): gapless, allocated in the finalising
+# transaction (adapters/db/invoices.py `assign_number`).
+invoice_number_series = Table(
+    "invoice_number_series",
+    metadata,
+    Column("seller", Text, primary_key=True),
+    Column("series", Text, primary_key=True),
+    Column("last_value", BigInteger, nullable=False),
+    CheckConstraint("last_value > 0", name="last_value"),
 )
 
 # Requests granted per subject (`tenant:{id}`, `ip:{addr}`), route class and fixed window, summed

@@ -8,7 +8,7 @@ import binascii
 from datetime import datetime
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from adapters.db import billing_reads
 from api.auth import AuthFirstRoute, ReadPrincipal, ServicesDep
@@ -16,12 +16,12 @@ from api.commands import preview_for
 from api.errors import NotFound, ServiceError, error_responses
 from api.schemas import (
     InvoiceDetailOut,
-    InvoiceDocument,
     InvoiceItemOut,
     InvoiceOut,
     InvoicePage,
     PreviewOut,
 )
+from services import documents
 from workflows.subscription_io import PreviewRequest
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/invoices", tags=["invoices"])
@@ -96,15 +96,20 @@ async def get_invoice(
 
 @router.get(
     "/{invoice_id}/pdf",
-    response_model=InvoiceDocument,
-    responses=error_responses(401, 403, 404, 422),
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "the invoice as a PDF"},
+        **error_responses(401, 403, 404, 422),
+    },
 )
 async def invoice_pdf(
     invoice_id: UUID, principal: ReadPrincipal, services: ServicesDep
-) -> InvoiceDocument:
-    """Stripe's PDF and hosted page for the invoice; 404 until Stripe has published them."""
-    row = await _invoice(services, principal, invoice_id)
-    pdf, hosted = row.get("invoice_pdf"), row.get("hosted_invoice_url")
-    if not pdf and not hosted:
-        raise NotFound("this invoice has no Stripe document (yet)")
-    return InvoiceDocument(invoice_pdf=pdf, hosted_invoice_url=hosted)
+) -> Response:
+    """The engine's own PDF of the invoice, with its number, lines and totals (ADR 0015); the
+    same bytes every time for the same invoice. Stripe's hosted page, when there is one, is in
+    the `Link` header (and in the invoice's `hosted_invoice_url`)."""
+    rendered = await documents.invoice_pdf(services, principal.require_tenant(), invoice_id)
+    headers = {"Content-Disposition": f'inline; filename="{rendered.filename}"'}
+    if rendered.hosted_invoice_url:
+        headers["Link"] = f'<{rendered.hosted_invoice_url}>; rel="alternate"; type="text/html"'
+    return Response(rendered.pdf, media_type="application/pdf", headers=headers)

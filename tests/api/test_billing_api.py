@@ -4,17 +4,20 @@ time-skipping server. Commands go through workflow Updates; reads come from Post
 from __future__ import annotations
 
 import asyncio
+import io
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import httpx
 import pytest
+from pypdf import PdfReader
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from adapters.api_keys import Scope
 from adapters.stripe_fake import FakeStripeGateway
+from billing.money import format_amount
 from services.context import Services
 from tests.factories.subscription_workflows import make_subscription
 from tests.factories.tenants import TenantWithKey, make_tenant
@@ -132,9 +135,21 @@ async def test_upgrade_bills_the_preview_and_invoices_read_back(
     detail = await api.get(f"/api/billing/invoices/{newest['id']}", headers=tenant.headers)
     assert detail.status_code == 200
     assert [i["amount"] for i in detail.json()["items"]] == [line["amount"] for line in p["lines"]]
+    # Numbered at finalisation, in order: the sign-up invoice first, then the upgrade's.
+    year = newest["period_start"][:4]
+    assert second["data"][0]["number"] == f"INV-{second['data'][0]['period_start'][:4]}-000001"
+    assert newest["number"] == f"INV-{year}-000002"
+    # The engine's own PDF (the Stripe fake publishes no document): number, lines, total.
     pdf = await api.get(f"/api/billing/invoices/{newest['id']}/pdf", headers=tenant.headers)
     assert pdf.status_code == 200
-    assert pdf.json()["invoice_pdf"].endswith("/pdf")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert f'filename="{newest["number"]}.pdf"' in pdf.headers["content-disposition"]
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert f"Invoice {newest['number']}" in text
+    assert all(item["description"][:60] in text for item in detail.json()["items"])
+    assert format_amount(newest["total"], "usd") in text
+    again = await api.get(f"/api/billing/invoices/{newest['id']}/pdf", headers=tenant.headers)
+    assert again.content == pdf.content
 
     history = await api.get(f"{SUB}/history", headers=tenant.headers)
     assert [h["kind"] for h in history.json()] == [
