@@ -38,6 +38,8 @@ RUN groupadd --system --gid 10001 billing \
 COPY --from=build /opt/venv /opt/venv
 COPY catalog /app/catalog
 WORKDIR /app
+# Tenant exports (ADR 0016): a named volume mounted here takes this owner.
+RUN mkdir -p /var/lib/billing/exports && chown 10001:10001 /var/lib/billing/exports
 
 USER 10001:10001
 EXPOSE 8000

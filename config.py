@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # How often the worker refreshes the gauges it reads from Postgres (inbox lag, grace
     # windows, suspended tenants, subscriptions by plan and status).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    # Tenant data exports (ADR 0016): where the files are written (the API and the worker must
+    # both see it; default `{data_dir}/exports`), and how long a finished one stays available.
+    export_dir: Path | None = None
+    export_keep_hours: float = Field(default=72.0, gt=0)
     # The seller block of the engine's invoice PDFs (ADR 0015); `seller_address` lines are
     # separated by "|".
     seller_name: str = "Your company"
@@ -220,6 +224,9 @@ class Settings(BaseSettings):
                 "BILLING_DATABASE_URL is not set (run through `billing dev` for the embedded stack)"
             )
         return self.database_url
+
+    def exports_path(self) -> Path:
+        return self.export_dir if self.export_dir is not None else self.data_dir / "exports"
 
     def role_url(self, role: str) -> str:
         """The URL the given role logs in with: explicit setting, else the owner URL with the user

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from activities.billing_store import BillingStore
 from activities.customers import CustomerActivities
 from activities.dunning import DunningStore, DunningStripeActivities
+from activities.exports import ExportActivities
 from activities.notifications import NotificationActivities
 from activities.stripe_billing import StripeBillingActivities
 from activities.stripe_events import StripeEventReads, StripeEventStore
@@ -25,6 +26,7 @@ from activities.usage_store import UsageStore
 from adapters import logs, metrics
 from adapters.db.session import Database
 from adapters.dispatch import DispatchConfig, Dispatcher
+from adapters.export_files import ExportFiles
 from adapters.notification_sender import HttpxNotificationSender, NotificationSender
 from adapters.stripe_sdk import build_gateway
 from adapters.temporal import (
@@ -37,6 +39,7 @@ from billing.catalog import load_catalog
 from billing.payments import StripeGateway
 from config import ROOT, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
 from workflows.dunning import DunningWorkflow
+from workflows.export import TenantExportWorkflow
 from workflows.grace import GraceWindowWorkflow
 from workflows.notification_delivery import NotificationDeliveryWorkflow
 from workflows.reconcile import ReconcileUsageWorkflow
@@ -54,6 +57,7 @@ WORKFLOWS: Sequence[type] = (
     ReconcileUsageWorkflow,
     ReconcileStripeWorkflow,
     DunningWorkflow,
+    TenantExportWorkflow,
 )
 
 
@@ -67,6 +71,7 @@ def main_queue_activities(
     sender: NotificationSender,
     dispatcher: Dispatcher,
     gauges: Sequence[str] | None = None,
+    export_dir: Path | None = None,
 ) -> list[Callable[..., Any]]:
     store = SubscriptionStore(db)
     billing = BillingStore(db)
@@ -75,6 +80,10 @@ def main_queue_activities(
     usage = UsageStore(db, gauge_metrics() if gauges is None else gauges)
     dunning = DunningStore(db)
     sweep = StripeSweepStore(db)
+    # Field defaults when not given (no environment is read here).
+    exports = ExportActivities(
+        db, ExportFiles(export_dir or Settings.model_construct().exports_path())
+    )
     return [
         store.record_stripe_customer,
         store.project_subscription,
@@ -98,6 +107,9 @@ def main_queue_activities(
         dunning.project_dunning_invoice,
         sweep.find_stale_invoices,
         sweep.report_stripe_drift,
+        exports.export_table,
+        exports.finish_export,
+        exports.expire_export,
     ]
 
 
@@ -131,6 +143,7 @@ def build_workers(
     sender: NotificationSender | None = None,
     workflows: Sequence[type] = WORKFLOWS,
     max_cached_workflows: int = 1000,
+    export_dir: Path | None = None,
 ) -> list[Worker]:
     """`dispatch` defaults to the default retry schedules on these queues; `sender` to an httpx
     sender with a 10 s timeout; `workflows` lets tests swap in stand-ins."""
@@ -146,7 +159,7 @@ def build_workers(
             client,
             task_queue=task_queue,
             workflows=list(workflows),
-            activities=main_queue_activities(db, sender, dispatcher, gauges),
+            activities=main_queue_activities(db, sender, dispatcher, gauges, export_dir),
             max_cached_workflows=max_cached_workflows,
         ),
         # Stripe calls get their own queue so the server can cap their rate for every worker
@@ -186,6 +199,7 @@ async def run_worker(settings: Settings) -> None:
         gauges=gauge_metrics(settings.catalog_path),
         dispatch=dispatch,
         sender=sender,
+        export_dir=settings.exports_path(),
     )
     await ensure_reconcile_schedule(client, settings)
     await ensure_stripe_sweep_schedule(client, settings)

@@ -23,7 +23,10 @@ from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReus
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+from billing.exports import export_workflow_id
 from config import Settings
+from workflows.export import TenantExportWorkflow
+from workflows.export_io import ExportInput, ExportProgress
 from workflows.grace import GraceWindowWorkflow, grace_id_for
 from workflows.grace_io import GraceInput, GraceResolve, GraceResult
 from workflows.payment_grace import payment_grace_input, payment_grace_workflow_id
@@ -50,6 +53,22 @@ async def start_subscription(
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         static_summary=f"subscription {input.plan.code}/{input.interval} for {input.tenant_name}",
         # Workflow tasks shared fairly between tenants (ADR 0014); activities set their lane.
+        priority=Priority(fairness_key=input.tenant_id),
+    )
+
+
+async def start_export(
+    client: Client, input: ExportInput, *, task_queue: str
+) -> WorkflowHandle[TenantExportWorkflow, ExportProgress]:
+    """`export:{tenant}:{export_id}` (ADR 0016); a new id per request."""
+    return await client.start_workflow(
+        TenantExportWorkflow.run,
+        input,
+        id=export_workflow_id(input.tenant_id, input.export_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        static_summary=f"data export {input.export_id} of tenant {input.tenant_id}",
         priority=Priority(fairness_key=input.tenant_id),
     )
 

@@ -326,3 +326,25 @@ class RateLimitsOut(BaseModel):
     # The limit in force per route class (the tenant's override, else the default).
     limits: dict[str, int]
     overridden: list[str]
+
+
+class ExportTableOut(BaseModel):
+    table: str
+    rows: int
+    sha256: str
+
+
+class ExportOut(BaseModel):
+    export_id: str
+    status: Literal["running", "ready", "expired"]
+    tables_total: int
+    tables_done: int
+    rows: int
+    current_table: str | None
+    expires_at: str | None
+    sha256: str | None = Field(description="of the zip, once ready")
+    tables: list[ExportTableOut]
+
+    @classmethod
+    def of(cls, progress: object) -> ExportOut:
+        return cls.model_validate(progress, from_attributes=True)

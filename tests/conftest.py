@@ -147,6 +147,7 @@ async def workers(
         task_queue=settings.task_queue,
         stripe_task_queue=settings.stripe_task_queue,
         stripe_activities_per_second=settings.stripe_activities_per_second,
+        export_dir=settings.exports_path(),
     )
     tasks = [asyncio.create_task(w.run()) for w in built]
     yield built

@@ -358,6 +358,15 @@ def test_observability_services_are_pinned_and_mount_files_that_exist(
             assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repo"
 
 
+def test_api_and_worker_share_the_export_directory(services: dict[str, dict[str, Any]]) -> None:
+    """The worker writes tenant exports, the API serves them (ADR 0016)."""
+    api, worker = environment(services["api"]), environment(services["worker"])
+    assert api["BILLING_EXPORT_DIR"] == worker["BILLING_EXPORT_DIR"]
+    mount = f"exports:{api['BILLING_EXPORT_DIR']}"
+    assert mount in services["api"]["volumes"]
+    assert mount in services["worker"]["volumes"]
+
+
 def test_temporal_runs_with_task_queue_fairness(services: dict[str, dict[str, Any]]) -> None:
     """The engine's fairness keys only count when the server enables fairness (ADR 0014)."""
     temporal = services["temporal"]

@@ -17,6 +17,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     import workflows.dunning_io as dunning_io
+    import workflows.export_io as export_io
     import workflows.grace_io as grace_io
     import workflows.notification_io as notification_io
     import workflows.reconcile_io as reconcile_io
@@ -129,6 +130,11 @@ FIND_STALE_INVOICES = ActivityRef(
 )
 REPORT_STRIPE_DRIFT = ActivityRef(
     "report_stripe_drift", reconcile_stripe_io.DriftReport, reconcile_stripe_io.DriftReport
+)
+EXPORT_TABLE = ActivityRef("export_table", export_io.ExportTableInput, export_io.ExportedTable)
+FINISH_EXPORT = ActivityRef("finish_export", export_io.FinishExportInput, export_io.ExportFile)
+EXPIRE_EXPORT = ActivityRef(
+    "expire_export", export_io.ExpireExportInput, export_io.ExpireExportInput
 )
 RECORD_DUNNING_ATTEMPT = ActivityRef(
     "record_dunning_attempt", dunning_io.RecordAttemptInput, dunning_io.RecordAttemptResult

@@ -1,0 +1,64 @@
+"""Tenant data exports (ADR 0016): start one, follow it, find its file."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from uuid import UUID
+
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+
+from adapters.export_files import ExportFiles
+from adapters.temporal import start_export
+from billing.exports import EXPORT_TABLES, export_workflow_id
+from services.context import Services
+from services.errors import Conflict, NotFound
+from workflows.export import TenantExportWorkflow
+from workflows.export_io import ExportInput, ExportProgress
+
+
+async def request_export(services: Services, tenant_id: UUID, actor: str) -> ExportProgress:
+    """Start `export:{tenant}:{export_id}`; its first progress."""
+    export_id = uuid.uuid4().hex
+    handle = await start_export(
+        services.temporal,
+        ExportInput(
+            tenant_id=str(tenant_id),
+            export_id=export_id,
+            requested_by=actor,
+            tables=list(EXPORT_TABLES),
+            keep_seconds=services.settings.export_keep_hours * 3600,
+        ),
+        task_queue=services.settings.task_queue,
+    )
+    return await handle.query(TenantExportWorkflow.progress)
+
+
+def _handle(
+    services: Services, tenant_id: UUID, export_id: str
+) -> WorkflowHandle[TenantExportWorkflow, ExportProgress]:
+    # The workflow id names the tenant: a tenant can only ever address its own exports.
+    return services.temporal.get_workflow_handle_for(
+        TenantExportWorkflow.run, export_workflow_id(str(tenant_id), export_id)
+    )
+
+
+async def export_progress(services: Services, tenant_id: UUID, export_id: str) -> ExportProgress:
+    try:
+        return await _handle(services, tenant_id, export_id).query(TenantExportWorkflow.progress)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound(f"no export {export_id}") from error
+        raise
+
+
+async def export_file(services: Services, tenant_id: UUID, export_id: str) -> Path:
+    """The finished zip, or why not: 404 unknown, 409 not ready yet, 410-like 404 expired."""
+    progress = await export_progress(services, tenant_id, export_id)
+    if progress.status == "running":
+        raise Conflict("the export is still running; follow its progress")
+    path = ExportFiles(services.settings.exports_path()).zip_path(str(tenant_id), export_id)
+    if progress.status != "ready" or not path.exists():
+        raise NotFound(f"export {export_id} has expired")
+    return path
