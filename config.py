@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     # How often the worker refreshes the gauges it reads from Postgres (inbox lag, grace
     # windows, suspended tenants, subscriptions by plan and status).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    # The audit log keeps rows this many months; a daily job purges older ones (ADR 0017).
+    audit_retention_months: int = Field(default=84, ge=1)
     # Tenant data exports (ADR 0016): where the files are written (the API and the worker must
     # both see it; default `{data_dir}/exports`), and how long a finished one stays available.
     export_dir: Path | None = None

@@ -13,6 +13,7 @@ from typing import Any, cast
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.audit import AuditActivities
 from activities.billing_store import BillingStore
 from activities.customers import CustomerActivities
 from activities.dunning import DunningStore, DunningStripeActivities
@@ -31,6 +32,7 @@ from adapters.notification_sender import HttpxNotificationSender, NotificationSe
 from adapters.stripe_sdk import build_gateway
 from adapters.temporal import (
     connect_temporal,
+    ensure_audit_retention_schedule,
     ensure_reconcile_schedule,
     ensure_stripe_sweep_schedule,
 )
@@ -38,6 +40,7 @@ from adapters.tracing import Tracing
 from billing.catalog import load_catalog
 from billing.payments import StripeGateway
 from config import ROOT, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
+from workflows.audit_retention import AuditRetentionWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.export import TenantExportWorkflow
 from workflows.grace import GraceWindowWorkflow
@@ -58,6 +61,7 @@ WORKFLOWS: Sequence[type] = (
     ReconcileStripeWorkflow,
     DunningWorkflow,
     TenantExportWorkflow,
+    AuditRetentionWorkflow,
 )
 
 
@@ -80,6 +84,7 @@ def main_queue_activities(
     usage = UsageStore(db, gauge_metrics() if gauges is None else gauges)
     dunning = DunningStore(db)
     sweep = StripeSweepStore(db)
+    audit = AuditActivities(db)
     # Field defaults when not given (no environment is read here).
     exports = ExportActivities(
         db, ExportFiles(export_dir or Settings.model_construct().exports_path())
@@ -107,6 +112,7 @@ def main_queue_activities(
         dunning.project_dunning_invoice,
         sweep.find_stale_invoices,
         sweep.report_stripe_drift,
+        audit.purge_audit_log,
         exports.export_table,
         exports.finish_export,
         exports.expire_export,
@@ -203,6 +209,7 @@ async def run_worker(settings: Settings) -> None:
     )
     await ensure_reconcile_schedule(client, settings)
     await ensure_stripe_sweep_schedule(client, settings)
+    await ensure_audit_retention_schedule(client, settings)
     stop_metrics = (
         metrics.serve(settings.metrics_host, settings.worker_metrics_port)
         if settings.worker_metrics_port

@@ -25,6 +25,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from billing.exports import export_workflow_id
 from config import Settings
+from workflows.audit_retention import SCHEDULE_ID as AUDIT_RETENTION_SCHEDULE_ID
+from workflows.audit_retention import AuditRetentionWorkflow
+from workflows.audit_retention_io import RetentionInput
 from workflows.export import TenantExportWorkflow
 from workflows.export_io import ExportInput, ExportProgress
 from workflows.grace import GraceWindowWorkflow, grace_id_for
@@ -180,6 +183,30 @@ async def ensure_stripe_sweep_schedule(client: Client, settings: Settings) -> bo
                         )
                     ]
                 ),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        return False
+    return True
+
+
+async def ensure_audit_retention_schedule(client: Client, settings: Settings) -> bool:
+    """Create the audit log's daily retention purge (ADR 0017); True if created."""
+    try:
+        await client.create_schedule(
+            AUDIT_RETENTION_SCHEDULE_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    AuditRetentionWorkflow.run,
+                    RetentionInput(months=settings.audit_retention_months),
+                    id=f"{AUDIT_RETENTION_SCHEDULE_ID}-run",
+                    task_queue=settings.task_queue,
+                    static_summary=(
+                        f"purge audit rows older than {settings.audit_retention_months} months"
+                    ),
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
                 policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             ),
         )

@@ -20,6 +20,7 @@ from adapters.tracing import Tracing
 from api.errors import install_error_handlers
 from api.routes import (
     account,
+    audit,
     exports,
     grace_operator,
     health,
@@ -145,5 +146,6 @@ def create_app(
     app.include_router(operator_reports.router)
     app.include_router(operator_rate_limits.router)
     app.include_router(exports.router)
+    app.include_router(audit.router)
     app.include_router(notification_endpoints.router)
     return app

@@ -348,3 +348,22 @@ class ExportOut(BaseModel):
     @classmethod
     def of(cls, progress: object) -> ExportOut:
         return cls.model_validate(progress, from_attributes=True)
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    created_at: datetime
+    tenant_id: UUID | None
+    # api_key:{id} (a tenant's or an operator's key), stripe:{event}, system:{workflow id}, ...
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str | None
+    request_id: str | None
+    # What changed: before/after where the action records them, and the reason if one was given.
+    details: dict[str, object]
+
+
+class AuditPage(BaseModel):
+    data: list[AuditEntryOut]
+    next_after: int | None = Field(description="Pass as `after` for the next page; null: end")

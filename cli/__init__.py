@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
         help="invoices unchanged for this long (default BILLING_STRIPE_SWEEP_MIN_AGE_MINUTES)",
     )
 
+    aud = sub.add_parser("audit", help="export the audit trail (JSON lines or CSV) to stdout")
+    aud.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    aud.add_argument("--tenant", default=None, help="a tenant id")
+    aud.add_argument("--actor", default=None)
+    aud.add_argument("--action", default=None)
+    aud.add_argument("--since", default=None, help="ISO instant, inclusive")
+    aud.add_argument("--until", default=None, help="ISO instant, exclusive")
+
     rev = sub.add_parser(
         "revenue", help="the revenue report of a month: MRR and its movements, invoiced, ..."
     )
@@ -114,6 +122,15 @@ def main(argv: list[str] | None = None) -> None:
         from cli.reconcile_stripe import reconcile_stripe
 
         sys.exit(reconcile_stripe(settings, args.min_age_minutes))
+    elif args.command == "audit":
+        from cli.audit import audit_export
+
+        sys.exit(
+            audit_export(
+                settings, fmt=args.format, tenant=args.tenant, actor=args.actor,
+                action=args.action, since=args.since, until=args.until,
+            )
+        )  # fmt: skip
     elif args.command == "revenue":
         from cli.revenue import revenue
 

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.audit_retention_io as audit_retention_io
     import workflows.dunning_io as dunning_io
     import workflows.export_io as export_io
     import workflows.grace_io as grace_io
@@ -130,6 +131,9 @@ FIND_STALE_INVOICES = ActivityRef(
 )
 REPORT_STRIPE_DRIFT = ActivityRef(
     "report_stripe_drift", reconcile_stripe_io.DriftReport, reconcile_stripe_io.DriftReport
+)
+PURGE_AUDIT_LOG = ActivityRef(
+    "purge_audit_log", audit_retention_io.PurgeInput, audit_retention_io.PurgeResult
 )
 EXPORT_TABLE = ActivityRef("export_table", export_io.ExportTableInput, export_io.ExportedTable)
 FINISH_EXPORT = ActivityRef("finish_export", export_io.FinishExportInput, export_io.ExportFile)

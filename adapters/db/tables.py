@@ -494,7 +494,10 @@ audit_log = Table(
     Column("subject_type", Text, nullable=False),
     Column("subject_id", Text, nullable=True),
     Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # The API request it came from (X-Request-Id); NULL outside a request.
+    Column("request_id", Text, nullable=True),
     _created_at(),
+    Index("ix_audit_log_created_at", "created_at"),
 )
 
 # The last invoice number of each (seller, series): gapless, allocated in the finalising

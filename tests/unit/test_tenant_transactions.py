@@ -56,6 +56,9 @@ CROSS_TENANT = {
     ("activities/stripe_sweep.py", "find_stale_invoices"): (
         "the lost-webhook sweeper looks at every tenant's open invoices"
     ),
+    ("services/audit.py", "page"): "operators read every tenant's audit rows",
+    ("services/audit.py", "export_rows"): "operators export every tenant's audit rows",
+    ("activities/audit.py", "purge_audit_log"): "the retention purge spans every tenant's rows",
     ("services/reports.py", "revenue"): "the revenue report sums every tenant's figures",
 }
 

@@ -1,0 +1,203 @@
+"""The audit trail (ADR 0017): operators read and export it with filters (tenant, actor,
+action, time range), tenants read their own; rows carry the request id; and the retention
+purge removes only rows older than the retention period, through its function only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import httpx
+import pytest
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.exc import DBAPIError
+from temporalio.testing import WorkflowEnvironment
+
+from adapters.db.tables import audit_log
+from cli.audit import audit_export
+from config import Settings
+from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
+from tests.harness import Databases
+from workflows.audit_retention import AuditRetentionWorkflow
+from workflows.audit_retention_io import RetentionInput
+
+NOW = datetime.now(UTC)
+
+
+async def _row(dbs: Databases, tenant: UUID | None, action: str, at: datetime, actor: str) -> None:
+    async with dbs.admin.transaction() as conn:
+        await conn.execute(
+            insert(audit_log).values(
+                tenant_id=tenant, actor=actor, action=action, subject_type="test",
+                subject_id="x", details={"before": 1, "after": 2}, created_at=at,
+            )
+        )  # fmt: skip
+
+
+@pytest.fixture
+async def seeded(dbs: Databases) -> tuple[TenantWithKey, TenantWithKey]:
+    a, b = await make_tenant(dbs), await make_tenant(dbs)
+    await _row(dbs, a.id, "test.old", NOW - timedelta(days=10), "api_key:a")
+    await _row(dbs, a.id, "test.recent", NOW - timedelta(hours=1), "api_key:a")
+    await _row(dbs, b.id, "test.recent", NOW - timedelta(hours=2), "api_key:b")
+    await _row(dbs, None, "test.operator", NOW - timedelta(hours=3), "api_key:op")
+    return a, b
+
+
+async def test_operators_filter_page_and_export_the_trail(
+    api: httpx.AsyncClient, dbs: Databases, seeded: tuple[TenantWithKey, TenantWithKey]
+) -> None:
+    a, b = seeded
+    op = await operator_headers(dbs)
+    since = (NOW - timedelta(days=1)).isoformat()
+    recent = await api.get(
+        "/api/billing/operator/audit", params={"action": "test.recent", "since": since}, headers=op
+    )
+    assert recent.status_code == 200, recent.text
+    assert sorted(r["tenant_id"] for r in recent.json()["data"]) == sorted([str(a.id), str(b.id)])
+    only_a = await api.get(
+        "/api/billing/operator/audit",
+        params={"tenant_id": str(a.id), "since": since, "limit": 1},
+        headers=op,
+    )
+    assert [r["action"] for r in only_a.json()["data"]] == ["test.recent"]
+    by_actor = await api.get(
+        "/api/billing/operator/audit", params={"actor": "api_key:op"}, headers=op
+    )
+    assert [r["action"] for r in by_actor.json()["data"]] == ["test.operator"]
+    # Pages follow one another without overlap.
+    first = await api.get("/api/billing/operator/audit", params={"limit": 2}, headers=op)
+    after = first.json()["next_after"]
+    second = await api.get(
+        "/api/billing/operator/audit", params={"limit": 2, "after": after}, headers=op
+    )
+    assert not {r["id"] for r in first.json()["data"]} & {r["id"] for r in second.json()["data"]}
+
+    window = {"since": since, "until": NOW.isoformat(), "action": "test.recent"}
+    lines = await api.get(
+        "/api/billing/operator/audit/export", params={**window, "format": "jsonl"}, headers=op
+    )
+    assert lines.status_code == 200
+    assert lines.headers["content-type"].startswith("application/x-ndjson")
+    rows = [json.loads(line) for line in lines.text.splitlines()]
+    assert sorted(r["tenant_id"] for r in rows) == sorted([str(a.id), str(b.id)])
+    assert all(r["details"] == {"before": 1, "after": 2} for r in rows)
+    table = await api.get(
+        "/api/billing/operator/audit/export", params={**window, "format": "csv"}, headers=op
+    )
+    parsed = list(csv.DictReader(io.StringIO(table.text)))
+    assert sorted(r["tenant_id"] for r in parsed) == sorted([str(a.id), str(b.id)])
+    assert json.loads(parsed[0]["details"]) == {"before": 1, "after": 2}
+
+
+@pytest.mark.usefixtures("seeded")
+def test_the_cli_exports_a_time_range(settings: Settings) -> None:
+    out = io.BytesIO()
+    since = (NOW - timedelta(days=1)).isoformat()
+    code = audit_export(
+        settings, fmt="jsonl", tenant=None, actor=None, action="test.recent",
+        since=since, until=None, out=out,
+    )  # fmt: skip
+    assert code == 0
+    rows = [json.loads(line) for line in out.getvalue().decode().splitlines()]
+    assert len(rows) == 2
+    assert {r["action"] for r in rows} == {"test.recent"}
+    assert (
+        audit_export(
+            settings,
+            fmt="csv",
+            tenant="not-a-uuid",
+            actor=None,
+            action=None,
+            since=None,
+            until=None,
+        )
+        == 2
+    )
+
+
+async def test_a_tenant_reads_and_exports_only_its_own_rows(
+    api: httpx.AsyncClient, seeded: tuple[TenantWithKey, TenantWithKey]
+) -> None:
+    a, _ = seeded
+    own = await api.get("/api/billing/audit", headers=a.headers)
+    assert own.status_code == 200, own.text
+    assert {r["tenant_id"] for r in own.json()["data"]} == {str(a.id)}
+    assert {"test.old", "test.recent"} <= {r["action"] for r in own.json()["data"]}
+    exported = await api.get("/api/billing/audit/export", headers=a.headers)
+    assert {json.loads(line)["tenant_id"] for line in exported.text.splitlines()} == {str(a.id)}
+    refused = await api.get("/api/billing/operator/audit", headers=a.headers)
+    assert refused.status_code == 403
+
+
+async def test_rows_written_in_a_request_carry_its_id(
+    api: httpx.AsyncClient, dbs: Databases
+) -> None:
+    tenant = await make_tenant(dbs)
+    headers = {**(await operator_headers(dbs)), "X-Request-Id": "req-audit-1"}
+    changed = await api.put(
+        f"/api/billing/operator/tenants/{tenant.id}/rate-limits",
+        json={"route_class": "read", "per_window": 10},
+        headers=headers,
+    )
+    assert changed.status_code == 200
+    async with dbs.admin.transaction() as conn:
+        ids = (
+            (
+                await conn.execute(
+                    select(audit_log.c.request_id).where(
+                        audit_log.c.action == "tenant.rate_limit_set"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert ids == ["req-audit-1"]
+
+
+@pytest.mark.usefixtures("workers")
+async def test_the_retention_purge_removes_only_rows_past_the_retention_period(
+    dbs: Databases, workflow_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    tenant = await make_tenant(dbs)
+    now = await workflow_env.get_current_time()
+    await _row(dbs, tenant.id, "test.ancient", now - timedelta(days=31 * 13), "api_key:a")
+    await _row(dbs, tenant.id, "test.kept", now - timedelta(days=31 * 11), "api_key:a")
+    await _row(dbs, None, "test.kept", now - timedelta(days=1), "api_key:op")
+
+    result = await workflow_env.client.execute_workflow(
+        AuditRetentionWorkflow.run,
+        RetentionInput(months=12),
+        id=f"audit-retention-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.task_queue,
+    )
+
+    assert result.purged == 1
+    async with dbs.admin.transaction() as conn:
+        left = (await conn.execute(select(audit_log.c.action, audit_log.c.actor))).all()
+    actions = [r.action for r in left]
+    assert "test.ancient" not in actions
+    assert actions.count("test.kept") == 2
+    purge = [r for r in left if r.action == "audit_log.purged"]
+    assert len(purge) == 1
+    assert purge[0].actor.startswith("system:audit-retention-")
+
+
+async def test_no_role_deletes_or_updates_audit_rows_outside_the_purge(dbs: Databases) -> None:
+    tenant = await make_tenant(dbs)
+    await _row(dbs, tenant.id, "test.row", NOW, "api_key:a")
+    for db in (dbs.admin, dbs.worker):
+        with pytest.raises(DBAPIError):
+            async with db.transaction() as conn:
+                await conn.execute(delete(audit_log).where(audit_log.c.tenant_id == tenant.id))
+    with pytest.raises(DBAPIError):
+        async with dbs.admin.transaction() as conn:
+            await conn.execute(text("UPDATE audit_log SET action = 'forged'"))
+    with pytest.raises(DBAPIError):
+        async with dbs.app.tenant_transaction(tenant.id) as conn:
+            await conn.execute(text("SELECT audit_log_purge(now(), 'me')"))
