@@ -17,6 +17,7 @@ from activities.audit import AuditActivities
 from activities.billing_store import BillingStore
 from activities.customers import CustomerActivities
 from activities.dunning import DunningStore, DunningStripeActivities
+from activities.erasure import ErasureStore, ErasureStripe
 from activities.exports import ExportActivities
 from activities.notifications import NotificationActivities
 from activities.stripe_billing import StripeBillingActivities
@@ -42,6 +43,7 @@ from billing.payments import StripeGateway
 from config import ROOT, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
 from workflows.audit_retention import AuditRetentionWorkflow
 from workflows.dunning import DunningWorkflow
+from workflows.erasure import TenantErasureWorkflow
 from workflows.export import TenantExportWorkflow
 from workflows.grace import GraceWindowWorkflow
 from workflows.notification_delivery import NotificationDeliveryWorkflow
@@ -62,6 +64,7 @@ WORKFLOWS: Sequence[type] = (
     DunningWorkflow,
     TenantExportWorkflow,
     AuditRetentionWorkflow,
+    TenantErasureWorkflow,
 )
 
 
@@ -76,6 +79,7 @@ def main_queue_activities(
     dispatcher: Dispatcher,
     gauges: Sequence[str] | None = None,
     export_dir: Path | None = None,
+    client: Client | None = None,
 ) -> list[Callable[..., Any]]:
     store = SubscriptionStore(db)
     billing = BillingStore(db)
@@ -85,6 +89,7 @@ def main_queue_activities(
     dunning = DunningStore(db)
     sweep = StripeSweepStore(db)
     audit = AuditActivities(db)
+    erasure = ErasureStore(db, client)
     # Field defaults when not given (no environment is read here).
     exports = ExportActivities(
         db, ExportFiles(export_dir or Settings.model_construct().exports_path())
@@ -113,6 +118,10 @@ def main_queue_activities(
         sweep.find_stale_invoices,
         sweep.report_stripe_drift,
         audit.purge_audit_log,
+        erasure.erasure_subjects,
+        erasure.cancel_for_erasure,
+        erasure.revoke_tenant_access,
+        erasure.tombstone_tenant,
         exports.export_table,
         exports.finish_export,
         exports.expire_export,
@@ -133,6 +142,7 @@ def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
         dunning.reread_dunning_invoice,
         dunning.retry_invoice_payment,
         dunning.close_unrecovered_invoice,
+        ErasureStripe(gateway).erase_stripe_customer,
     ]
 
 
@@ -165,7 +175,7 @@ def build_workers(
             client,
             task_queue=task_queue,
             workflows=list(workflows),
-            activities=main_queue_activities(db, sender, dispatcher, gauges, export_dir),
+            activities=main_queue_activities(db, sender, dispatcher, gauges, export_dir, client),
             max_cached_workflows=max_cached_workflows,
         ),
         # Stripe calls get their own queue so the server can cap their rate for every worker

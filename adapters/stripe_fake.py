@@ -180,6 +180,8 @@ class FakeStripeGateway:
 
     _METHODS = frozenset(
         {
+            "detach_payment_method",
+            "delete_customer",
             "ensure_customer",
             "attach_payment_method",
             "create_invoice",
@@ -468,6 +470,21 @@ class FakeStripeGateway:
         await self._enter("retrieve_payment_method", None, params)
         await self._network()
         return self._resolve_payment_method(payment_method_id).card
+
+    async def detach_payment_method(self, payment_method_id: str) -> None:
+        await self._enter("detach_payment_method", None, {"payment_method_id": payment_method_id})
+        await self._network()
+        pm = self._payment_methods.get(payment_method_id)
+        if pm is not None:
+            pm.customer_id = None
+
+    async def delete_customer(self, customer_id: str) -> None:
+        await self._enter("delete_customer", None, {"customer_id": customer_id})
+        await self._network()
+        self._customers.pop(customer_id, None)
+        for pm in self._payment_methods.values():
+            if pm.customer_id == customer_id:
+                pm.customer_id = None
 
     async def health_check(self) -> None:
         # Fails in an outage or when scripted with fail_next("health_check"), like the rest.

@@ -380,6 +380,23 @@ class StripeSdkGateway:
         return _to_card(pm)
 
     @_translating
+    async def detach_payment_method(self, payment_method_id: str) -> None:
+        try:
+            await self._client.v1.payment_methods.detach_async(payment_method_id)
+        except (stripe.InvalidRequestError, stripe.APIError) as exc:
+            # Already detached (Stripe answers 400) or gone (404): the goal holds.
+            if _http_status(exc) not in (400, 404):
+                raise
+
+    @_translating
+    async def delete_customer(self, customer_id: str) -> None:
+        try:
+            await self._client.v1.customers.delete_async(customer_id)
+        except stripe.InvalidRequestError as exc:
+            if _http_status(exc) != 404:  # already deleted
+                raise
+
+    @_translating
     async def health_check(self) -> None:
         # The cheapest authenticated read; it proves the key as well as the network.
         await self._client.v1.balance.retrieve_async()
@@ -451,3 +468,8 @@ def build_gateway(settings: Settings) -> StripeGateway:
     return StripeSdkGateway(
         api_key=settings.stripe_api_key.get_secret_value(), api_base=settings.stripe_api_base
     )
+
+
+def _http_status(exc: stripe.StripeError) -> int | None:
+    status: int | None = exc.http_status
+    return status

@@ -20,6 +20,7 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,6 +29,8 @@ from config import Settings
 from workflows.audit_retention import SCHEDULE_ID as AUDIT_RETENTION_SCHEDULE_ID
 from workflows.audit_retention import AuditRetentionWorkflow
 from workflows.audit_retention_io import RetentionInput
+from workflows.erasure import TenantErasureWorkflow, erasure_workflow_id
+from workflows.erasure_io import ErasureInput
 from workflows.export import TenantExportWorkflow
 from workflows.export_io import ExportInput, ExportProgress
 from workflows.grace import GraceWindowWorkflow, grace_id_for
@@ -74,6 +77,24 @@ async def start_export(
         static_summary=f"data export {input.export_id} of tenant {input.tenant_id}",
         priority=Priority(fairness_key=input.tenant_id),
     )
+
+
+async def start_erasure(client: Client, input: ErasureInput, *, task_queue: str) -> bool:
+    """Start `erase:{tenant}` (ADR 0018); False when it exists already, running or done: a
+    second erase of the same tenant is a no-op."""
+    try:
+        await client.start_workflow(
+            TenantErasureWorkflow.run,
+            input,
+            id=erasure_workflow_id(input.tenant_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"erasure of tenant {input.tenant_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
 
 
 async def start_grace_window(

@@ -27,6 +27,7 @@ from api.routes import (
     invoices,
     notification_endpoints,
     operator,
+    operator_erasure,
     operator_rate_limits,
     operator_reports,
     operator_webhooks,
@@ -145,6 +146,7 @@ def create_app(
     app.include_router(operator_webhooks.router)
     app.include_router(operator_reports.router)
     app.include_router(operator_rate_limits.router)
+    app.include_router(operator_erasure.router)
     app.include_router(exports.router)
     app.include_router(audit.router)
     app.include_router(notification_endpoints.router)

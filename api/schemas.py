@@ -367,3 +367,21 @@ class AuditEntryOut(BaseModel):
 class AuditPage(BaseModel):
     data: list[AuditEntryOut]
     next_after: int | None = Field(description="Pass as `after` for the next page; null: end")
+
+
+class ErasureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ErasureStepOut(BaseModel):
+    step: str
+    detail: str
+
+
+class ErasureOut(BaseModel):
+    workflow_id: str
+    # False: this tenant's erasure had been requested before (a second erase is a no-op).
+    started_now: bool
+    status: str
+    steps: list[ErasureStepOut]

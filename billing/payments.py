@@ -321,6 +321,15 @@ class StripeGateway(Protocol):
 
     async def retrieve_payment_method(self, payment_method_id: str) -> CardDetails: ...
 
+    async def detach_payment_method(self, payment_method_id: str) -> None:
+        """Detach a card from its customer; a card already detached, or unknown, is done."""
+        ...
+
+    async def delete_customer(self, customer_id: str) -> None:
+        """Delete the customer (its cards and personal data go with it in Stripe); an already
+        deleted or unknown customer is done."""
+        ...
+
     async def health_check(self) -> None:
         """Return if Stripe answers an authenticated read; raise a StripeGatewayError if not.
         For readiness probes: it costs one request against Stripe's rate limit per call."""

@@ -18,6 +18,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     import workflows.audit_retention_io as audit_retention_io
     import workflows.dunning_io as dunning_io
+    import workflows.erasure_io as erasure_io
     import workflows.export_io as export_io
     import workflows.grace_io as grace_io
     import workflows.notification_io as notification_io
@@ -132,6 +133,18 @@ FIND_STALE_INVOICES = ActivityRef(
 REPORT_STRIPE_DRIFT = ActivityRef(
     "report_stripe_drift", reconcile_stripe_io.DriftReport, reconcile_stripe_io.DriftReport
 )
+ERASURE_SUBJECTS = ActivityRef(
+    "erasure_subjects", erasure_io.TenantRef, erasure_io.ErasureSubjectsOut
+)
+CANCEL_FOR_ERASURE = ActivityRef(
+    "cancel_for_erasure", erasure_io.CancelForErasure, erasure_io.ErasureStep
+)
+REVOKE_TENANT_ACCESS = ActivityRef(
+    "revoke_tenant_access", erasure_io.TenantRef, erasure_io.ErasureStep
+)
+TOMBSTONE_TENANT = ActivityRef(
+    "tombstone_tenant", erasure_io.TombstoneInput, erasure_io.ErasureStep
+)
 PURGE_AUDIT_LOG = ActivityRef(
     "purge_audit_log", audit_retention_io.PurgeInput, audit_retention_io.PurgeResult
 )
@@ -167,6 +180,9 @@ ATTACH_PAYMENT_METHOD = ActivityRef(
 )
 REREAD_STRIPE_INVOICE = ActivityRef(
     "reread_stripe_invoice", shared_io.RereadInvoiceInput, shared_io.StripeInvoiceRead
+)
+ERASE_STRIPE_CUSTOMER = ActivityRef(
+    "erase_stripe_customer", erasure_io.EraseStripeInput, erasure_io.ErasureStep
 )
 REREAD_DUNNING_INVOICE = ActivityRef(
     "reread_dunning_invoice", shared_io.RereadInvoiceInput, shared_io.StripeInvoiceRead

@@ -56,6 +56,10 @@ CROSS_TENANT = {
     ("activities/stripe_sweep.py", "find_stale_invoices"): (
         "the lost-webhook sweeper looks at every tenant's open invoices"
     ),
+    ("activities/erasure.py", "tombstone_tenant"): (
+        "the audit redaction is a function of its own (it updates rows RLS-scoped writes may "
+        "not); the tenant's own rows are tombstoned in its scoped transaction first"
+    ),
     ("services/audit.py", "page"): "operators read every tenant's audit rows",
     ("services/audit.py", "export_rows"): "operators export every tenant's audit rows",
     ("activities/audit.py", "purge_audit_log"): "the retention purge spans every tenant's rows",
