@@ -385,3 +385,14 @@ class ErasureOut(BaseModel):
     started_now: bool
     status: str
     steps: list[ErasureStepOut]
+
+
+class BillingDetails(BaseModel):
+    """The buyer block of the tenant's invoice PDFs; a missing field falls back to the
+    tenant's name and email."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    address: list[str] | None = Field(default=None, max_length=6)
+    tax_id: str | None = Field(default=None, max_length=64)
+    email: EmailStr | None = None

@@ -62,7 +62,13 @@ async def invoice_pdf(services: Services, tenant_id: UUID, invoice_id: UUID) -> 
         lines = await billing_reads.invoice_lines(conn, invoice_id)
         tenant = await tenant_repo.get_tenant(conn, tenant_id)
     assert tenant is not None  # the invoice's own tenant
-    buyer = Party(tenant.name, email=tenant.email)
+    details = tenant.billing_details
+    buyer = Party(
+        details.get("name") or tenant.name,
+        tuple(details.get("address") or ()),
+        details.get("tax_id"),
+        details.get("email") or tenant.email,
+    )
     doc = document(row, lines, seller(services.settings), buyer)
     return RenderedInvoice(
         render_invoice(doc), f"{row['number'] or invoice_id}.pdf", row["hosted_invoice_url"]

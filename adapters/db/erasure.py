@@ -42,7 +42,11 @@ async def subjects(conn: AsyncConnection, tenant_id: UUID) -> ErasureSubjects | 
     tenant = (
         await conn.execute(
             select(
-                tenants.c.name, tenants.c.email, tenants.c.stripe_customer_id, tenants.c.metadata
+                tenants.c.name,
+                tenants.c.email,
+                tenants.c.stripe_customer_id,
+                tenants.c.metadata,
+                tenants.c.billing_details,
             ).where(tenants.c.id == tenant_id)
         )
     ).first()
@@ -65,6 +69,9 @@ async def subjects(conn: AsyncConnection, tenant_id: UUID) -> ErasureSubjects | 
         )
     )
     values = [v for v in (tenant.metadata or {}).values() if isinstance(v, str)]
+    billing = tenant.billing_details or {}
+    values += [v for v in billing.values() if isinstance(v, str)]
+    values += [line for line in billing.get("address") or [] if isinstance(line, str)]
     return ErasureSubjects(
         tenant.name,
         tenant.email,
@@ -102,6 +109,7 @@ async def tombstone(conn: AsyncConnection, tenant_id: UUID, stripe_customer_id: 
             email=None,
             stripe_customer_id=None,
             metadata={},
+            billing_details={},
             updated_at=func.now(),
         )
     )

@@ -89,6 +89,8 @@ tenants = Table(
     # Why access is suspended: payment (an unpaid invoice's grace window expired) or operator
     # (an operator ended that window early); NULL while active.
     Column("suspension_reason", Text, nullable=True),
+    # The buyer block of its invoice PDFs: name, address (lines), tax_id, email (ADR 0015).
+    Column("billing_details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     CheckConstraint("access_status IN ('active', 'suspended', 'closed')", name="access_status"),
     CheckConstraint("suspension_reason IN ('payment', 'operator')", name="suspension_reason"),
 )

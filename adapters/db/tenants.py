@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, select, update
@@ -22,6 +23,7 @@ class TenantRow:
     stripe_customer_id: str | None
     created_at: datetime
     suspension_reason: str | None = None
+    billing_details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ _TENANT_COLUMNS = (
     tenants.c.stripe_customer_id,
     tenants.c.created_at,
     tenants.c.suspension_reason,
+    tenants.c.billing_details,
 )
 _KEY_COLUMNS = (
     api_keys.c.id,
@@ -173,3 +176,18 @@ async def active_operator_key_exists(conn: AsyncConnection) -> bool:
         api_keys.c.tenant_id.is_(None), api_keys.c.revoked_at.is_(None)
     )
     return bool((await conn.execute(stmt)).scalar_one())
+
+
+async def set_billing_details(
+    conn: AsyncConnection, tenant_id: UUID, details: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Replace the tenant's billing details; the previous ones (None: no such tenant)."""
+    before = await conn.scalar(select(tenants.c.billing_details).where(tenants.c.id == tenant_id))
+    if before is None:
+        return None
+    await conn.execute(
+        update(tenants)
+        .where(tenants.c.id == tenant_id)
+        .values(billing_details=details, updated_at=func.now())
+    )
+    return dict(before)

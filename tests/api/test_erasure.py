@@ -57,6 +57,12 @@ async def _tenant(api: httpx.AsyncClient, dbs: Databases) -> TenantWithKey:
     )  # fmt: skip
     assert created.status_code == 201, created.text
     await _until(api, tenant, lambda b: b["status"] in ("trialing", "active"))
+    details = await api.put(
+        "/api/billing/account/billing-details",
+        json={"name": NAME, "address": [ADDRESS], "email": EMAIL},
+        headers=tenant.headers,
+    )
+    assert details.status_code == 200, details.text
     usage = await api.post(
         "/api/billing/usage",
         json={"metric": "api_calls", "quantity": 1, "idempotency_key": "u-1",
