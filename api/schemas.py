@@ -396,3 +396,9 @@ class BillingDetails(BaseModel):
     address: list[str] | None = Field(default=None, max_length=6)
     tax_id: str | None = Field(default=None, max_length=64)
     email: EmailStr | None = None
+
+
+class InvoiceResent(BaseModel):
+    message_id: str
+    # Endpoints it is queued for (0: the tenant has no endpoint taking `invoice.sent`).
+    deliveries: int

@@ -9,6 +9,8 @@ SUBSCRIPTION_TRIAL_ENDING = "subscription.trial_ending"
 SUBSCRIPTION_CANCELED = "subscription.canceled"
 INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
 INVOICE_PAID = "invoice.paid"
+# Sent again on request (`POST /api/billing/invoices/{id}/resend`), by the API.
+INVOICE_SENT = "invoice.sent"
 DUNNING_STEP = "dunning.step"
 PAYMENT_METHOD_EXPIRING = "payment_method.expiring"
 TENANT_SUSPENDED = "tenant.suspended"
@@ -21,6 +23,7 @@ EVENT_TYPES = (
     SUBSCRIPTION_CANCELED,
     INVOICE_PAYMENT_FAILED,
     INVOICE_PAID,
+    INVOICE_SENT,
     DUNNING_STEP,
     PAYMENT_METHOD_EXPIRING,
     TENANT_SUSPENDED,

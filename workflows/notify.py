@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         EVENT_TYPES,
         INVOICE_PAID,
         INVOICE_PAYMENT_FAILED,
+        INVOICE_SENT,
         PAYMENT_METHOD_EXPIRING,
         QUOTA_THRESHOLD,
         SUBSCRIPTION_ACTIVATED,
@@ -50,6 +51,7 @@ async def notify(
 __all__ = [
     "DUNNING_STEP",
     "EVENT_TYPES",
+    "INVOICE_SENT",
     "INVOICE_PAID",
     "INVOICE_PAYMENT_FAILED",
     "PAYMENT_METHOD_EXPIRING",

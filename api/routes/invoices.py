@@ -8,10 +8,10 @@ import binascii
 from datetime import datetime
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response, status
 
 from adapters.db import billing_reads
-from api.auth import AuthFirstRoute, ReadPrincipal, ServicesDep
+from api.auth import AuthFirstRoute, ManagePrincipal, ReadPrincipal, ServicesDep
 from api.commands import preview_for
 from api.errors import NotFound, ServiceError, error_responses
 from api.schemas import (
@@ -19,9 +19,11 @@ from api.schemas import (
     InvoiceItemOut,
     InvoiceOut,
     InvoicePage,
+    InvoiceResent,
     PreviewOut,
 )
 from services import documents
+from services import invoices as invoice_service
 from workflows.subscription_io import PreviewRequest
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/invoices", tags=["invoices"])
@@ -113,3 +115,26 @@ async def invoice_pdf(
     if rendered.hosted_invoice_url:
         headers["Link"] = f'<{rendered.hosted_invoice_url}>; rel="alternate"; type="text/html"'
     return Response(rendered.pdf, media_type="application/pdf", headers=headers)
+
+
+@router.post(
+    "/{invoice_id}/resend",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=InvoiceResent,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+async def resend_invoice(
+    invoice_id: UUID,
+    principal: ManagePrincipal,
+    services: ServicesDep,
+    idempotency_key: str | None = Header(
+        None, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
+        description="the same key again sends nothing more",
+    ),
+) -> InvoiceResent:  # fmt: skip
+    """Send the invoice again to the tenant's notification endpoints (`invoice.sent`, with its
+    number, amounts and the path of its PDF)."""
+    resent = await invoice_service.resend(
+        services, principal.require_tenant(), invoice_id, idempotency_key, principal.actor
+    )
+    return InvoiceResent(message_id=resent.message_id, deliveries=len(resent.deliveries))

@@ -10,7 +10,7 @@ import re
 from config import ROOT
 from workflows import notify
 
-SOURCES = ("workflows", "activities", "api", "adapters", "billing")
+SOURCES = ("workflows", "activities", "api", "adapters", "billing", "services")
 
 
 def _documented() -> set[str]:
