@@ -65,6 +65,7 @@ class ExportActivities:
                     "rows": sum(t.rows for t in input.tables),
                     "sha256": digest,
                     "expires_at": input.expires_at,
+                    "reason": input.reason,
                 },
             )
         return ExportFile(str(path), size, digest)

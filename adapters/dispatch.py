@@ -170,7 +170,12 @@ class Replayed:
 
 
 async def replay_stripe_events(
-    db: Database, dispatcher: Dispatcher, event_ids: list[str] | None, *, actor: str
+    db: Database,
+    dispatcher: Dispatcher,
+    event_ids: list[str] | None,
+    *,
+    actor: str,
+    reason: str | None = None,
 ) -> list[Replayed]:
     """Replay the named inbox events (None: every dead-lettered one), audited per event.
 
@@ -192,6 +197,7 @@ async def replay_stripe_events(
                 details={
                     "replay": replay,
                     "workflow_id": stripe_event.workflow_id(event_id, replay),
+                    "reason": reason,
                 },
             )
     results = []

@@ -24,6 +24,8 @@ class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr | None = None
+    # Why (an operator's note, as Kill Bill records one): kept in the audit row.
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class TenantOut(BaseModel):
@@ -39,6 +41,8 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Literal[Scope.READ, Scope.MANAGE]] = Field(min_length=1)
+    # Why (an operator's note, as Kill Bill records one): kept in the audit row.
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class ApiKeyOut(BaseModel):
@@ -259,6 +263,8 @@ class WebhookReplayRequest(BaseModel):
     # Event ids to replay; omit and set `all_dead_lettered` to replay every dead letter.
     event_ids: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     all_dead_lettered: bool = False
+    # Why (an operator's note, as Kill Bill records one): kept in the audit row.
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class WebhookReplayOut(BaseModel):

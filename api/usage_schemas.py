@@ -160,6 +160,7 @@ class ReconcileIn(BaseModel):
     first: date
     last: date
     repair: bool = True
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class DriftOut(BaseModel):

@@ -18,7 +18,9 @@ from workflows.export import TenantExportWorkflow
 from workflows.export_io import ExportInput, ExportProgress
 
 
-async def request_export(services: Services, tenant_id: UUID, actor: str) -> ExportProgress:
+async def request_export(
+    services: Services, tenant_id: UUID, actor: str, reason: str | None = None
+) -> ExportProgress:
     """Start `export:{tenant}:{export_id}`; its first progress."""
     export_id = uuid.uuid4().hex
     handle = await start_export(
@@ -29,6 +31,7 @@ async def request_export(services: Services, tenant_id: UUID, actor: str) -> Exp
             requested_by=actor,
             tables=list(EXPORT_TABLES),
             keep_seconds=services.settings.export_keep_hours * 3600,
+            reason=reason,
         ),
         task_queue=services.settings.task_queue,
     )

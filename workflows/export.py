@@ -71,7 +71,12 @@ class TenantExportWorkflow:
         file: ExportFile = await call(
             refs.FINISH_EXPORT,
             FinishExportInput(
-                input.tenant_id, input.export_id, input.requested_by, done, expires_at.isoformat()
+                input.tenant_id,
+                input.export_id,
+                input.requested_by,
+                done,
+                expires_at.isoformat(),
+                input.reason,
             ),
             start_to_close_timeout=TABLE_TIMEOUT,
             retry_policy=DB_RETRY,

@@ -13,6 +13,7 @@ class ExportInput:
     tables: list[str]
     # How long the finished file stays downloadable (snapshotted from settings).
     keep_seconds: float
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class FinishExportInput:
     requested_by: str
     tables: list[ExportedTable]
     expires_at: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

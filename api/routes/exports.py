@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import FileResponse
 
 from api.auth import AuthFirstRoute, OperatorPrincipal, ReadPrincipal, ServicesDep
@@ -70,9 +70,12 @@ async def download_own_export(
     responses=error_responses(401, 403, 503),
 )
 async def request_tenant_export(
-    tenant_id: UUID, principal: OperatorPrincipal, services: ServicesDep
+    tenant_id: UUID,
+    principal: OperatorPrincipal,
+    services: ServicesDep,
+    reason: str | None = Query(None, max_length=500, description="kept in the audit row"),
 ) -> ExportOut:
-    return ExportOut.of(await exports.request_export(services, tenant_id, principal.actor))
+    return ExportOut.of(await exports.request_export(services, tenant_id, principal.actor, reason))
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from adapters.api_keys import display_prefix, generate_key, hash_key
 from adapters.db import tenants as tenant_repo
@@ -34,7 +34,7 @@ async def create_tenant(
             subject_type="tenant",
             subject_id=str(tenant.id),
             tenant_id=tenant.id,
-            details={"name": body.name},
+            details={"name": body.name, "reason": body.reason},
         )
     return TenantOut.model_validate(tenant, from_attributes=True)
 
@@ -80,7 +80,7 @@ async def issue_api_key(
             subject_type="api_key",
             subject_id=str(row.id),
             tenant_id=tenant_id,
-            details={"scopes": scopes, "name": body.name},
+            details={"scopes": scopes, "name": body.name, "reason": body.reason},
         )
     return ApiKeyCreated(
         **ApiKeyOut.model_validate(row, from_attributes=True).model_dump(), key=key
@@ -106,7 +106,10 @@ async def list_api_keys(
     "/api-keys/{key_id}", response_model=ApiKeyOut, responses=error_responses(401, 403, 404)
 )
 async def revoke_api_key(
-    key_id: UUID, principal: OperatorPrincipal, services: ServicesDep
+    key_id: UUID,
+    principal: OperatorPrincipal,
+    services: ServicesDep,
+    reason: str | None = Query(None, max_length=500, description="kept in the audit row"),
 ) -> ApiKeyOut:
     async with services.system_db.transaction() as conn:
         row = await tenant_repo.revoke_api_key(conn, key_id)
@@ -119,6 +122,7 @@ async def revoke_api_key(
             subject_type="api_key",
             subject_id=str(key_id),
             tenant_id=row.tenant_id,
+            details={"before": {"revoked_at": None}, "after": {"revoked": True}, "reason": reason},
         )
     # This process stops accepting the key now; other API processes within the cache TTL.
     key_cache(services).forget(key_id)

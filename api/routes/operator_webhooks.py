@@ -58,6 +58,6 @@ async def replay(
         if missing:
             raise NotFound(f"no webhook events {', '.join(missing[:10])}")
     results = await replay_stripe_events(
-        services.system_db, dispatcher, body.event_ids, actor=principal.actor
+        services.system_db, dispatcher, body.event_ids, actor=principal.actor, reason=body.reason
     )
     return [WebhookReplayOut(**r.__dict__) for r in results]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from adapters.db import tenants as tenant_repo
 from adapters.db import usage as usage_repo
@@ -82,7 +82,11 @@ async def put_quota_override(
     responses=error_responses(401, 403, 404),
 )
 async def delete_quota_override(
-    tenant_id: UUID, metric: str, principal: OperatorPrincipal, services: ServicesDep
+    tenant_id: UUID,
+    metric: str,
+    principal: OperatorPrincipal,
+    services: ServicesDep,
+    reason: str | None = Query(None, max_length=500, description="kept in the audit row"),
 ) -> None:
     async with services.system_db.tenant_transaction(tenant_id) as conn:
         if not await usage_repo.delete_override(conn, tenant_id, metric):
@@ -94,6 +98,7 @@ async def delete_quota_override(
             subject_type="metric",
             subject_id=metric,
             tenant_id=tenant_id,
+            details={"reason": reason},
         )
     services.quota_cache.invalidate(tenant_id)
 
@@ -123,7 +128,7 @@ async def reconcile_usage(
             subject_type="usage",
             subject_id=f"{body.first}..{body.last}",
             tenant_id=None,
-            details={"drift": len(drift), "repair": body.repair},
+            details={"drift": len(drift), "repair": body.repair, "reason": body.reason},
         )
     if drift and body.repair:
         services.quota_cache.invalidate_all()
