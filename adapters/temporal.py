@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -148,92 +149,79 @@ async def resolve_payment_grace(
     return True
 
 
-async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:
-    """Create the usage reconciliation schedule; True if created, False if it already existed
-    (its spec is then left as an operator may have tuned it in the UI)."""
+async def _ensure_schedule(
+    client: Client,
+    schedule_id: str,
+    run: Any,
+    arg: Any,
+    *,
+    every: timedelta,
+    task_queue: str,
+    summary: str,
+) -> bool:
+    """Create a schedule that starts `run(arg)` every `every`; True if created, False if it
+    already existed (its spec is then left as an operator may have tuned it in the UI). A slow
+    run is never stacked on by the next one."""
     try:
         await client.create_schedule(
-            SCHEDULE_ID,
+            schedule_id,
             Schedule(
                 action=ScheduleActionStartWorkflow(
-                    ReconcileUsageWorkflow.run,
-                    ReconcileInput(
-                        days=settings.reconcile_days,
-                        soft_cap_grace_seconds=settings.soft_cap_grace_hours * 3600,
-                        time_scale=settings.time_scale,
-                        task_queue=settings.task_queue,
-                    ),
-                    id=f"{SCHEDULE_ID}-run",
-                    task_queue=settings.task_queue,
-                    static_summary=f"usage reconciliation, last {settings.reconcile_days} days",
+                    run, arg, id=f"{schedule_id}-run", task_queue=task_queue,
+                    static_summary=summary,
                 ),
-                spec=ScheduleSpec(
-                    intervals=[
-                        ScheduleIntervalSpec(
-                            every=timedelta(minutes=settings.reconcile_every_minutes)
-                        )
-                    ]
-                ),
-                # A slow run is never stacked on by the next one.
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
                 policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             ),
-        )
+        )  # fmt: skip
     except ScheduleAlreadyRunningError:
         return False
     return True
+
+
+async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:
+    """The usage reconciliation schedule."""
+    return await _ensure_schedule(
+        client,
+        SCHEDULE_ID,
+        ReconcileUsageWorkflow.run,
+        ReconcileInput(
+            days=settings.reconcile_days,
+            soft_cap_grace_seconds=settings.soft_cap_grace_hours * 3600,
+            time_scale=settings.time_scale,
+            task_queue=settings.task_queue,
+        ),
+        every=timedelta(minutes=settings.reconcile_every_minutes),
+        task_queue=settings.task_queue,
+        summary=f"usage reconciliation, last {settings.reconcile_days} days",
+    )
 
 
 async def ensure_stripe_sweep_schedule(client: Client, settings: Settings) -> bool:
-    """Create the lost-webhook sweeper's schedule (ADR 0013); True if created, False if it
-    already existed (left as an operator may have tuned it)."""
-    try:
-        await client.create_schedule(
-            STRIPE_SWEEP_SCHEDULE_ID,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    ReconcileStripeWorkflow.run,
-                    sweep_input(settings, settings.stripe_sweep_min_age_minutes * 60),
-                    id=f"{STRIPE_SWEEP_SCHEDULE_ID}-run",
-                    task_queue=settings.task_queue,
-                    static_summary="re-read invoices open too long from Stripe",
-                ),
-                spec=ScheduleSpec(
-                    intervals=[
-                        ScheduleIntervalSpec(
-                            every=timedelta(minutes=settings.stripe_sweep_every_minutes)
-                        )
-                    ]
-                ),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            ),
-        )
-    except ScheduleAlreadyRunningError:
-        return False
-    return True
+    """The lost-webhook sweeper's schedule (ADR 0013)."""
+    return await _ensure_schedule(
+        client,
+        STRIPE_SWEEP_SCHEDULE_ID,
+        ReconcileStripeWorkflow.run,
+        sweep_input(settings, settings.stripe_sweep_min_age_minutes * 60),
+        every=timedelta(minutes=settings.stripe_sweep_every_minutes),
+        task_queue=settings.task_queue,
+        summary="re-read invoices open too long from Stripe",
+    )
 
 
 async def ensure_audit_retention_schedule(client: Client, settings: Settings) -> bool:
-    """Create the audit log's daily retention purge (ADR 0017); True if created."""
-    try:
-        await client.create_schedule(
-            AUDIT_RETENTION_SCHEDULE_ID,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    AuditRetentionWorkflow.run,
-                    RetentionInput(months=settings.audit_retention_months),
-                    id=f"{AUDIT_RETENTION_SCHEDULE_ID}-run",
-                    task_queue=settings.task_queue,
-                    static_summary=(
-                        f"purge audit rows older than {settings.audit_retention_months} months"
-                    ),
-                ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            ),
-        )
-    except ScheduleAlreadyRunningError:
-        return False
-    return True
+    """The audit log's daily retention purge (ADR 0017)."""
+    months = settings.audit_retention_months
+    return await _ensure_schedule(
+        client,
+        AUDIT_RETENTION_SCHEDULE_ID,
+        AuditRetentionWorkflow.run,
+        RetentionInput(months=months),
+        every=timedelta(days=1),
+        task_queue=settings.task_queue,
+        summary=f"purge audit rows older than {months} months",
+    )
 
 
 def sweep_input(settings: Settings, min_age_seconds: float) -> SweepInput:

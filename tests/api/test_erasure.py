@@ -115,6 +115,16 @@ async def _personal_data_left(dbs: Databases) -> list[tuple[str, str, str]]:
     return found
 
 
+async def _books(dbs: Databases, tenant_id: UUID) -> list[Any]:
+    """The tenant's invoices as the books see them: id, total, number, amount paid."""
+    async with dbs.admin.transaction() as conn:
+        rows = await conn.execute(
+            select(invoices.c.id, invoices.c.total, invoices.c.number, invoices.c.amount_paid)
+            .where(invoices.c.tenant_id == tenant_id)
+        )  # fmt: skip
+        return sorted(rows.all())
+
+
 async def _erased(api: httpx.AsyncClient, url: str, op: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for _ in range(400):
@@ -133,13 +143,7 @@ async def test_erasure_leaves_no_personal_data_and_keeps_the_books(
     assert await _personal_data_left(dbs), "the seed put personal data in the database"
     account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
     customer_id = account["stripe_customer_id"]
-    async with dbs.admin.transaction() as conn:
-        books = sorted(
-            (await conn.execute(
-                select(invoices.c.id, invoices.c.total, invoices.c.number, invoices.c.amount_paid)
-                .where(invoices.c.tenant_id == tenant.id)
-            )).all()
-        )  # fmt: skip
+    books = await _books(dbs, tenant.id)
     # Stripe fails once on the way: the workflow retries the step and goes on.
     stripe_fake.fail_next("delete_customer")
 
@@ -155,13 +159,8 @@ async def test_erasure_leaves_no_personal_data_and_keeps_the_books(
     assert customer_id not in {c.id for c in stripe_fake.customers}
     card = account["default_payment_method"]["stripe_payment_method_id"]
     assert stripe_fake.payment_method_customer(card) is None
+    after = await _books(dbs, tenant.id)
     async with dbs.admin.transaction() as conn:
-        after = sorted(
-            (await conn.execute(
-                select(invoices.c.id, invoices.c.total, invoices.c.number, invoices.c.amount_paid)
-                .where(invoices.c.tenant_id == tenant.id)
-            )).all()
-        )  # fmt: skip
         erased = (
             await conn.execute(
                 select(audit_log.c.actor, audit_log.c.details).where(
