@@ -169,6 +169,52 @@ class Replayed:
     started: bool
 
 
+class DispatchQueue:
+    """Starts the stripe_event workflows of accepted webhooks in the background, at most
+    `concurrency` starts in flight (ADR 0004). Under a burst, one task per request racing for
+    Temporal timed starts out and slowed acceptance; a bounded queue keeps both steady. The
+    event is committed before it is queued: one that finds the queue full, or is still queued
+    when the process stops, is started by the worker's re-dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher, concurrency: int = 16, capacity: int = 20_000):
+        self._dispatcher = dispatcher
+        self._concurrency = concurrency
+        self._queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue(capacity)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def submit(self, event_id: str, replay: int) -> bool:
+        """Queue the start; False when the queue is full (the re-dispatcher will start it)."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._work(), name=f"webhook-dispatch-{n}")
+                for n in range(self._concurrency)
+            ]
+        try:
+            self._queue.put_nowait((event_id, replay))
+        except asyncio.QueueFull:
+            log.warning("dispatch queue full: %s left to the re-dispatcher", event_id)
+            return False
+        return True
+
+    async def _work(self) -> None:
+        while True:
+            event_id, replay = await self._queue.get()
+            try:
+                await self._dispatcher.dispatch_stripe_event(event_id, replay)
+            finally:
+                self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every queued start has been tried (tests, shutdown)."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+
 async def replay_stripe_events(
     db: Database,
     dispatcher: Dispatcher,

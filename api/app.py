@@ -114,6 +114,9 @@ def create_app(
         finally:
             if stop_metrics is not None:
                 stop_metrics()
+            queue = built.extras.get("webhook_dispatch")
+            if queue is not None:  # what is still queued, the re-dispatcher starts
+                await queue.close()
             await built.tenant_db.dispose()
             await built.system_db.dispose()
             if tracing is not None:

@@ -11,17 +11,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.background import BackgroundTasks
 
 from adapters import metrics
 from adapters.db import errors as db_errors
 from adapters.db import webhook_inbox as inbox
-from adapters.dispatch import DispatchConfig, Dispatcher
+from adapters.dispatch import DispatchConfig, Dispatcher, DispatchQueue
 from adapters.stripe_webhooks import WebhookRejected, verify_stripe_event
 from api.auth import AuthFirstRoute, ServicesDep
 from api.errors import error_body, error_responses
 from billing.stripe_events import EventHandling, handling_for
 from services import rate_limits
+from services.context import Services
 
 log = logging.getLogger("billing.webhooks")
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/webhooks", tags=["webhooks"])
@@ -58,7 +58,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
     summary="Stripe webhook endpoint (signature-verified, deduplicated by event id)",
 )
 async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONResponse:
-    background = BackgroundTasks()
     settings = services.settings
     await rate_limits.limit_webhook_source(
         services, request.client.host if request.client else "unknown"
@@ -128,22 +127,23 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
         # Settled at acceptance (needs no action): it never reaches a workflow to count it.
         metrics.WEBHOOKS_PROCESSED.labels(event_type, stored.status).inc()
     if stored.status == inbox.RECEIVED:
-        # Committed: from here on the event cannot be lost. The workflow is started after the
-        # answer is sent, so Stripe's request never waits on Temporal (or on its timeout when
-        # Temporal is down); if this process dies first, the re-dispatcher starts it.
-        dispatcher = Dispatcher(
-            services.system_db, services.temporal, DispatchConfig.from_settings(settings)
-        )
-        background.add_task(_dispatch, dispatcher, event_id, stored.replay_count)
+        # Committed: from here on the event cannot be lost. The workflow is started by the
+        # process's bounded dispatch queue, so Stripe's request never waits on Temporal (or on
+        # its timeout when Temporal is down); if this process dies first, or the queue is
+        # full, the re-dispatcher starts it.
+        dispatch_queue(services).submit(event_id, stored.replay_count)
     return JSONResponse(
         {"received": True, "duplicate": not stored.inserted, "status": stored.status},
         status_code=200,
-        background=background,
     )
 
 
-async def _dispatch(dispatcher: Dispatcher, event_id: str, replay: int) -> None:
-    try:
-        await dispatcher.dispatch_stripe_event(event_id, replay)
-    except Exception as exc:  # the row is stored; the re-dispatcher will retry
-        log.warning("webhook %s stored but not dispatched: %r", event_id, exc)
+def dispatch_queue(services: Services) -> DispatchQueue:
+    """The API process's queue of workflow starts, created on first use."""
+    found = services.extras.get("webhook_dispatch")
+    if not isinstance(found, DispatchQueue):
+        dispatcher = Dispatcher(
+            services.system_db, services.temporal, DispatchConfig.from_settings(services.settings)
+        )
+        found = services.extras["webhook_dispatch"] = DispatchQueue(dispatcher)
+    return found

@@ -22,6 +22,7 @@ from adapters.notification_sender import HttpxNotificationSender
 from adapters.stripe_fake import FakeStripeGateway
 from billing.payments import StripeGateway
 from config import Settings
+from services.context import Services
 from tests.factories.stripe_events import OLD_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 from tests.factories.tenants import make_tenant
 from tests.harness import Databases
@@ -184,3 +185,12 @@ def send(dbs: Databases, workflow_env: WorkflowEnvironment, settings: Settings) 
         return result.delivery_ids
 
     return send
+
+
+async def settle_dispatch(services: Services) -> None:
+    """Wait until the API's dispatch queue has tried to start every workflow of the webhooks
+    accepted so far (the answer does not wait for it; tests that look at the workflow next
+    do)."""
+    from api.routes.webhooks import dispatch_queue
+
+    await dispatch_queue(services).drain()

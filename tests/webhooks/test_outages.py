@@ -28,7 +28,7 @@ from devstack.temporal import TemporalDevServer
 from services.context import Services
 from tests.factories.stripe_events import signed_request, stripe_event
 from tests.harness import Databases, free_port, with_user
-from tests.webhooks.conftest import make_subscriber, run_workers, stop_workers
+from tests.webhooks.conftest import make_subscriber, run_workers, settle_dispatch, stop_workers
 from tests.webhooks.test_stripe_webhooks import URL, invoice_event, open_invoice
 from workflows.stripe_event_io import StripeEventResult
 
@@ -83,6 +83,8 @@ async def test_events_sent_while_temporal_is_down_are_processed_once_after_resta
             # Stripe's retry of the same event while Temporal is still down: no second row.
             response = await api.post(URL, content=body, headers=headers)
             assert response.json()["duplicate"] is True
+        # The API's own start attempts happen (and fail) while Temporal is down.
+        await settle_dispatch(services)
     async with dbs.worker.transaction() as conn:
         statuses = (await conn.execute(select(webhook_events.c.status))).scalars().all()
     assert statuses == ["received"] * 3

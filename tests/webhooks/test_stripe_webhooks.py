@@ -35,7 +35,7 @@ from tests.factories.stripe_events import (
 )
 from tests.factories.tenants import operator_headers
 from tests.harness import Databases
-from tests.webhooks.conftest import Subscriber, make_subscriber
+from tests.webhooks.conftest import Subscriber, make_subscriber, settle_dispatch
 from workflows.stripe_event_io import StripeEventResult
 
 URL = "/api/billing/webhooks/stripe"
@@ -44,8 +44,13 @@ URL = "/api/billing/webhooks/stripe"
 async def post_event(
     api: httpx.AsyncClient, event: dict[str, Any], secret: str = TEST_WEBHOOK_SECRET
 ) -> httpx.Response:
+    """POST a signed event, then wait until the API has tried to start its workflow."""
     body, headers = signed_request(event, secret)
-    return await api.post(URL, content=body, headers=headers)
+    response = await api.post(URL, content=body, headers=headers)
+    transport = api._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    await settle_dispatch(transport.app.state.services)  # type: ignore[attr-defined]
+    return response
 
 
 async def inbox_count(dbs: Databases) -> int:
