@@ -64,6 +64,7 @@ async def put_quota_override(
             tenant_id=tenant_id,
             details={
                 "before": None if before is None else {"included": before[0], "cap": before[1]},
+                "after": {"included": body.included, "cap": body.cap},
                 "included": body.included,
                 "cap": body.cap,
                 "reason": body.reason,
@@ -89,6 +90,7 @@ async def delete_quota_override(
     reason: str | None = Query(None, max_length=500, description="kept in the audit row"),
 ) -> None:
     async with services.system_db.tenant_transaction(tenant_id) as conn:
+        before = (await usage_repo.overrides(conn, tenant_id)).get(metric)
         if not await usage_repo.delete_override(conn, tenant_id, metric):
             raise NotFound(f"no override of {metric} for tenant {tenant_id}")
         await record_audit(
@@ -98,7 +100,11 @@ async def delete_quota_override(
             subject_type="metric",
             subject_id=metric,
             tenant_id=tenant_id,
-            details={"reason": reason},
+            details={
+                "before": None if before is None else {"included": before[0], "cap": before[1]},
+                "after": None,
+                "reason": reason,
+            },
         )
     services.quota_cache.invalidate(tenant_id)
 
