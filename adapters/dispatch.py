@@ -169,6 +169,10 @@ class Replayed:
     started: bool
 
 
+# How long a dispatch worker waits for work before it stops.
+IDLE_SECONDS = 2.0
+
+
 class DispatchQueue:
     """Starts the stripe_event workflows of accepted webhooks in the background, at most
     `concurrency` starts in flight (ADR 0004). Under a burst, one task per request racing for
@@ -184,11 +188,13 @@ class DispatchQueue:
 
     def submit(self, event_id: str, replay: int) -> bool:
         """Queue the start; False when the queue is full (the re-dispatcher will start it)."""
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._work(), name=f"webhook-dispatch-{n}")
-                for n in range(self._concurrency)
-            ]
+        # Workers stop after IDLE_SECONDS without work and are started again on demand, so an
+        # idle process (or a test's app that is gone) keeps no task waiting forever.
+        self._tasks = [t for t in self._tasks if not t.done()]
+        while len(self._tasks) < self._concurrency:
+            self._tasks.append(
+                asyncio.create_task(self._work(), name=f"webhook-dispatch-{len(self._tasks)}")
+            )
         try:
             self._queue.put_nowait((event_id, replay))
         except asyncio.QueueFull:
@@ -198,7 +204,10 @@ class DispatchQueue:
 
     async def _work(self) -> None:
         while True:
-            event_id, replay = await self._queue.get()
+            try:
+                event_id, replay = await asyncio.wait_for(self._queue.get(), IDLE_SECONDS)
+            except TimeoutError:
+                return
             try:
                 await self._dispatcher.dispatch_stripe_event(event_id, replay)
             finally:

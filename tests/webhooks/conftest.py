@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -194,3 +195,10 @@ async def settle_dispatch(services: Services) -> None:
     from api.routes.webhooks import dispatch_queue
 
     await dispatch_queue(services).drain()
+
+
+async def settle_api(api: httpx.AsyncClient) -> None:
+    """`settle_dispatch` for the app behind an in-process test client."""
+    transport = api._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    await settle_dispatch(transport.app.state.services)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from billing.stripe_events import HANDLED_EVENT_TYPES, event_refs
 from config import ROOT
 from tests.factories.stripe_events import signed_request, stripe_event
 from tests.harness import Databases
+from tests.webhooks.conftest import settle_api
 from tests.webhooks.test_stripe_webhooks import URL, inbox_row
 from workflows.stripe_event_io import StripeEventResult
 
@@ -53,6 +54,7 @@ async def test_every_fixture_as_every_handled_event_is_accepted_and_processed(
             if response.json()["status"] == "received":  # handled: a workflow was started
                 started.append(event["id"])
     assert started
+    await settle_api(api)  # the answers do not wait for the workflows' starts
     results = await asyncio.gather(
         *(
             workflow_env.client.get_workflow_handle(

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from sqlalchemy import select
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.tables import webhook_events
@@ -90,9 +91,16 @@ async def test_localstripe_webhook_is_verified_stored_and_signals_the_subscripti
             )
             assert (await sdk.pay_invoice(invoice.id, f"pay:{invoice_id}:1")).succeeded
             event_id = await _wait_for_inbox_row(dbs, "invoice.payment_succeeded")
-        result = await client.get_workflow_handle(
+        handle = client.get_workflow_handle(
             f"stripe-event:{event_id}", result_type=StripeEventResult
-        ).result()
+        )
+        for _ in range(100):  # the answer does not wait for the workflow's start
+            try:
+                await handle.describe()
+                break
+            except RPCError:
+                await asyncio.sleep(0.05)
+        result = await handle.result()
         assert result.status == "processed"
         [applied] = (await sub.state()).applied
         assert (applied.event_id, applied.event_type) == (event_id, "invoice.payment_succeeded")

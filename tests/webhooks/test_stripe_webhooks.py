@@ -35,7 +35,7 @@ from tests.factories.stripe_events import (
 )
 from tests.factories.tenants import operator_headers
 from tests.harness import Databases
-from tests.webhooks.conftest import Subscriber, make_subscriber, settle_dispatch
+from tests.webhooks.conftest import Subscriber, make_subscriber, settle_api
 from workflows.stripe_event_io import StripeEventResult
 
 URL = "/api/billing/webhooks/stripe"
@@ -47,9 +47,7 @@ async def post_event(
     """POST a signed event, then wait until the API has tried to start its workflow."""
     body, headers = signed_request(event, secret)
     response = await api.post(URL, content=body, headers=headers)
-    transport = api._transport
-    assert isinstance(transport, httpx.ASGITransport)
-    await settle_dispatch(transport.app.state.services)  # type: ignore[attr-defined]
+    await settle_api(api)
     return response
 
 

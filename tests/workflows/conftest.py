@@ -19,10 +19,11 @@ from tests.harness import Databases, venv_executable
 from worker import build_workers
 
 
-# A time-skipping server of our own: in the shared session server, workflows left running by
-# other tests (subscriptions waiting for their period end) can hold time skipping back, and a
-# 24-hour skip then waits in real time.
-@pytest.fixture(scope="module")
+# A time-skipping server of each test's own (it starts in about 0.1 s): workflows left running
+# by other tests (a subscription waiting for its period end, a window whose timer fires during
+# another test's skip and schedules an activity on a queue no worker polls any more) can hold
+# time skipping back, and a week's skip then times out.
+@pytest.fixture
 async def grace_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=venv_executable("temporal-test-server")
