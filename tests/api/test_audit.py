@@ -22,6 +22,7 @@ from cli.audit import audit_export
 from config import Settings
 from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
 from tests.harness import Databases
+from tests.replay.recording import record
 from workflows.audit_retention import AuditRetentionWorkflow
 from workflows.audit_retention_io import RetentionInput
 
@@ -170,12 +171,14 @@ async def test_the_retention_purge_removes_only_rows_past_the_retention_period(
     await _row(dbs, tenant.id, "test.kept", now - timedelta(days=31 * 11), "api_key:a")
     await _row(dbs, None, "test.kept", now - timedelta(days=1), "api_key:op")
 
-    result = await workflow_env.client.execute_workflow(
+    handle = await workflow_env.client.start_workflow(
         AuditRetentionWorkflow.run,
         RetentionInput(months=12),
         id=f"audit-retention-{uuid.uuid4().hex[:8]}",
         task_queue=settings.task_queue,
     )
+    result = await handle.result()
+    await record(handle, "audit_retention_purged")
 
     assert result.purged == 1
     async with dbs.admin.transaction() as conn:

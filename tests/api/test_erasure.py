@@ -26,6 +26,7 @@ from services.context import Services
 from tests.api.test_billing_api import SUB, _until
 from tests.factories.tenants import TenantWithKey, operator_headers
 from tests.harness import Databases
+from tests.replay.recording import record
 
 NAME = "Zebulon Quartermaine"
 EMAIL = "zebulon.quartermaine@example.com"
@@ -190,6 +191,7 @@ async def test_erasure_leaves_no_personal_data_and_keeps_the_books(
     assert (await api.get("/api/billing/account", headers=tenant.headers)).status_code == 401
     assert (await api.get(SUB, headers=tenant.headers)).status_code == 401
 
+    await record(services.temporal.get_workflow_handle(f"erase:{tenant.id}"), "tenant_erased")
     # A second erase is a no-op.
     again = await api.post(url, json={}, headers=op)
     assert again.status_code == 202

@@ -25,6 +25,7 @@ from services.context import Services
 from tests.db.test_row_level_security import _seed
 from tests.factories.tenants import make_api_key, operator_headers
 from tests.harness import Databases
+from tests.replay.recording import record
 
 EXTRA_EVENTS = 2_500  # more than one streaming batch
 NOW = datetime.now(UTC)
@@ -131,6 +132,10 @@ async def test_an_export_holds_every_row_of_the_tenant_and_none_of_another(
             break
         await asyncio.sleep(0.05)
     assert body["status"] == "expired"
+    await record(
+        workflow_env.client.get_workflow_handle(f"export:{a}:{export_id}"),
+        "tenant_export_expired",
+    )
     gone = await api.get(f"/api/billing/exports/{export_id}/download", headers=headers)
     assert gone.status_code == 404
     assert not services.settings.exports_path().joinpath(str(a), f"{export_id}.zip").exists()

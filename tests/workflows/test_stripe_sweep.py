@@ -20,17 +20,24 @@ from config import Settings
 from services.context import Services
 from tests.api.test_billing_api import _active_standard, _until
 from tests.harness import Databases
+from tests.replay.recording import record
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
 from workflows.reconcile_stripe_io import InvoiceDrift, SweepInput, SweepResult
 
 
-async def _sweep(env: WorkflowEnvironment, settings: Settings) -> SweepResult:
-    return await env.client.execute_workflow(
+async def _sweep(
+    env: WorkflowEnvironment, settings: Settings, recorded_as: str | None = None
+) -> SweepResult:
+    handle = await env.client.start_workflow(
         ReconcileStripeWorkflow.run,
         SweepInput(min_age_seconds=0, stripe_task_queue=settings.stripe_task_queue),
         id=f"sweep-{uuid.uuid4().hex[:8]}",
         task_queue=settings.task_queue,
     )
+    result = await handle.result()
+    if recorded_as:
+        await record(handle, recorded_as)
+    return result
 
 
 @pytest.mark.usefixtures("workers")
@@ -62,7 +69,7 @@ async def test_the_sweep_settles_an_invoice_whose_paid_webhook_was_dropped(
     # Paid by bank transfer; Stripe's invoice.paid webhook is lost on the way.
     stripe_fake.mark_paid_out_of_band(stripe_invoice_id)
 
-    first = await _sweep(workflow_env, settings)
+    first = await _sweep(workflow_env, settings, recorded_as="reconcile_stripe_applied")
 
     assert first.checked == 1
     assert first.applied == 1

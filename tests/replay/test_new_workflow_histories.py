@@ -1,0 +1,39 @@
+"""Committed histories of the workflows added for issues 11 and 14 (the Stripe sweep, the audit
+retention purge, a tenant export that ran to expiry, a tenant erasure) replay against today's
+code: a change that would break running ones fails here (then use `workflow.patched`).
+Re-record on purpose only, with `BILLING_RECORD_HISTORIES=1` on the tests that write them
+(tests/replay/recording.py)."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from tests.replay.recording import HISTORIES
+from workflows.audit_retention import AuditRetentionWorkflow
+from workflows.erasure import TenantErasureWorkflow
+from workflows.export import TenantExportWorkflow
+from workflows.reconcile_stripe import ReconcileStripeWorkflow
+
+NAMES = [
+    "reconcile_stripe_applied",
+    "audit_retention_purged",
+    "tenant_export_expired",
+    "tenant_erased",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_history_replays(name: str) -> None:
+    history = WorkflowHistory.from_json(name, (HISTORIES / f"{name}.json").read_text())
+    replayer = Replayer(
+        workflows=[
+            ReconcileStripeWorkflow,
+            AuditRetentionWorkflow,
+            TenantExportWorkflow,
+            TenantErasureWorkflow,
+        ]
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
