@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import errors as db_errors
 from billing import errors as domain
@@ -169,6 +170,19 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _unavailable)
 
     app.add_exception_handler(asyncpg.DataError, _database_error)
+
+    @app.exception_handler(RPCError)
+    async def _temporal_error(request: Request, exc: RPCError) -> JSONResponse:
+        # One answer for Temporal trouble on every route that reaches it: a service that
+        # expects a particular status (not found, say) catches it first.
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return JSONResponse(error_body("not_found", exc.message), status_code=404)
+        log.warning("%s %s: Temporal unavailable: %r", request.method, request.url.path, exc)
+        return JSONResponse(
+            error_body("service_unavailable", f"Temporal is unavailable ({exc.message})"),
+            status_code=503,
+            headers={"Retry-After": str(db_errors.RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(Exception)
     async def _anything_else(request: Request, exc: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ from uuid import UUID
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.db import tenants as tenant_repo
 from adapters.export_files import ExportFiles
 from adapters.temporal import start_export
 from billing.exports import EXPORT_TABLES, export_workflow_id
@@ -22,6 +23,9 @@ async def request_export(
     services: Services, tenant_id: UUID, actor: str, reason: str | None = None
 ) -> ExportProgress:
     """Start `export:{tenant}:{export_id}`; its first progress."""
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
+        if await tenant_repo.get_tenant(conn, tenant_id) is None:
+            raise NotFound(f"no tenant {tenant_id}")
     export_id = uuid.uuid4().hex
     handle = await start_export(
         services.temporal,

@@ -35,7 +35,7 @@ def _zip(tenant_id: UUID, export_id: str, path: object) -> FileResponse:
     "/exports",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ExportOut,
-    responses=error_responses(401, 403, 503),
+    responses=error_responses(401, 403, 404, 503),
 )
 async def request_own_export(principal: ReadPrincipal, services: ServicesDep) -> ExportOut:
     """Everything the engine holds about the calling tenant, as a zip of JSON-lines files with
@@ -67,7 +67,7 @@ async def download_own_export(
     "/operator/tenants/{tenant_id}/exports",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ExportOut,
-    responses=error_responses(401, 403, 503),
+    responses=error_responses(401, 403, 404, 503),
 )
 async def request_tenant_export(
     tenant_id: UUID,

@@ -154,3 +154,34 @@ async def test_bad_or_unknown_export_ids_are_404_or_422(
     )
     unknown = await api.get(f"/api/billing/exports/{uuid.uuid4().hex}", headers=headers)
     assert unknown.status_code == 404
+
+
+async def test_temporal_down_is_503_and_an_unknown_tenant_404(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Routes that reach Temporal answer 503 with Retry-After when it is down, never 500."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    op = await operator_headers(dbs)
+    missing = await api.post(f"/api/billing/operator/tenants/{uuid.uuid4()}/exports", headers=op)
+    assert missing.status_code == 404
+    tenant = uuid.uuid4()
+    async with dbs.admin.transaction() as conn:
+        await conn.execute(insert(t.tenants).values(id=tenant, name="x"))
+
+    async def down(*_: object, **__: object) -> None:
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    monkeypatch.setattr(services.temporal, "start_workflow", down)
+    monkeypatch.setattr(services.temporal, "get_workflow_handle_for", down)
+    for method, path in (
+        ("POST", f"/api/billing/operator/tenants/{tenant}/exports"),
+        ("POST", f"/api/billing/operator/tenants/{tenant}/erase"),
+    ):
+        answer = await api.request(method, path, json={} if "erase" in path else None, headers=op)
+        assert answer.status_code == 503, (path, answer.text)
+        assert answer.json()["error"]["code"] == "service_unavailable"
+        assert answer.headers["Retry-After"]
