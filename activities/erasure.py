@@ -84,7 +84,7 @@ class ErasureStore:
         recorded: in one transaction."""
         tenant_id = UUID(input.tenant_id)
         async with self._db.tenant_transaction(tenant_id) as conn:
-            await repo.tombstone(conn, tenant_id, input.stripe_customer_id)
+            await repo.tombstone(conn, tenant_id)
         async with self._db.transaction() as conn:  # the redaction function runs as its owner
             redacted = await repo.redact_audit(conn, tenant_id, input.terms, input.actor)
             await record_audit(
@@ -107,9 +107,14 @@ class ErasureStripe:
     @domain_errors
     async def erase_stripe_customer(self, input: EraseStripeInput) -> ErasureStep:
         """Detach the cards, then delete the customer (both idempotent by state)."""
+        # Deterministic keys, as for every Stripe write: a retry is the same request.
         for payment_method_id in input.payment_method_ids:
-            await self._gateway.detach_payment_method(payment_method_id)
-        await self._gateway.delete_customer(input.customer_id)
+            await self._gateway.detach_payment_method(
+                payment_method_id, idempotency_key=f"detach:{payment_method_id}"
+            )
+        await self._gateway.delete_customer(
+            input.customer_id, idempotency_key=f"delete-customer:{input.customer_id}"
+        )
         return ErasureStep(
             "stripe", f"{len(input.payment_method_ids)} cards detached, customer deleted"
         )

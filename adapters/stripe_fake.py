@@ -471,15 +471,16 @@ class FakeStripeGateway:
         await self._network()
         return self._resolve_payment_method(payment_method_id).card
 
-    async def detach_payment_method(self, payment_method_id: str) -> None:
-        await self._enter("detach_payment_method", None, {"payment_method_id": payment_method_id})
+    async def detach_payment_method(self, payment_method_id: str, idempotency_key: str) -> None:
+        params = {"payment_method_id": payment_method_id}
+        await self._enter("detach_payment_method", idempotency_key, params)
         await self._network()
         pm = self._payment_methods.get(payment_method_id)
         if pm is not None:
             pm.customer_id = None
 
-    async def delete_customer(self, customer_id: str) -> None:
-        await self._enter("delete_customer", None, {"customer_id": customer_id})
+    async def delete_customer(self, customer_id: str, idempotency_key: str) -> None:
+        await self._enter("delete_customer", idempotency_key, {"customer_id": customer_id})
         await self._network()
         self._customers.pop(customer_id, None)
         for pm in self._payment_methods.values():

@@ -380,18 +380,24 @@ class StripeSdkGateway:
         return _to_card(pm)
 
     @_translating
-    async def detach_payment_method(self, payment_method_id: str) -> None:
+    async def detach_payment_method(self, payment_method_id: str, idempotency_key: str) -> None:
+        check_idempotency_key(idempotency_key)
         try:
-            await self._client.v1.payment_methods.detach_async(payment_method_id)
+            await self._client.v1.payment_methods.detach_async(
+                payment_method_id, options=_keyed(idempotency_key)
+            )
         except (stripe.InvalidRequestError, stripe.APIError) as exc:
             # Already detached (Stripe answers 400) or gone (404): the goal holds.
             if _http_status(exc) not in (400, 404):
                 raise
 
     @_translating
-    async def delete_customer(self, customer_id: str) -> None:
+    async def delete_customer(self, customer_id: str, idempotency_key: str) -> None:
+        check_idempotency_key(idempotency_key)
         try:
-            await self._client.v1.customers.delete_async(customer_id)
+            await self._client.v1.customers.delete_async(
+                customer_id, options=_keyed(idempotency_key)
+            )
         except stripe.InvalidRequestError as exc:
             if _http_status(exc) != 404:  # already deleted
                 raise

@@ -321,11 +321,11 @@ class StripeGateway(Protocol):
 
     async def retrieve_payment_method(self, payment_method_id: str) -> CardDetails: ...
 
-    async def detach_payment_method(self, payment_method_id: str) -> None:
+    async def detach_payment_method(self, payment_method_id: str, idempotency_key: str) -> None:
         """Detach a card from its customer; a card already detached, or unknown, is done."""
         ...
 
-    async def delete_customer(self, customer_id: str) -> None:
+    async def delete_customer(self, customer_id: str, idempotency_key: str) -> None:
         """Delete the customer (its cards and personal data go with it in Stripe); an already
         deleted or unknown customer is done."""
         ...

@@ -79,9 +79,7 @@ class TenantErasureWorkflow:
         self._done(
             await call(
                 refs.TOMBSTONE_TENANT,
-                TombstoneInput(
-                    input.tenant_id, found.stripe_customer_id, found.terms, actor, input.reason
-                ),
+                TombstoneInput(input.tenant_id, found.terms, actor, input.reason),
                 **db_activity("tombstones for personal data"),
             )
         )

@@ -44,7 +44,6 @@ class EraseStripeInput:
 @dataclass(frozen=True)
 class TombstoneInput:
     tenant_id: str
-    stripe_customer_id: str | None
     terms: list[str]
     actor: str
     reason: str | None = None

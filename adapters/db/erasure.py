@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import Text, func, null, select, text, update
+from sqlalchemy import func, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.tables import (
@@ -97,7 +97,7 @@ async def revoke_access(conn: AsyncConnection, tenant_id: UUID) -> tuple[int, in
     return keys.rowcount, endpoints.rowcount
 
 
-async def tombstone(conn: AsyncConnection, tenant_id: UUID, stripe_customer_id: str | None) -> None:
+async def tombstone(conn: AsyncConnection, tenant_id: UUID) -> None:
     """Personal data out, books kept: names, emails, addresses and metadata values, card
     details, notification URLs and payloads, and the Stripe events' bodies."""
     short = str(tenant_id)[:8]
@@ -148,13 +148,11 @@ async def tombstone(conn: AsyncConnection, tenant_id: UUID, stripe_customer_id: 
     await conn.execute(
         update(usage_events).where(usage_events.c.tenant_id == tenant_id).values(metadata=null())
     )
-    # The tenant's Stripe events, and those never resolved to it that name its customer.
-    owned = webhook_events.c.tenant_id == tenant_id
-    if stripe_customer_id:
-        owned = owned | (func.strpos(webhook_events.c.payload.cast(Text), stripe_customer_id) > 0)
+    # The tenant's Stripe events. (Events never resolved to a tenant are invisible here: RLS
+    # keeps the scoped role to this tenant's rows, and no write here may reach further.)
     await conn.execute(
         update(webhook_events)
-        .where(owned)
+        .where(webhook_events.c.tenant_id == tenant_id)
         .values(
             payload=func.jsonb_build_object(
                 "id", webhook_events.c.stripe_event_id, "type", webhook_events.c.type,

@@ -160,6 +160,9 @@ async def test_erasure_leaves_no_personal_data_and_keeps_the_books(
     assert customer_id not in {c.id for c in stripe_fake.customers}
     card = account["default_payment_method"]["stripe_payment_method_id"]
     assert stripe_fake.payment_method_customer(card) is None
+    # Deterministic keys: the step retried after the scripted failure reused them.
+    assert stripe_fake.keys_for("delete_customer") == [f"delete-customer:{customer_id}"] * 2
+    assert stripe_fake.keys_for("detach_payment_method") == [f"detach:{card}"] * 2
     after = await _books(dbs, tenant.id)
     async with dbs.admin.transaction() as conn:
         erased = (
