@@ -62,7 +62,7 @@ def monthly_amount(price: int, interval: str) -> int:
     """A plan's price per interval as monthly recurring revenue: an annual price is divided by
     12 and rounded half up (the one rounding in the report)."""
     if interval == "year":
-        return (price + 6) // 12 if price >= 0 else -((-price + 6) // 12)
+        return (price + 6) // 12  # prices are never negative (a check constraint on plans)
     return price
 
 
