@@ -6,6 +6,7 @@ Every write is idempotent under activity retries: invoices by `billing_key`, cha
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
@@ -26,6 +27,17 @@ from workflows.subscription_io import (
     RecordPaymentMethodInput,
     SubscriptionChange,
 )
+
+
+def attributed(change: SubscriptionChange, workflow_id: str | None) -> SubscriptionChange:
+    """The actor as the audit trail names it (ADR 0019): a decision of the workflow itself is
+    `system:{workflow id}`, one a Stripe event caused `stripe:{event id}`; a command keeps its
+    caller (`api_key:{id}`)."""
+    if change.actor == "system" and workflow_id:
+        return replace(change, actor=f"system:{workflow_id}")
+    if change.actor == "stripe" and change.details.get("event_id"):
+        return replace(change, actor=f"stripe:{change.details['event_id']}")
+    return change
 
 
 def _ts(value: str | None) -> datetime | None:
@@ -109,6 +121,7 @@ class BillingStore:
     @domain_errors
     async def record_subscription_change(self, input: SubscriptionChange) -> RecordChangeResult:
         """One history row and one audit row per change, both or neither (same transaction)."""
+        input = attributed(input, activity.info().workflow_id)
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             recorded = await subscription_repo.record_change(conn, input)
         if recorded:  # once per change key, after the commit

@@ -94,7 +94,9 @@ class ErasureStore:
                 subject_type="tenant",
                 subject_id=input.tenant_id,
                 tenant_id=tenant_id,
-                details={"audit_rows_redacted": redacted, "reason": input.reason},
+                before={"personal_data": "present"},
+                after={"personal_data": "tombstoned", "audit_rows_redacted": redacted},
+                details={"reason": input.reason},
             )
         return ErasureStep("tombstone", f"{redacted} audit rows redacted")
 

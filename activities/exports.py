@@ -61,12 +61,13 @@ class ExportActivities:
                 subject_type="export",
                 subject_id=input.export_id,
                 tenant_id=UUID(input.tenant_id),
-                details={
+                before=None,
+                after={
                     "rows": sum(t.rows for t in input.tables),
                     "sha256": digest,
                     "expires_at": input.expires_at,
-                    "reason": input.reason,
                 },
+                details={"reason": input.reason},
             )
         return ExportFile(str(path), size, digest)
 

@@ -105,7 +105,24 @@ class StripeEventStore:
         # The writes run as the scoped role for the resolved tenant: RLS keeps them on its rows.
         async with self._db.tenant_transaction(tenant_id) as conn:
             if event.type in PAYMENT_METHOD_EVENTS and refs.object_id and refs.card:
+                before = payment_methods_repo.card_snapshot(
+                    await payment_methods_repo.get_card(conn, refs.object_id)
+                )
                 await payment_methods_repo.project_card(conn, tenant_id, refs.object_id, refs.card)
+                after = payment_methods_repo.card_snapshot(
+                    await payment_methods_repo.get_card(conn, refs.object_id)
+                )
+                if after != before:
+                    await record_audit(
+                        conn,
+                        actor=f"stripe:{event.stripe_event_id}",
+                        action="payment_method.updated",
+                        subject_type="payment_method",
+                        subject_id=refs.object_id,
+                        tenant_id=tenant_id,
+                        before=before,
+                        after=after,
+                    )
                 return ProjectStripeEventResult(applied=True)
             if event.type == CUSTOMER_DELETED and refs.object_id:
                 cleared = await tenant_repo.clear_stripe_customer(conn, tenant_id, refs.object_id)
@@ -117,7 +134,8 @@ class StripeEventStore:
                         subject_type="tenant",
                         subject_id=str(tenant_id),
                         tenant_id=tenant_id,
-                        details={"stripe_customer_id": refs.object_id},
+                        before={"stripe_customer_id": refs.object_id},
+                        after={"stripe_customer_id": None},
                     )
                 return ProjectStripeEventResult(applied=cleared)
         return ProjectStripeEventResult(applied=False)

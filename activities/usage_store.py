@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 from temporalio import activity
@@ -72,6 +73,8 @@ class UsageStore:
                     conn, tenant_id, input.subject, period_start, blocked=True
                 )
                 action = "usage.metric_blocked"
+                before: dict[str, Any] = {"blocked": False}
+                after: dict[str, Any] = {"blocked": True}
             elif input.kind == PAYMENT:
                 # Tenant row lock first, as in settle_payment_grace: a suspension and a
                 # settlement of two windows of one tenant run one after the other.
@@ -84,6 +87,8 @@ class UsageStore:
                 reason = "operator" if input.resolution == "ended" else "payment"
                 applied = await grace_repo.suspend_tenant(conn, tenant_id, reason)
                 action = "tenant.suspended"
+                before = {"access_status": "active"}
+                after = {"access_status": "suspended", "suspension_reason": reason}
                 if applied:
                     # Same transaction as the suspension (outbox): the notice exists if and only
                     # if the suspension committed; the re-dispatcher starts its delivery.
@@ -108,6 +113,8 @@ class UsageStore:
                     subject_type=input.kind,
                     subject_id=input.subject,
                     tenant_id=tenant_id,
+                    before=before,
+                    after=after,
                     details={"period_start": input.period_start},
                 )
         return GraceEffectResult(applied=applied)
@@ -134,6 +141,8 @@ class UsageStore:
                     subject_type=PAYMENT,
                     subject_id=input.invoice_id,
                     tenant_id=tenant_id,
+                    before={"access_status": "suspended"},
+                    after={"access_status": "active"},
                     details={"resolution": input.resolution, "grace": input.workflow_id},
                 )
         return PaymentSettled(reactivated=reactivated)

@@ -241,7 +241,7 @@ async def replay_stripe_events(
 
     async with db.transaction() as conn:
         prepared = await inbox.prepare_replay(conn, event_ids)
-        for event_id, replay in prepared:
+        for event_id, replay, status in prepared:
             await record_audit(
                 conn,
                 actor=actor,
@@ -249,6 +249,8 @@ async def replay_stripe_events(
                 subject_type="webhook_event",
                 subject_id=event_id,
                 tenant_id=None,
+                before={"status": status, "replay": replay - 1},
+                after={"status": "received", "replay": replay},
                 details={
                     "replay": replay,
                     "workflow_id": stripe_event.workflow_id(event_id, replay),
@@ -256,7 +258,7 @@ async def replay_stripe_events(
                 },
             )
     results = []
-    for event_id, replay in prepared:
+    for event_id, replay, _ in prepared:
         started = await dispatcher.dispatch_stripe_event(event_id, replay)
         results.append(
             Replayed(event_id, replay, stripe_event.workflow_id(event_id, replay), started)

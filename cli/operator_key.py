@@ -34,7 +34,8 @@ async def _create(settings: Settings, *, if_absent: bool, name: str) -> str | No
                 subject_type="api_key",
                 subject_id=str(row.id),
                 tenant_id=None,
-                details={"scopes": [Scope.OPERATOR], "name": name},
+                before=None,
+                after={"scopes": [Scope.OPERATOR], "name": name},
             )
             return key
     finally:

@@ -7,6 +7,7 @@ with the operator and the reason.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -55,8 +56,9 @@ async def extend(
         raise Conflict("this grace window can no longer be extended") from err
     except RPCError as err:
         raise _unreachable(err) from err
-    details = {"seconds": seconds, "expires_at": result.expires_at, "reason": reason}
-    await _audit(services, row, actor, "grace.extended", details)
+    details = {"seconds": seconds, "reason": reason}
+    after = {"expires_at": result.expires_at, "resolution": row.resolution}
+    await _audit(services, row, actor, "grace.extended", after, details)
     return row.workflow_id, result
 
 
@@ -73,7 +75,8 @@ async def end(
         )
     except RPCError as err:
         raise _unreachable(err) from err
-    await _audit(services, row, actor, "grace.ended", {"reason": reason})
+    after = {"expires_at": _iso(row.expires_at), "resolution": "ended"}
+    await _audit(services, row, actor, "grace.ended", after, {"reason": reason})
     return str(row.workflow_id)
 
 
@@ -92,7 +95,8 @@ async def waive(
         )
     except RPCError as err:
         raise _unreachable(err) from err
-    await _audit(services, row, actor, "grace.waived", {"reason": reason})
+    after = {"expires_at": _iso(row.expires_at), "resolution": WAIVED}
+    await _audit(services, row, actor, "grace.waived", after, {"reason": reason})
     return str(row.workflow_id)
 
 
@@ -111,9 +115,19 @@ def _closed(row: Any) -> bool:
     return row.resolved_at is not None
 
 
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
 async def _audit(
-    services: Services, row: Any, actor: str, action: str, details: dict[str, Any]
+    services: Services,
+    row: Any,
+    actor: str,
+    action: str,
+    after: dict[str, Any],
+    details: dict[str, Any],
 ) -> None:
+    """The window as it was (the row read before the command) and as the command left it."""
     async with services.system_db.tenant_transaction(row.tenant_id) as conn:
         await record_audit(
             conn,
@@ -122,6 +136,8 @@ async def _audit(
             subject_type="grace_period",
             subject_id=row.workflow_id,
             tenant_id=row.tenant_id,
+            before={"expires_at": _iso(row.expires_at), "resolution": row.resolution},
+            after=after,
             details=details,
         )
 

@@ -56,7 +56,7 @@ async def resend(
             await record_audit(
                 conn, actor=actor, action="invoice.resent", subject_type="invoice",
                 subject_id=str(invoice_id), tenant_id=tenant_id,
-                details={"message_id": message_id, "deliveries": len(new)},
+                before=None, after={"message_id": message_id, "deliveries": len(new)},
             )  # fmt: skip
     dispatcher = Dispatcher(
         services.system_db, services.temporal, DispatchConfig.from_settings(services.settings)

@@ -82,7 +82,9 @@ async def create(
                     subject_type="subscription",
                     subject_id=str(subscription_id),
                     tenant_id=tenant_id,
-                    details={
+                    before=None,
+                    after={
+                        "status": "incomplete",
                         "plan": plan.code,
                         "version": plan.version,
                         "interval": interval,

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.db.tables import audit_log
 from adapters.logs import REQUEST_ID
 
+Snapshot = Mapping[str, Any] | None
+
 
 async def record_audit(
     conn: AsyncConnection,
@@ -24,9 +26,15 @@ async def record_audit(
     subject_type: str,
     subject_id: str | None,
     tenant_id: UUID | None,
+    before: Snapshot,
+    after: Snapshot,
     details: Mapping[str, Any] | None = None,
+    request_id: str | None = None,
 ) -> None:
-    """One row; inside an API request it carries the request's id."""
+    """One row (ADR 0019). `before` and `after` are required: the changed fields as they were
+    and as they are (None for an entity that did not exist before, or no longer exists after),
+    kept in `details` under those names. Inside an API request the row carries the request's
+    id; a command that a workflow applies passes the id it was sent with."""
     await conn.execute(
         audit_log.insert().values(
             actor=actor,
@@ -34,8 +42,12 @@ async def record_audit(
             subject_type=subject_type,
             subject_id=subject_id,
             tenant_id=tenant_id,
-            details=dict(details or {}),
-            request_id=REQUEST_ID.get(),
+            details={
+                **dict(details or {}),
+                "before": None if before is None else dict(before),
+                "after": None if after is None else dict(after),
+            },
+            request_id=request_id or REQUEST_ID.get(),
         )
     )
 

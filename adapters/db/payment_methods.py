@@ -64,6 +64,16 @@ async def project_card(
     )
 
 
+CARD_FIELDS = ("stripe_payment_method_id", "brand", "last4", "exp_month", "exp_year")
+
+
+def card_snapshot(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A card as the audit trail records it (no personal data beyond brand, last4, expiry)."""
+    if row is None:
+        return None
+    return {k: row[k] for k in CARD_FIELDS}
+
+
 async def default_card(conn: AsyncConnection) -> dict[str, Any] | None:
     """The current tenant's default card (RLS scopes the read), or None."""
     row = (

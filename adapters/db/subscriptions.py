@@ -144,11 +144,9 @@ async def record_change(conn: AsyncConnection, change: SubscriptionChange) -> bo
         subject_type="subscription",
         subject_id=change.subscription_id,
         tenant_id=UUID(change.tenant_id),
+        before={"status": change.from_status, "plan": change.from_plan_code},
+        after={"status": change.to_status, "plan": change.to_plan_code or change.from_plan_code},
         details={
-            "from_status": change.from_status,
-            "to_status": change.to_status,
-            "from_plan": change.from_plan_code,
-            "to_plan": change.to_plan_code,
             "effective_at": change.effective_at,
             **change.details,
         },

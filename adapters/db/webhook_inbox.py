@@ -184,18 +184,25 @@ async def list_by_status(
 
 async def prepare_replay(
     conn: AsyncConnection, event_ids: Sequence[str] | None
-) -> list[tuple[str, int]]:
+) -> list[tuple[str, int, str]]:
     """Reset the named events (or, with None, every dead-lettered one) to `received` with the
     next replay number; the caller then starts `stripe-event:{id}:replay:{n}` after the commit.
-    If that start fails, the re-dispatcher finds the row `received` and starts the same id."""
+    If that start fails, the re-dispatcher finds the row `received` and starts the same id.
+    Each answer: (event id, replay number, the status it had before)."""
     condition = (
         webhook_events.c.stripe_event_id.in_(list(event_ids))
         if event_ids is not None
         else webhook_events.c.status == DEAD_LETTERED
     )
+    old = (
+        select(webhook_events.c.stripe_event_id, webhook_events.c.status)
+        .where(condition)
+        .with_for_update()
+        .subquery("old")
+    )
     rows = await conn.execute(
         update(webhook_events)
-        .where(condition)
+        .where(webhook_events.c.stripe_event_id == old.c.stripe_event_id)
         .values(
             status=RECEIVED,
             replay_count=webhook_events.c.replay_count + 1,
@@ -205,6 +212,6 @@ async def prepare_replay(
             processed_at=None,
             updated_at=func.now(),
         )
-        .returning(webhook_events.c.stripe_event_id, webhook_events.c.replay_count)
+        .returning(webhook_events.c.stripe_event_id, webhook_events.c.replay_count, old.c.status)
     )
-    return [(r.stripe_event_id, r.replay_count) for r in rows]
+    return [(r[0], r[1], r[2]) for r in rows]

@@ -69,6 +69,7 @@ async def set_billing_details(
             subject_type="tenant",
             subject_id=str(tenant_id),
             tenant_id=tenant_id,
-            details={"before": before, "after": after},
+            before=before,
+            after=after,
         )
     return BillingDetails.model_validate(after)

@@ -44,7 +44,8 @@ async def register_endpoint(
             subject_type="notification_endpoint",
             subject_id=str(endpoint.id),
             tenant_id=tenant_id,
-            details={"url": body.url, "event_types": body.event_types},
+            before=None,
+            after={"url": body.url, "event_types": body.event_types, "enabled": True},
         )
     return NotificationEndpointCreated(
         id=endpoint.id,
@@ -85,4 +86,6 @@ async def disable_endpoint(
             subject_type="notification_endpoint",
             subject_id=str(endpoint_id),
             tenant_id=tenant_id,
+            before={"enabled": True},
+            after={"enabled": False},
         )

@@ -34,7 +34,9 @@ async def create_tenant(
             subject_type="tenant",
             subject_id=str(tenant.id),
             tenant_id=tenant.id,
-            details={"name": body.name, "reason": body.reason},
+            before=None,
+            after={"name": body.name, "access_status": tenant.access_status},
+            details={"reason": body.reason},
         )
     return TenantOut.model_validate(tenant, from_attributes=True)
 
@@ -80,7 +82,9 @@ async def issue_api_key(
             subject_type="api_key",
             subject_id=str(row.id),
             tenant_id=tenant_id,
-            details={"scopes": scopes, "name": body.name, "reason": body.reason},
+            before=None,
+            after={"scopes": scopes, "name": body.name},
+            details={"reason": body.reason},
         )
     return ApiKeyCreated(
         **ApiKeyOut.model_validate(row, from_attributes=True).model_dump(), key=key
@@ -122,7 +126,9 @@ async def revoke_api_key(
             subject_type="api_key",
             subject_id=str(key_id),
             tenant_id=row.tenant_id,
-            details={"before": {"revoked_at": None}, "after": {"revoked": True}, "reason": reason},
+            before={"revoked": False},
+            after={"revoked": True},
+            details={"reason": reason},
         )
     # This process stops accepting the key now; other API processes within the cache TTL.
     key_cache(services).forget(key_id)

@@ -69,10 +69,10 @@ async def set_rate_limit(
             subject_type="tenant",
             subject_id=str(tenant_id),
             tenant_id=tenant_id,
+            before={"route_class": body.route_class, "per_window": before},
+            after={"route_class": body.route_class, "per_window": body.per_window},
             details={
                 "route_class": body.route_class,
-                "before": before,
-                "after": body.per_window,
                 "reason": body.reason,
             },
         )

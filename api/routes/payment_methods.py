@@ -102,7 +102,9 @@ async def _attach_without_subscription(
     except (StripeNotFound, PaymentMethodUnavailable) as error:
         raise PaymentMethodRefused(unusable_payment_method_message(payment_method_id)) from error
     async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        before = payment_methods_repo.card_snapshot(await payment_methods_repo.default_card(conn))
         await payment_methods_repo.record_default_card(conn, tenant_id, card)
+        after = payment_methods_repo.card_snapshot(await payment_methods_repo.default_card(conn))
         await record_audit(
             conn,
             actor=principal.actor,
@@ -110,7 +112,8 @@ async def _attach_without_subscription(
             subject_type="tenant",
             subject_id=str(tenant_id),
             tenant_id=tenant_id,
-            details={"brand": card.brand, "last4": card.last4},
+            before={"default_card": before},
+            after={"default_card": after},
         )
     return card
 

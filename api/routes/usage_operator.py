@@ -3,6 +3,8 @@ backfill of usage aggregates for a date range. Operator scope only; worker role 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, status
@@ -10,6 +12,7 @@ from fastapi import APIRouter, Query, status
 from adapters.db import tenants as tenant_repo
 from adapters.db import usage as usage_repo
 from adapters.db.audit import record_audit
+from adapters.db.usage import Drift
 from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
 from api.errors import FieldInvalid, NotFound, error_responses
 from api.usage_schemas import (
@@ -62,11 +65,9 @@ async def put_quota_override(
             subject_type="metric",
             subject_id=metric,
             tenant_id=tenant_id,
+            before=None if before is None else {"included": before[0], "cap": before[1]},
+            after={"included": body.included, "cap": body.cap},
             details={
-                "before": None if before is None else {"included": before[0], "cap": before[1]},
-                "after": {"included": body.included, "cap": body.cap},
-                "included": body.included,
-                "cap": body.cap,
                 "reason": body.reason,
                 "expires_at": body.expires_at.isoformat() if body.expires_at else None,
             },
@@ -100,11 +101,9 @@ async def delete_quota_override(
             subject_type="metric",
             subject_id=metric,
             tenant_id=tenant_id,
-            details={
-                "before": None if before is None else {"included": before[0], "cap": before[1]},
-                "after": None,
-                "reason": reason,
-            },
+            before=None if before is None else {"included": before[0], "cap": before[1]},
+            after=None,
+            details={"reason": reason},
         )
     services.quota_cache.invalidate(tenant_id)
 
@@ -134,6 +133,12 @@ async def reconcile_usage(
             subject_type="usage",
             subject_id=f"{body.first}..{body.last}",
             tenant_id=None,
+            before={"drift": _drift_snapshot(drift, lambda d: d.recorded)},
+            after={
+                "drift": _drift_snapshot(
+                    drift, lambda d: d.recomputed if body.repair else d.recorded
+                )
+            },
             details={"drift": len(drift), "repair": body.repair, "reason": body.reason},
         )
     if drift and body.repair:
@@ -154,3 +159,19 @@ async def reconcile_usage(
         ],
         repaired=len(drift) if body.repair else 0,
     )
+
+
+AUDITED_DRIFT_ROWS = 100
+
+
+def _drift_snapshot(drift: Sequence[Drift], value: Callable[[Drift], Any]) -> list[dict[str, Any]]:
+    """The drifted counters (the first 100) with the value they had or were given."""
+    return [
+        {
+            "tenant_id": str(d.tenant_id),
+            "metric": d.metric,
+            "usage_date": None if d.usage_date is None else d.usage_date.isoformat(),
+            "value": None if value(d) is None else str(value(d)),
+        }
+        for d in drift[:AUDITED_DRIFT_ROWS]
+    ]

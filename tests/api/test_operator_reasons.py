@@ -84,4 +84,7 @@ async def test_the_reason_is_in_the_audit_row(api: httpx.AsyncClient, dbs: Datab
         ("api_key.revoked", "leaked in a log"),
     ]
     assert all(r.actor.startswith("api_key:") for r in rows)
-    assert rows[-1].details["before"] == {"revoked_at": None}
+    assert (rows[-1].details["before"], rows[-1].details["after"]) == (
+        {"revoked": False},
+        {"revoked": True},
+    )

@@ -122,11 +122,9 @@ async def test_overrides_are_audited_with_before_and_after_and_operator_only(
                 .order_by(audit_log.c.id)
             )
         ).all()
-    assert [(r.details["before"], r.details["after"]) for r in rows] == [
-        (None, 50),
-        (50, 80),
-        (80, None),
-    ]
+    assert [
+        (r.details["before"]["per_window"], r.details["after"]["per_window"]) for r in rows
+    ] == [(None, 50), (50, 80), (80, None)]
     assert all(r.actor.startswith("api_key:") and r.details["reason"] == "test" for r in rows)
     as_tenant = await api.put(
         f"/api/billing/operator/tenants/{tenant.id}/rate-limits",
