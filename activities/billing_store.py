@@ -12,6 +12,7 @@ from uuid import UUID
 
 from temporalio import activity
 
+from activities.actors import system_actor, workflow_id
 from activities.errors import domain_errors, foreign_row
 from adapters import metrics
 from adapters.db import invoices as invoices_repo
@@ -52,7 +53,7 @@ class BillingStore:
     @domain_errors
     async def record_invoice(self, input: RecordInvoiceInput) -> RecordInvoiceResult:
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
-            created = await invoices_repo.insert_invoice(conn, input)
+            created = await invoices_repo.insert_invoice(conn, input, system_actor())
             # Billed already (a retry after the commit): the period is never billed twice.
             # RLS narrows this read to the tenant: a key another tenant holds is not "ours".
             existing = (
@@ -76,7 +77,7 @@ class BillingStore:
             return ProjectionResult(applied=False)
         invoice_id = UUID(input.invoice_id)
         async with self._db.tenant_transaction(tenant_id) as conn:
-            applied = await invoices_repo.project_invoice(
+            transition = await invoices_repo.project_invoice(
                 conn,
                 invoice_id,
                 version=input.version,
@@ -100,9 +101,22 @@ class BillingStore:
                     decline_code=input.decline_code,
                     failure_message=input.failure_message,
                 )
-            if applied and input.status != "draft":
+            applied = transition is not None
+            if transition is not None:
                 # Finalised: numbered in the same transaction (ADR 0015).
-                await invoices_repo.assign_number(conn, invoice_id)
+                number = (
+                    await invoices_repo.assign_number(conn, invoice_id)
+                    if input.status != "draft"
+                    else None
+                )
+                await invoices_repo.audit_transition(
+                    conn,
+                    tenant_id=tenant_id,
+                    invoice_id=invoice_id,
+                    actor=system_actor(),
+                    transition=transition,
+                    number=number,
+                )
         if applied:  # a version writes once, so a retried activity does not count again
             metrics.count_invoice_outcome("subscription", input.status)
             if input.attempt_outcome and input.attempt_outcome not in ("paid", "already_paid"):
@@ -121,7 +135,7 @@ class BillingStore:
     @domain_errors
     async def record_subscription_change(self, input: SubscriptionChange) -> RecordChangeResult:
         """One history row and one audit row per change, both or neither (same transaction)."""
-        input = attributed(input, activity.info().workflow_id)
+        input = attributed(input, workflow_id())
         async with self._db.tenant_transaction(UUID(input.tenant_id)) as conn:
             recorded = await subscription_repo.record_change(conn, input)
         if recorded:  # once per change key, after the commit

@@ -12,9 +12,11 @@ from uuid import UUID
 
 from temporalio import activity
 
+from activities.actors import system_actor
 from activities.errors import domain_errors
 from adapters import metrics
 from adapters.db import invoices as invoices_repo
+from adapters.db.audit import record_audit
 from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Connection, Database
 from billing.dunning import final_action_key, parse_final_action
@@ -134,6 +136,18 @@ class DunningStore:
                 failure_message=input.failure_message,
             )
             await _enqueue_all(conn, tenant_id, input.notifications)
+            if recorded:
+                await record_audit(
+                    conn,
+                    actor=system_actor(),
+                    action="dunning.attempted",
+                    subject_type="invoice",
+                    subject_id=input.invoice_id,
+                    tenant_id=tenant_id,
+                    before={"attempts": input.attempt - 1},
+                    after={"attempts": input.attempt, "outcome": input.outcome},
+                    details={"cause": input.cause, "decline_code": input.decline_code},
+                )
         if recorded:  # counted once per attempt, after the commit
             metrics.DUNNING_ATTEMPTS.labels(input.cause or "unknown", input.outcome).inc()
         return RecordAttemptResult(recorded=recorded)
@@ -149,7 +163,7 @@ class DunningStore:
         assert input.tenant_id is not None, "a dunning projection names its tenant"
         tenant_id = UUID(input.tenant_id)
         async with self._db.tenant_transaction(tenant_id) as conn:
-            applied = await invoices_repo.project_dunning_view(
+            transition = await invoices_repo.project_dunning_view(
                 conn,
                 UUID(input.invoice_id),
                 version=input.version,
@@ -158,8 +172,16 @@ class DunningStore:
                 attempt_count=input.attempt_count,
                 paid_at=input.paid_at,
             )
-            if applied:
+            applied = transition is not None
+            if transition is not None:
                 await _enqueue_all(conn, tenant_id, input.notifications)
+                await invoices_repo.audit_transition(
+                    conn,
+                    tenant_id=tenant_id,
+                    invoice_id=UUID(input.invoice_id),
+                    actor=system_actor(),
+                    transition=transition,
+                )
         if applied:  # a version writes once, so a retried activity does not count again
             metrics.count_invoice_outcome("dunning", input.status)
             if input.recovered_by:

@@ -24,6 +24,7 @@ from adapters.db import errors as db_errors
 from adapters.db import usage as usage_repo
 from adapters.db.notifications import enqueue_notification
 from adapters.fastjson import dumps_compact
+from adapters.logs import REQUEST_ID
 from adapters.temporal import start_grace_window
 from billing.catalog import CapKind, Entitlement, Plan
 from billing.grace import SOFT_CAP
@@ -121,7 +122,12 @@ def _results(
 
 
 async def _ingest_batch(
-    services: Services, tenant_id: UUID, events: Sequence[UsageEvent], *, strict: bool
+    services: Services,
+    tenant_id: UUID,
+    events: Sequence[UsageEvent],
+    *,
+    strict: bool,
+    actor: str,
 ) -> IngestOutcome:
     """Validate, dedupe and record a batch. `strict` (the single-event endpoint) turns the first
     rejected event into a 422 naming its field, with nothing written.
@@ -205,6 +211,8 @@ async def _ingest_batch(
                         gauge_metrics=services.catalog.gauge_metrics,
                         period_start=period_start,
                         period_end=period_end,
+                        actor=actor,
+                        request_id=REQUEST_ID.get(),
                     )
             break
         except Exception as error:
@@ -238,11 +246,17 @@ async def _ingest_batch(
 
 
 async def ingest(
-    services: Services, tenant_id: UUID, events: Sequence[UsageEvent], *, strict: bool
+    services: Services,
+    tenant_id: UUID,
+    events: Sequence[UsageEvent],
+    *,
+    strict: bool,
+    actor: str,
 ) -> IngestOutcome:
+    """Record a batch (the request's audit row with it, ADR 0019), as `actor`."""
     known = services.catalog.metrics.__contains__
     try:
-        outcome = await _ingest_batch(services, tenant_id, events, strict=strict)
+        outcome = await _ingest_batch(services, tenant_id, events, strict=strict, actor=actor)
     except FieldInvalid:
         metrics.count_usage([e["metric"] for e in events], [_REJECTED] * len(events), known)
         raise

@@ -6,6 +6,7 @@ tenant transaction; nothing here commits."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -14,6 +15,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.db.audit import record_audit
 from adapters.db.tables import dunning_attempts, invoice_items, invoices
 from workflows.subscription_io import InvoiceLinePayload, RecordInvoiceInput
 
@@ -22,9 +24,9 @@ def _ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-async def insert_invoice(conn: AsyncConnection, inv: RecordInvoiceInput) -> bool:
-    """Write the draft invoice and its items; False (nothing written) when its billing key is
-    already recorded: a period is never billed twice."""
+async def insert_invoice(conn: AsyncConnection, inv: RecordInvoiceInput, actor: str) -> bool:
+    """Write the draft invoice, its items and its audit row; False (nothing written) when its
+    billing key is already recorded: a period is never billed twice."""
     inserted = await conn.execute(
         insert(invoices)
         .values(
@@ -48,6 +50,23 @@ async def insert_invoice(conn: AsyncConnection, inv: RecordInvoiceInput) -> bool
     if inserted.first() is None:
         return False
     await _insert_items(conn, inv, inv.lines)
+    await record_audit(
+        conn,
+        actor=actor,
+        action="invoice.issued",
+        subject_type="invoice",
+        subject_id=inv.invoice_id,
+        tenant_id=UUID(inv.tenant_id),
+        before=None,
+        after={
+            "status": "draft",
+            "total": inv.total,
+            "currency": inv.currency,
+            "billing_reason": inv.billing_reason,
+            "period_start": inv.period_start,
+            "period_end": inv.period_end,
+        },
+    )
     return True
 
 
@@ -104,6 +123,49 @@ async def find_by_stripe_invoice(
     return None if row is None else (row.id, row.tenant_id, row.subscription_id)
 
 
+@dataclass(frozen=True)
+class Transition:
+    """What a projection changed: the audited fields as they were and as they are."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+AUDITED = ("status", "amount_paid", "attempt_count")
+
+
+async def audit_transition(
+    conn: AsyncConnection,
+    *,
+    tenant_id: UUID,
+    invoice_id: UUID,
+    actor: str,
+    transition: Transition,
+    number: str | None = None,
+) -> None:
+    """One audit row when the projection changed status, amount paid or attempts (a write of
+    Stripe document links alone is not a business change): `invoice.{status}` when the status
+    moved, else `invoice.updated`."""
+    if not transition.changed and number is None:
+        return
+    status = transition.after["status"]
+    after = {**transition.after, **({"number": number} if number else {})}
+    await record_audit(
+        conn,
+        actor=actor,
+        action=f"invoice.{status}" if status != transition.before["status"] else "invoice.updated",
+        subject_type="invoice",
+        subject_id=str(invoice_id),
+        tenant_id=tenant_id,
+        before=transition.before,
+        after=after,
+    )
+
+
 async def project_invoice(
     conn: AsyncConnection,
     invoice_id: UUID,
@@ -116,9 +178,9 @@ async def project_invoice(
     stripe_invoice_id: str | None,
     hosted_invoice_url: str | None,
     invoice_pdf: str | None,
-) -> bool:
+) -> Transition | None:
     """The subscription workflow's view of the invoice, with its Stripe document; the attempt
-    count only grows."""
+    count only grows. None when nothing was written."""
     return await _project(
         conn,
         invoice_id,
@@ -142,7 +204,7 @@ async def project_dunning_view(
     amount_paid: int,
     attempt_count: int,
     paid_at: str | None,
-) -> bool:
+) -> Transition | None:
     """The dunning workflow's view of the invoice (it is the only writer while it runs)."""
     return await _project(
         conn,
@@ -155,15 +217,32 @@ async def project_dunning_view(
     )
 
 
-async def _project(conn: AsyncConnection, invoice_id: UUID, version: int, **values: Any) -> bool:
+async def _project(
+    conn: AsyncConnection, invoice_id: UUID, version: int, **values: Any
+) -> Transition | None:
     """An older `version` never overwrites a newer one (a retried activity can land after a
-    later one). False when nothing was written."""
-    result = await conn.execute(
-        update(invoices)
-        .where(invoices.c.id == invoice_id, invoices.c.version < version)
-        .values(version=version, updated_at=func.now(), **values)
-    )
-    return result.rowcount == 1
+    later one). None when nothing was written; else the audited fields before and after (the
+    row is locked by the read, so nothing moves between the two)."""
+    old = (
+        await conn.execute(
+            select(*(invoices.c[c] for c in AUDITED))
+            .where(invoices.c.id == invoice_id, invoices.c.version < version)
+            .with_for_update()
+        )
+    ).first()
+    if old is None:
+        return None
+    new = (
+        await conn.execute(
+            update(invoices)
+            .where(invoices.c.id == invoice_id, invoices.c.version < version)
+            .values(version=version, updated_at=func.now(), **values)
+            .returning(*(invoices.c[c] for c in AUDITED))
+        )
+    ).first()
+    if new is None:
+        return None
+    return Transition(dict(old._mapping), dict(new._mapping))
 
 
 async def record_attempt(

@@ -123,12 +123,32 @@ class IngestResult:
 # come from the catalog and quantities are decimal text. An idempotency key may hold any
 # character, so a batch whose keys contain the separator goes as arrays instead.
 _SEPARATOR = "\x1f"
-_INGEST_PACKED = (
-    "SELECT * FROM {function}($1, string_to_array($2, E'\\x1f'), "
+#
+# The statement also writes the request's audit row (ADR 0019), in the same statement and so the
+# same transaction: one row per request that recorded something, with the actor, the request
+# id, the number of events recorded and the period totals after (`before` is null: usage
+# events are created, never changed). It reads the function's answer, so it runs after the
+# function has set the tenant for row-level security.
+_AUDITED = """WITH r AS ({call}), audited AS (
+  INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, request_id, details)
+  SELECT $1, $10, 'usage.recorded', 'usage', NULL, $11,
+         jsonb_build_object(
+           'before', NULL,
+           'after', jsonb_build_object(
+             'events', $12::int - (SELECT count(*) FROM r WHERE r.idempotency_key IS NOT NULL),
+             'period_totals', jsonb_object_agg(r.metric, r.quantity::text)))
+  FROM r WHERE r.idempotency_key IS NULL AND r.metric IS NOT NULL
+  HAVING count(*) > 0
+)
+SELECT * FROM r"""
+_INGEST_PACKED = _AUDITED.format(
+    call="SELECT * FROM {function}($1, string_to_array($2, E'\\x1f'), "
     "string_to_array($3, E'\\x1f'), $4, string_to_array($5, E'\\x1f'), "
     "string_to_array($6, E'\\x1f'), $7, $8, $9)"
 )
-_INGEST_ARRAYS = "SELECT * FROM {function}($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_INGEST_ARRAYS = _AUDITED.format(
+    call="SELECT * FROM {function}($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+)
 # First as if no key were recorded yet (a plain INSERT); if one is, that attempt leaves nothing
 # behind and the batch goes again with ON CONFLICT DO NOTHING (migration 0006).
 _OPTIMISTIC, _DEDUPLICATING = "usage_ingest_new", "usage_ingest"
@@ -154,8 +174,11 @@ async def ingest_events(
     gauge_metrics: Sequence[str],
     period_start: datetime,
     period_end: datetime,
+    actor: str,
+    request_id: str | None,
 ) -> IngestResult:
-    """`connection`: a bare asyncpg connection outside any transaction (the statement commits)."""
+    """`connection`: a bare asyncpg connection outside any transaction (the statement commits,
+    with its audit row)."""
     keys = _SEPARATOR.join(events.keys)
     if keys.count(_SEPARATOR) == len(events.keys) - 1:
         statement = _INGEST_PACKED
@@ -180,6 +203,9 @@ async def ingest_events(
         list(gauge_metrics),
         period_start,
         period_end,
+        actor,
+        request_id,
+        len(events.keys),
     )
     try:
         rows = await connection.fetch(statement.format(function=_OPTIMISTIC), *arguments)

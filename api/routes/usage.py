@@ -85,7 +85,9 @@ async def record_usage(
         "idempotency_key": event.idempotency_key,
         "metadata": event.metadata,
     }
-    outcome = await usage_service.ingest(services, tenant_id, [fields], strict=True)
+    outcome = await usage_service.ingest(
+        services, tenant_id, [fields], strict=True, actor=principal.actor
+    )
     await usage_service.open_grace_windows(services, tenant_id, outcome.crossings, principal.actor)
     status = outcome.results[0]["status"]
     return JSONResponse(
@@ -130,7 +132,9 @@ async def record_usage_batch(
     limit = services.settings.usage_batch_max_size
     if len(events) > limit:
         raise FieldInvalid("events", f"at most {limit} events per batch")
-    outcome = await usage_service.ingest(services, tenant_id, events, strict=False)
+    outcome = await usage_service.ingest(
+        services, tenant_id, events, strict=False, actor=principal.actor
+    )
     await usage_service.open_grace_windows(services, tenant_id, outcome.crossings, principal.actor)
     # Built by hand rather than through the response model: 1,000 result objects validated
     # again on the way out would cost more than the database write.
