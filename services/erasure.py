@@ -9,6 +9,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import tenants as tenant_repo
+from adapters.db.audit import record_audit
 from adapters.temporal import start_erasure
 from services.context import Services
 from services.errors import NotFound
@@ -37,6 +38,20 @@ async def request_erasure(
         ),
         task_queue=services.settings.task_queue,
     )
+    workflow_id = erasure_workflow_id(str(tenant_id))
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
+        await record_audit(
+            conn,
+            actor=actor,
+            action="tenant.erasure_requested",
+            subject_type="tenant",
+            subject_id=str(tenant_id),
+            tenant_id=tenant_id,
+            # A second request finds the first erasure and changes nothing.
+            before={"erasure": None if started else workflow_id},
+            after={"erasure": workflow_id},
+            details={"started_now": started, "reason": reason},
+        )
     return await erasure_status(services, tenant_id, started_now=started)
 
 

@@ -10,6 +10,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import tenants as tenant_repo
+from adapters.db.audit import record_audit
 from adapters.export_files import ExportFiles
 from adapters.temporal import start_export
 from billing.exports import EXPORT_TABLES, export_workflow_id
@@ -39,6 +40,18 @@ async def request_export(
         ),
         task_queue=services.settings.task_queue,
     )
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
+        await record_audit(
+            conn,
+            actor=actor,
+            action="tenant.export_requested",
+            subject_type="export",
+            subject_id=export_id,
+            tenant_id=tenant_id,
+            before=None,
+            after={"workflow_id": handle.id, "keep_hours": services.settings.export_keep_hours},
+            details={"reason": reason},
+        )
     return await handle.query(TenantExportWorkflow.progress)
 
 

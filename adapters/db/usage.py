@@ -136,7 +136,7 @@ _AUDITED = """WITH r AS ({call}), audited AS (
            'before', NULL,
            'after', jsonb_build_object(
              'events', $12::int - (SELECT count(*) FROM r WHERE r.idempotency_key IS NOT NULL),
-             'period_totals', jsonb_object_agg(r.metric, r.quantity::text)))
+             'period_totals', jsonb_object_agg(r.metric, trim_scale(r.quantity)::text)))
   FROM r WHERE r.idempotency_key IS NULL AND r.metric IS NOT NULL
   HAVING count(*) > 0
 )
