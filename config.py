@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     # The audit log keeps rows this many months; a daily job purges older ones (ADR 0017).
     audit_retention_months: int = Field(default=84, ge=1)
+    # An erased tenant's books (invoices, amounts, numbers, audit rows) are kept this many months
+    # after the erasure, then a daily job purges them with the tenant (ADR 0018).
+    books_retention_months: int = Field(default=120, ge=1)
     # Tenant data exports (ADR 0016): where the files are written (the API and the worker must
     # both see it; default `{data_dir}/exports`), and how long a finished one stays available.
     export_dir: Path | None = None

@@ -34,6 +34,7 @@ from adapters.stripe_sdk import build_gateway
 from adapters.temporal import (
     connect_temporal,
     ensure_audit_retention_schedule,
+    ensure_books_retention_schedule,
     ensure_reconcile_schedule,
     ensure_stripe_sweep_schedule,
 )
@@ -41,7 +42,7 @@ from adapters.tracing import Tracing
 from billing.catalog import load_catalog
 from billing.payments import StripeGateway
 from config import ROOT, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
-from workflows.audit_retention import AuditRetentionWorkflow
+from workflows.audit_retention import AuditRetentionWorkflow, ErasedBooksPurgeWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.erasure import TenantErasureWorkflow
 from workflows.export import TenantExportWorkflow
@@ -64,6 +65,7 @@ WORKFLOWS: Sequence[type] = (
     DunningWorkflow,
     TenantExportWorkflow,
     AuditRetentionWorkflow,
+    ErasedBooksPurgeWorkflow,
     TenantErasureWorkflow,
 )
 
@@ -118,6 +120,7 @@ def main_queue_activities(
         sweep.find_stale_invoices,
         sweep.report_stripe_drift,
         audit.purge_audit_log,
+        audit.purge_erased_books,
         erasure.erasure_subjects,
         erasure.cancel_for_erasure,
         erasure.revoke_tenant_access,
@@ -220,6 +223,7 @@ async def run_worker(settings: Settings) -> None:
     await ensure_reconcile_schedule(client, settings)
     await ensure_stripe_sweep_schedule(client, settings)
     await ensure_audit_retention_schedule(client, settings)
+    await ensure_books_retention_schedule(client, settings)
     stop_metrics = (
         metrics.serve(settings.metrics_host, settings.worker_metrics_port)
         if settings.worker_metrics_port

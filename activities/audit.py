@@ -1,4 +1,5 @@
-"""The audit log's retention purge (`audit_retention`, ADR 0017)."""
+"""The retention purges: the audit log's (`audit_retention`, ADR 0017) and an erased tenant's
+books (`erased_books_purge`, ADR 0018)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from temporalio import activity
 
 from activities.errors import domain_errors
 from adapters.db import audit as audit_repo
+from adapters.db import erasure as erasure_repo
 from adapters.db.session import Database
-from workflows.audit_retention_io import PurgeInput, PurgeResult
+from workflows.audit_retention_io import BooksPurgeResult, PurgeInput, PurgeResult
 
 
 class AuditActivities:
@@ -26,3 +28,20 @@ class AuditActivities:
                 conn, datetime.fromisoformat(input.before), input.actor
             )
         return PurgeResult(input.before, purged)
+
+    @activity.defn(name="purge_erased_books")
+    @domain_errors
+    async def purge_erased_books(self, input: PurgeInput) -> BooksPurgeResult:
+        """Each tenant erased before the cutoff, purged in a transaction of its own (a retry
+        finds the purged ones gone and goes on with the rest)."""
+        before = datetime.fromisoformat(input.before)
+        async with self._db.transaction() as conn:  # cross-tenant: which tenants are due
+            due = await erasure_repo.erased_before(conn, before)
+        tenants = rows = 0
+        for tenant_id in due:
+            async with self._db.transaction() as conn:  # the function runs as its owner
+                purged = await erasure_repo.purge_books(conn, tenant_id, before, input.actor)
+            tenants += purged > 0
+            rows += purged
+            activity.heartbeat(str(tenant_id))
+        return BooksPurgeResult(input.before, tenants, rows)

@@ -27,9 +27,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from billing.exports import export_workflow_id
 from config import Settings
+from workflows.audit_retention import BOOKS_SCHEDULE_ID as BOOKS_RETENTION_SCHEDULE_ID
 from workflows.audit_retention import SCHEDULE_ID as AUDIT_RETENTION_SCHEDULE_ID
-from workflows.audit_retention import AuditRetentionWorkflow
-from workflows.audit_retention_io import RetentionInput
+from workflows.audit_retention import AuditRetentionWorkflow, ErasedBooksPurgeWorkflow
+from workflows.audit_retention_io import BooksRetentionInput, RetentionInput
 from workflows.erasure import TenantErasureWorkflow, erasure_workflow_id
 from workflows.erasure_io import ErasureInput
 from workflows.export import TenantExportWorkflow
@@ -221,6 +222,20 @@ async def ensure_audit_retention_schedule(client: Client, settings: Settings) ->
         every=timedelta(days=1),
         task_queue=settings.task_queue,
         summary=f"purge audit rows older than {months} months",
+    )
+
+
+async def ensure_books_retention_schedule(client: Client, settings: Settings) -> bool:
+    """The daily purge of erased tenants' books past the legal retention (ADR 0018)."""
+    months = settings.books_retention_months
+    return await _ensure_schedule(
+        client,
+        BOOKS_RETENTION_SCHEDULE_ID,
+        ErasedBooksPurgeWorkflow.run,
+        BooksRetentionInput(months=months),
+        every=timedelta(days=1),
+        task_queue=settings.task_queue,
+        summary=f"purge books of tenants erased over {months} months ago",
     )
 
 

@@ -148,6 +148,9 @@ TOMBSTONE_TENANT = ActivityRef(
 PURGE_AUDIT_LOG = ActivityRef(
     "purge_audit_log", audit_retention_io.PurgeInput, audit_retention_io.PurgeResult
 )
+PURGE_ERASED_BOOKS = ActivityRef(
+    "purge_erased_books", audit_retention_io.PurgeInput, audit_retention_io.BooksPurgeResult
+)
 EXPORT_TABLE = ActivityRef("export_table", export_io.ExportTableInput, export_io.ExportedTable)
 FINISH_EXPORT = ActivityRef("finish_export", export_io.FinishExportInput, export_io.ExportFile)
 EXPIRE_EXPORT = ActivityRef(

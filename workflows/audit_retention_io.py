@@ -1,4 +1,5 @@
-"""Payload types of the audit log's retention job (`audit_retention`, ADR 0017)."""
+"""Payload types of the retention jobs: the audit log's (`audit_retention`, ADR 0017) and an
+erased tenant's books (`erased_books_purge`, ADR 0018)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,16 @@ class PurgeInput:
 class PurgeResult:
     before: str
     purged: int
+
+
+@dataclass(frozen=True)
+class BooksRetentionInput:
+    # An erased tenant's books leave this many months after its erasure (from settings).
+    months: int
+
+
+@dataclass(frozen=True)
+class BooksPurgeResult:
+    before: str
+    tenants: int
+    rows: int

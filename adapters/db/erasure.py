@@ -6,6 +6,7 @@ transaction (RLS), except the audit redaction, a function of its own."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import func, null, select, text, update
@@ -110,6 +111,7 @@ async def tombstone(conn: AsyncConnection, tenant_id: UUID) -> None:
             stripe_customer_id=None,
             metadata={},
             billing_details={},
+            erased_at=func.coalesce(tenants.c.erased_at, func.now()),
             updated_at=func.now(),
         )
     )
@@ -170,3 +172,24 @@ async def redact_audit(conn: AsyncConnection, tenant_id: UUID, terms: list[str],
         {"tenant": tenant_id, "terms": terms, "actor": actor},
     )
     return int(changed or 0)
+
+
+async def erased_before(conn: AsyncConnection, before: datetime) -> list[UUID]:
+    """Tenants whose erasure is older than `before` (cross-tenant: the retention job)."""
+    rows = await conn.execute(
+        select(tenants.c.id)
+        .where(tenants.c.erased_at.is_not(None), tenants.c.erased_at < before)
+        .order_by(tenants.c.erased_at)
+    )
+    return [r[0] for r in rows]
+
+
+async def purge_books(conn: AsyncConnection, tenant_id: UUID, before: datetime, actor: str) -> int:
+    """Every row of a tenant erased before `before`, the tenant's own row and its audit rows
+    included, by the one function allowed to (migration 0014), which records the purge; 0 when
+    the tenant was not erased before `before` (or is gone already)."""
+    purged = await conn.scalar(
+        text("SELECT tenant_books_purge(:t, :before, :actor)"),
+        {"t": tenant_id, "before": before, "actor": actor},
+    )
+    return int(purged or 0)

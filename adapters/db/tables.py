@@ -91,6 +91,8 @@ tenants = Table(
     Column("suspension_reason", Text, nullable=True),
     # The buyer block of its invoice PDFs: name, address (lines), tax_id, email (ADR 0015).
     Column("billing_details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # When the erasure tombstoned the tenant; its books leave after the legal retention.
+    Column("erased_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("access_status IN ('active', 'suspended', 'closed')", name="access_status"),
     CheckConstraint("suspension_reason IN ('payment', 'operator')", name="suspension_reason"),
 )

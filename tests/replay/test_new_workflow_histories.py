@@ -1,5 +1,6 @@
 """Committed histories of the workflows added for issues 11 and 14 (the Stripe sweep, the audit
-retention purge, a tenant export that ran to expiry, a tenant erasure) replay against today's
+retention purge, a tenant export that ran to expiry, a tenant erasure, the purge of an erased
+tenant's books) replay against today's
 code: a change that would break running ones fails here (then use `workflow.patched`).
 Re-record on purpose only, with `BILLING_RECORD_HISTORIES=1` on the tests that write them
 (tests/replay/recording.py)."""
@@ -11,7 +12,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tests.replay.recording import HISTORIES
-from workflows.audit_retention import AuditRetentionWorkflow
+from workflows.audit_retention import AuditRetentionWorkflow, ErasedBooksPurgeWorkflow
 from workflows.erasure import TenantErasureWorkflow
 from workflows.export import TenantExportWorkflow
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
@@ -21,6 +22,7 @@ NAMES = [
     "audit_retention_purged",
     "tenant_export_expired",
     "tenant_erased",
+    "erased_books_purged",
 ]
 
 
@@ -31,6 +33,7 @@ async def test_history_replays(name: str) -> None:
         workflows=[
             ReconcileStripeWorkflow,
             AuditRetentionWorkflow,
+            ErasedBooksPurgeWorkflow,
             TenantExportWorkflow,
             TenantErasureWorkflow,
         ]
