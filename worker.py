@@ -20,6 +20,7 @@ from activities.dunning import DunningStore, DunningStripeActivities
 from activities.erasure import ErasureStore, ErasureStripe
 from activities.exports import ExportActivities
 from activities.notifications import NotificationActivities
+from activities.refunds import RefundStore, RefundStripe
 from activities.stripe_billing import StripeBillingActivities
 from activities.stripe_events import StripeEventReads, StripeEventStore
 from activities.stripe_sweep import StripeSweepStore
@@ -50,6 +51,7 @@ from workflows.grace import GraceWindowWorkflow
 from workflows.notification_delivery import NotificationDeliveryWorkflow
 from workflows.reconcile import ReconcileUsageWorkflow
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
+from workflows.refund import CreditNoteRefundWorkflow
 from workflows.stripe_event import StripeEventWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
@@ -67,6 +69,7 @@ WORKFLOWS: Sequence[type] = (
     AuditRetentionWorkflow,
     ErasedBooksPurgeWorkflow,
     TenantErasureWorkflow,
+    CreditNoteRefundWorkflow,
 )
 
 
@@ -128,6 +131,7 @@ def main_queue_activities(
         exports.export_table,
         exports.finish_export,
         exports.expire_export,
+        RefundStore(db).record_credit_note_refund,
     ]
 
 
@@ -146,6 +150,7 @@ def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
         dunning.retry_invoice_payment,
         dunning.close_unrecovered_invoice,
         ErasureStripe(gateway).erase_stripe_customer,
+        RefundStripe(gateway).refund_credit_note,
     ]
 
 

@@ -3,6 +3,9 @@ invoice from Stripe, update local projections, record the outcome on the inbox r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from temporalio import activity
@@ -10,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import domain_errors
 from adapters import metrics
+from adapters.db import credit_notes as credit_notes_repo
 from adapters.db import invoices as invoices_repo
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import subscriptions as subscription_repo
@@ -19,9 +23,11 @@ from adapters.db.audit import record_audit
 from adapters.db.session import Connection, Database
 from billing.payments import StripeGateway
 from billing.stripe_events import (
+    CHARGE_REFUNDED,
     CUSTOMER_DELETED,
     PAYMENT_METHOD_EVENTS,
     EventRefs,
+    charge_refunds,
     event_object,
     event_refs,
     handling_for,
@@ -124,6 +130,9 @@ class StripeEventStore:
                         after=after,
                     )
                 return ProjectStripeEventResult(applied=True)
+            if event.type == CHARGE_REFUNDED:
+                created = await _credit_dashboard_refunds(conn, tenant_id, event, obj, refs)
+                return ProjectStripeEventResult(applied=created > 0)
             if event.type == CUSTOMER_DELETED and refs.object_id:
                 cleared = await tenant_repo.clear_stripe_customer(conn, tenant_id, refs.object_id)
                 if cleared:
@@ -195,3 +204,38 @@ class StripeEventReads:
             hosted_invoice_url=invoice.hosted_invoice_url,
             metadata=dict(invoice.metadata),
         )
+
+
+async def _credit_dashboard_refunds(
+    conn: Any, tenant_id: UUID, event: Any, obj: Mapping[str, Any], refs: Any
+) -> int:
+    """A credit note for each refund on the charge the engine did not make itself (one made in
+    the Stripe dashboard), once per Stripe refund id (ADR 0020). The engine's own refunds carry
+    their credit note's id and are skipped."""
+    if refs.stripe_invoice_id is None:
+        return 0
+    found = await invoices_repo.find_by_stripe_invoice(conn, refs.stripe_invoice_id)
+    if found is None:  # not an engine invoice of this tenant
+        return 0
+    created = 0
+    for refund in charge_refunds(obj):
+        if refund.credit_note_id is not None or await credit_notes_repo.known_refund(
+            conn, refund.id
+        ):
+            continue
+        issued = await credit_notes_repo.issue(
+            conn,
+            credit_notes_repo.CreditNoteRequest(
+                tenant_id=tenant_id,
+                invoice_id=found[0],
+                amount=refund.amount,
+                reason="refunded in Stripe",
+                idempotency_key=f"stripe:{refund.id}",
+                actor=f"stripe:{event.stripe_event_id}",
+                source="stripe",
+                stripe_refund_id=refund.id,
+            ),
+            datetime.now(UTC),
+        )
+        created += issued.created
+    return created

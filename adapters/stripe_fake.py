@@ -43,6 +43,7 @@ from billing.payments import (
     StripeInvoice,
     StripeNotFound,
     StripePaymentMethodMissing,
+    StripeRefund,
     StripeTransientError,
     check_idempotency_key,
     check_invoice_lines,
@@ -205,6 +206,8 @@ class FakeStripeGateway:
         self._payment_methods: dict[str, _PaymentMethod] = {}
         self._items: dict[str, _InvoiceItem] = {}
         self._invoices: dict[str, _Invoice] = {}
+        # Every refund made, in order (the engine's and, in tests, "dashboard" ones).
+        self.refunds: list[StripeRefund] = []
         self._remembered: dict[str, _Remembered] = {}
         self._key_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._scripted: dict[str, list[_ScriptedPayment]] = defaultdict(list)
@@ -470,6 +473,36 @@ class FakeStripeGateway:
         await self._enter("retrieve_payment_method", None, params)
         await self._network()
         return self._resolve_payment_method(payment_method_id).card
+
+    async def refund_invoice_payment(
+        self,
+        invoice_id: str,
+        amount: int,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> StripeRefund:
+        params = {"invoice_id": invoice_id, "amount": amount, "metadata": dict(metadata)}
+        await self._enter("refund_invoice_payment", idempotency_key, params)
+
+        def refund() -> StripeRefund:
+            inv = self._invoice(invoice_id)
+            if inv.status != "paid":
+                raise StripeInvalidRequest(
+                    f"invoice {invoice_id} is {inv.status}: nothing to refund"
+                )
+            refunded = sum(r.amount for r in self.refunds if r.metadata.get("invoice") == inv.id)
+            if amount > inv.amount_paid - refunded:
+                raise StripeInvalidRequest(
+                    f"Refund amount ({amount}) is greater than unrefunded amount on charge "
+                    f"({inv.amount_paid - refunded})"
+                )
+            made = StripeRefund(
+                self._next_id("re"), amount, "succeeded", {**metadata, "invoice": inv.id}
+            )
+            self.refunds.append(made)
+            return made
+
+        return await self._once("refund_invoice_payment", idempotency_key, params, refund)
 
     async def detach_payment_method(self, payment_method_id: str, idempotency_key: str) -> None:
         params = {"payment_method_id": payment_method_id}

@@ -45,6 +45,7 @@ from billing.payments import (
     StripeInvoice,
     StripeNotFound,
     StripePaymentMethodMissing,
+    StripeRefund,
     StripeTransientError,
     check_idempotency_key,
     check_invoice_lines,
@@ -184,6 +185,14 @@ def _customer_of(obj: stripe.PaymentMethod) -> str | None:
     if isinstance(customer, Mapping):
         customer = customer.get("id")
     return str(customer) if customer else None
+
+
+def _expandable_id(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
 
 
 def _keyed(idempotency_key: str) -> stripe.RequestOptions:
@@ -401,6 +410,39 @@ class StripeSdkGateway:
         except stripe.InvalidRequestError as exc:
             if _http_status(exc) != 404:  # already deleted
                 raise
+
+    @_translating
+    async def refund_invoice_payment(
+        self,
+        invoice_id: str,
+        amount: int,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> StripeRefund:
+        check_idempotency_key(idempotency_key)
+        invoice = (await self._client.v1.invoices.retrieve_async(invoice_id)).to_dict()
+        # The payment to refund: the invoice's payment intent, or its charge (older API
+        # versions); either may come expanded.
+        target = _expandable_id(invoice.get("payment_intent"))
+        params: dict[str, Any] = {"amount": amount, "metadata": dict(metadata)}
+        if target is not None:
+            params["payment_intent"] = target
+        elif (charge := _expandable_id(invoice.get("charge"))) is not None:
+            params["charge"] = charge
+        else:
+            raise StripeInvalidRequest(f"invoice {invoice_id} has no payment to refund")
+        refund = (
+            await self._client.v1.refunds.create_async(
+                params=params,  # type: ignore[arg-type]
+                options=_keyed(idempotency_key),
+            )
+        ).to_dict()
+        return StripeRefund(
+            str(refund["id"]),
+            int(refund["amount"]),
+            str(refund.get("status") or "succeeded"),
+            {str(k): str(v) for k, v in (refund.get("metadata") or {}).items()},
+        )
 
     @_translating
     async def health_check(self) -> None:

@@ -43,6 +43,8 @@ from workflows.reconcile_io import ReconcileInput
 from workflows.reconcile_stripe import SCHEDULE_ID as STRIPE_SWEEP_SCHEDULE_ID
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
 from workflows.reconcile_stripe_io import SweepInput, SweepResult
+from workflows.refund import CreditNoteRefundWorkflow, refund_workflow_id
+from workflows.refund_io import RefundInput
 from workflows.subscription import SubscriptionWorkflow, workflow_id
 from workflows.subscription_io import SubscriptionInput, SubscriptionResult
 
@@ -79,6 +81,23 @@ async def start_export(
         static_summary=f"data export {input.export_id} of tenant {input.tenant_id}",
         priority=Priority(fairness_key=input.tenant_id),
     )
+
+
+async def start_refund(client: Client, input: RefundInput, *, task_queue: str) -> None:
+    """Start `refund:{credit_note_id}` (ADR 0020) unless it exists: running or done, the credit
+    note's refund is that workflow's."""
+    try:
+        await client.start_workflow(
+            CreditNoteRefundWorkflow.run,
+            input,
+            id=refund_workflow_id(input.credit_note_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"refund of credit note {input.credit_note_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # ran to its end before: the refund is recorded
 
 
 async def start_erasure(client: Client, input: ErasureInput, *, task_queue: str) -> bool:

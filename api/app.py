@@ -21,6 +21,7 @@ from api.errors import install_error_handlers
 from api.routes import (
     account,
     audit,
+    credit_notes,
     exports,
     grace_operator,
     health,
@@ -153,4 +154,6 @@ def create_app(
     app.include_router(exports.router)
     app.include_router(audit.router)
     app.include_router(notification_endpoints.router)
+    app.include_router(credit_notes.router)
+    app.include_router(credit_notes.operator_router)
     return app

@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import errors as db_errors
+from billing import credit_notes, payments
 from billing import errors as domain
-from billing import payments
 from services.errors import (
     Conflict,
     FieldInvalid,
@@ -69,6 +69,7 @@ DOMAIN_STATUS: dict[type[domain.BillingError], int] = {
     domain.CatalogError: 422,
     domain.CurrencyMismatch: 422,
     domain.InvalidTransition: 409,
+    credit_notes.CreditRefused: 409,
     domain.PaymentDeclined: 402,
     domain.QuotaExceeded: 402,
     # Stripe, when the API calls it directly (a card added before any subscription).

@@ -408,3 +408,37 @@ class InvoiceResent(BaseModel):
     message_id: str
     # Endpoints it is queued for (0: the tenant has no endpoint taking `invoice.sent`).
     deliveries: int
+
+
+class CreditNoteCreate(BaseModel):
+    """Credit part or all of a paid invoice, refunded to the card it was paid with."""
+
+    model_config = ConfigDict(extra="forbid")
+    amount: int = Field(gt=0, strict=True, description="Minor units (cents), at most what is "
+                        "left to refund on the invoice.")  # fmt: skip
+    reason: str = Field(min_length=1, max_length=500)
+    idempotency_key: str = Field(
+        min_length=1, max_length=200, description="The same key again returns the same credit "
+        "note and never refunds twice.",
+    )  # fmt: skip
+
+
+class CreditNoteOut(BaseModel):
+    id: UUID
+    invoice_id: UUID
+    # CN-2026-000001: a gapless series of its own.
+    number: str
+    amount: int
+    currency: str
+    reason: str
+    # operator (through the API) | stripe (a refund made in the Stripe dashboard)
+    source: str
+    # pending | succeeded | failed
+    refund_status: str
+    stripe_refund_id: str | None
+    refunded_at: datetime | None
+    created_at: datetime
+
+
+class CreditNoteList(BaseModel):
+    data: list[CreditNoteOut]

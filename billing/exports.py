@@ -19,6 +19,7 @@ EXPORT_TABLES: tuple[str, ...] = (
     "subscription_changes",
     "invoices",
     "invoice_items",
+    "credit_notes",
     "payment_methods",
     "usage_events",
     "usage_daily_totals",

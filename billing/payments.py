@@ -198,6 +198,19 @@ class StripeInvoice:
 
 
 @dataclass(frozen=True)
+class StripeRefund:
+    """A refund of (part of) an invoice's payment."""
+
+    id: str
+    amount: int
+    status: str  # succeeded | pending | failed | canceled
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_minor_units("amount", self.amount)
+
+
+@dataclass(frozen=True)
 class PaymentOutcome:
     """The result of one collection attempt. A decline is an outcome, not an exception."""
 
@@ -320,6 +333,18 @@ class StripeGateway(Protocol):
         ...
 
     async def retrieve_payment_method(self, payment_method_id: str) -> CardDetails: ...
+
+    async def refund_invoice_payment(
+        self,
+        invoice_id: str,
+        amount: int,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> StripeRefund:
+        """Refund `amount` of what the paid invoice collected, to the card it was charged on
+        (`metadata` carries the credit note's id, so its `charge.refunded` is recognised as the
+        engine's own). Idempotent by key; Stripe refuses more than was charged."""
+        ...
 
     async def detach_payment_method(self, payment_method_id: str, idempotency_key: str) -> None:
         """Detach a card from its customer; a card already detached, or unknown, is done."""

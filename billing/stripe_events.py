@@ -53,12 +53,17 @@ PAYMENT_METHOD_EVENTS = frozenset(
     }
 )
 CUSTOMER_DELETED = "customer.deleted"
+# A charge refunded, by the engine or in the Stripe dashboard: projected as credit notes
+# (ADR 0020), then routed like the other payment events.
+CHARGE_REFUNDED = "charge.refunded"
 SUBSCRIPTION_PREFIX = "customer.subscription."
 
 HANDLED_EVENT_TYPES = INVOICE_EVENTS | PAYMENT_EVENTS | PAYMENT_METHOD_EVENTS | {CUSTOMER_DELETED}
 
 
 def handling_for(event_type: str) -> EventHandling:
+    if event_type == CHARGE_REFUNDED:
+        return EventHandling.PROJECT
     if event_type in INVOICE_EVENTS or event_type in PAYMENT_EVENTS:
         return EventHandling.SIGNAL
     if event_type in PAYMENT_METHOD_EVENTS or event_type == CUSTOMER_DELETED:
@@ -177,3 +182,31 @@ def event_object(event: Mapping[str, Any]) -> Mapping[str, Any]:
     data = event.get("data")
     obj = data.get("object") if isinstance(data, Mapping) else None
     return obj if isinstance(obj, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class ChargeRefund:
+    """One refund listed on a refunded charge."""
+
+    id: str
+    amount: int
+    # The engine's own refunds carry their credit note's id in the metadata.
+    credit_note_id: str | None
+
+
+def charge_refunds(obj: Mapping[str, Any]) -> list[ChargeRefund]:
+    """The refunds a `charge.refunded` event's charge lists (`refunds.data`), read defensively:
+    an entry without an id or an integer amount is skipped."""
+    refunds = obj.get("refunds")
+    data = refunds.get("data") if isinstance(refunds, Mapping) else None
+    found = []
+    for entry in data if isinstance(data, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        refund_id, amount = _str(entry.get("id")), _int(entry.get("amount"))
+        if refund_id is None or amount is None or amount <= 0:
+            continue
+        if _str(entry.get("status")) in ("failed", "canceled"):
+            continue
+        found.append(ChargeRefund(refund_id, amount, _str(_metadata(entry).get("credit_note_id"))))
+    return found

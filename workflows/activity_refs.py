@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.notification_io as notification_io
     import workflows.reconcile_io as reconcile_io
     import workflows.reconcile_stripe_io as reconcile_stripe_io
+    import workflows.refund_io as refund_io
     import workflows.shared_io as shared_io
     import workflows.stripe_event_io as stripe_event_io
     import workflows.subscription_io as subscription_io
@@ -147,6 +148,12 @@ TOMBSTONE_TENANT = ActivityRef(
 )
 PURGE_AUDIT_LOG = ActivityRef(
     "purge_audit_log", audit_retention_io.PurgeInput, audit_retention_io.PurgeResult
+)
+REFUND_CREDIT_NOTE = ActivityRef(
+    "refund_credit_note", refund_io.RefundRequest, refund_io.RefundMade
+)
+RECORD_CREDIT_NOTE_REFUND = ActivityRef(
+    "record_credit_note_refund", refund_io.RecordRefundInput, bool
 )
 PURGE_ERASED_BOOKS = ActivityRef(
     "purge_erased_books", audit_retention_io.PurgeInput, audit_retention_io.BooksPurgeResult

@@ -547,6 +547,39 @@ tenant_rate_limits = Table(
     CheckConstraint("route_class IN ('ingest', 'check', 'command', 'read')", name="route_class"),
 )
 
+credit_notes = Table(
+    "credit_notes",
+    metadata,
+    _uuid_pk(),
+    _tenant_fk(),
+    Column(
+        "invoice_id",
+        UUID(as_uuid=True),
+        ForeignKey("invoices.id", ondelete="RESTRICT"),
+        nullable=False,
+        index=True,
+    ),
+    # `CN-{year}-NNNNNN`, from the same gapless series table as invoices (ADR 0020).
+    Column("number", Text, nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    # operator (through the API) | stripe (a refund made in the Stripe dashboard)
+    Column("source", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False),
+    # pending | succeeded | failed
+    Column("refund_status", Text, nullable=False),
+    Column("stripe_refund_id", Text, nullable=True, unique=True),
+    Column("refunded_at", DateTime(timezone=True), nullable=True),
+    Column("actor", Text, nullable=False),
+    _created_at(),
+    _updated_at(),
+    UniqueConstraint("tenant_id", "idempotency_key"),
+    CheckConstraint("amount > 0", name="amount"),
+    CheckConstraint("source IN ('operator', 'stripe')", name="source"),
+    CheckConstraint("refund_status IN ('pending', 'succeeded', 'failed')", name="refund_status"),
+)
+
 # Tables whose rows belong to one tenant: each gets the RLS policy in the migrations.
 TENANT_TABLES: tuple[Table, ...] = (
     tenants,
@@ -567,4 +600,5 @@ TENANT_TABLES: tuple[Table, ...] = (
     notification_deliveries,
     audit_log,
     tenant_rate_limits,
+    credit_notes,
 )

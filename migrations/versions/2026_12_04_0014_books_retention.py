@@ -51,44 +51,7 @@ TENANT_TABLES = (
     "api_keys",
 )
 
-BOOKS_PURGE = f"""
-CREATE FUNCTION tenant_books_purge(p_tenant uuid, p_before timestamptz, p_actor text)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
-AS $$
-DECLARE
-  erased timestamptz;
-  tbl text;
-  n bigint;
-  total bigint := 0;
-  counts jsonb := '{{}}'::jsonb;
-BEGIN
-  SELECT erased_at INTO erased FROM tenants WHERE id = p_tenant FOR UPDATE;
-  IF erased IS NULL OR erased >= p_before THEN
-    RETURN 0;
-  END IF;
-  FOREACH tbl IN ARRAY ARRAY[{", ".join(f"'{t}'" for t in TENANT_TABLES)}] LOOP
-    EXECUTE format('DELETE FROM %I WHERE tenant_id = $1', tbl) USING p_tenant;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    counts := counts || jsonb_build_object(tbl, n);
-    total := total + n;
-  END LOOP;
-  PERFORM set_config('billing.audit_purge', 'on', true);
-  DELETE FROM audit_log WHERE tenant_id = p_tenant;
-  GET DIAGNOSTICS n = ROW_COUNT;
-  PERFORM set_config('billing.audit_purge', 'off', true);
-  counts := counts || jsonb_build_object('audit_log', n);
-  total := total + n;
-  DELETE FROM tenants WHERE id = p_tenant;
-  INSERT INTO audit_log (tenant_id, actor, action, subject_type, subject_id, details)
-  VALUES (NULL, p_actor, 'tenant.books_purged', 'tenant', p_tenant::text,
-          jsonb_build_object('before', jsonb_build_object('erased_at', erased, 'rows', counts),
-                             'after', jsonb_build_object('rows', 0),
-                             'retention_cutoff', p_before));
-  RETURN total + 1;
-END $$
-"""
+BOOKS_PURGE = h.books_purge_function(TENANT_TABLES)
 
 AUDIT_PURGE = """
 CREATE OR REPLACE FUNCTION audit_log_purge(p_before timestamptz, p_actor text) RETURNS bigint

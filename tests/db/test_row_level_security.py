@@ -169,6 +169,18 @@ BUILDERS: dict[str, RowBuilder] = {
         "action": "x",
         "subject_type": "y",
     },
+    "credit_notes": lambda tid, ids: {
+        "tenant_id": tid,
+        "invoice_id": ids.invoice_id,
+        "number": f"CN-TEST-{_u()}",
+        "amount": 50,
+        "currency": "usd",
+        "reason": "r",
+        "source": "operator",
+        "idempotency_key": f"k-{_u()}",
+        "refund_status": "pending",
+        "actor": "a",
+    },
 }
 
 TENANT_TABLE_NAMES = sorted(BUILDERS)

@@ -22,7 +22,7 @@ from workflows.shared_io import RetrySchedule
         ("payment_intent.payment_failed", EventHandling.SIGNAL),
         ("charge.succeeded", EventHandling.SIGNAL),
         ("charge.failed", EventHandling.SIGNAL),
-        ("charge.refunded", EventHandling.SIGNAL),
+        ("charge.refunded", EventHandling.PROJECT),
         ("charge.dispute.created", EventHandling.SIGNAL),
         ("payment_method.attached", EventHandling.PROJECT),
         ("payment_method.updated", EventHandling.PROJECT),

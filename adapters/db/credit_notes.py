@@ -1,0 +1,198 @@
+"""Credit notes (ADR 0020): issued against a paid invoice under the invoice's row lock (so two
+concurrent credit notes cannot together exceed what was paid), numbered in the same
+transaction from the gapless series table, audited; then their refund recorded. Callers hold a
+tenant transaction; nothing here commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.db.audit import record_audit
+from adapters.db.tables import credit_notes, invoices
+from billing.credit_notes import CreditRefused, check_credit, credit_note_series, refundable
+
+_NEXT_NUMBER = text(
+    """
+INSERT INTO invoice_number_series AS s (seller, series, last_value) VALUES (:seller, :series, 1)
+ON CONFLICT (seller, series) DO UPDATE SET last_value = s.last_value + 1
+RETURNING last_value
+"""
+)
+
+
+@dataclass(frozen=True)
+class CreditNoteRequest:
+    tenant_id: UUID
+    invoice_id: UUID
+    amount: int
+    reason: str
+    idempotency_key: str
+    actor: str
+    source: str = "operator"  # operator | stripe
+    # A refund already made (a Stripe dashboard refund seen in `charge.refunded`).
+    stripe_refund_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Issued:
+    row: dict[str, Any]
+    created: bool
+    stripe_invoice_id: str | None
+
+
+async def issue(conn: AsyncConnection, req: CreditNoteRequest, at: datetime) -> Issued:
+    """The credit note for `req.idempotency_key`: the one issued before with that key (the
+    same request again), or a new one. An operator's is checked against what is left to
+    credit; one Stripe already refunded is recorded as the fact it is. Raises `CreditRefused`,
+    or `LookupError` for an invoice the tenant does not have."""
+    invoice = (
+        await conn.execute(
+            select(
+                invoices.c.status,
+                invoices.c.amount_paid,
+                invoices.c.currency,
+                invoices.c.stripe_invoice_id,
+            )
+            .where(invoices.c.id == req.invoice_id)
+            .with_for_update()
+        )
+    ).first()
+    if invoice is None:
+        raise LookupError(f"no invoice {req.invoice_id}")
+    existing = await by_key(conn, req.idempotency_key)
+    if existing is not None:
+        if (existing["invoice_id"], existing["amount"]) != (req.invoice_id, req.amount):
+            raise CreditRefused(
+                "this idempotency key was used for another credit note "
+                f"({existing['number']}: {existing['amount']} on invoice {existing['invoice_id']})"
+            )
+        return Issued(existing, False, invoice.stripe_invoice_id)
+    credited = [
+        r[0]
+        for r in await conn.execute(
+            select(credit_notes.c.amount).where(credit_notes.c.invoice_id == req.invoice_id)
+        )
+    ]
+    before = refundable(invoice.amount_paid, credited)
+    if req.source == "operator":
+        after = check_credit(invoice.status, invoice.amount_paid, credited, req.amount)
+    else:
+        after = max(before - req.amount, 0)
+    series = credit_note_series(at)
+    last = (await conn.execute(_NEXT_NUMBER, {"seller": "default", "series": series})).scalar_one()
+    row = (
+        await conn.execute(
+            insert(credit_notes)
+            .values(
+                tenant_id=req.tenant_id,
+                invoice_id=req.invoice_id,
+                number=f"{series}-{last:06d}",
+                amount=req.amount,
+                currency=invoice.currency,
+                reason=req.reason,
+                source=req.source,
+                idempotency_key=req.idempotency_key,
+                refund_status="succeeded" if req.stripe_refund_id else "pending",
+                stripe_refund_id=req.stripe_refund_id,
+                refunded_at=at if req.stripe_refund_id else None,
+                actor=req.actor,
+            )
+            .returning(*credit_notes.c)
+        )
+    ).one()
+    issued = dict(row._mapping)
+    await record_audit(
+        conn,
+        actor=req.actor,
+        action="credit_note.issued",
+        subject_type="invoice",
+        subject_id=str(req.invoice_id),
+        tenant_id=req.tenant_id,
+        before={"refundable": before},
+        after={"refundable": after, "credit_note": issued["number"], "amount": req.amount},
+        details={"reason": req.reason, "source": req.source},
+    )
+    return Issued(issued, True, invoice.stripe_invoice_id)
+
+
+async def by_key(conn: AsyncConnection, idempotency_key: str) -> dict[str, Any] | None:
+    """The tenant's credit note issued with this key (RLS scopes the read)."""
+    row = (
+        await conn.execute(
+            select(credit_notes).where(credit_notes.c.idempotency_key == idempotency_key)
+        )
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+async def get(conn: AsyncConnection, credit_note_id: UUID) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(select(credit_notes).where(credit_notes.c.id == credit_note_id))
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+async def list_all(conn: AsyncConnection, invoice_id: UUID | None = None) -> list[dict[str, Any]]:
+    """The tenant's credit notes (RLS scopes the read), newest first."""
+    query = select(credit_notes).order_by(credit_notes.c.created_at.desc(), credit_notes.c.id)
+    if invoice_id is not None:
+        query = query.where(credit_notes.c.invoice_id == invoice_id)
+    return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def known_refund(conn: AsyncConnection, stripe_refund_id: str) -> bool:
+    found = await conn.scalar(
+        select(func.count())
+        .select_from(credit_notes)
+        .where(credit_notes.c.stripe_refund_id == stripe_refund_id)
+    )
+    return bool(found)
+
+
+async def record_refund(
+    conn: AsyncConnection,
+    credit_note_id: UUID,
+    *,
+    stripe_refund_id: str,
+    status: str,
+    at: datetime,
+    actor: str,
+) -> bool:
+    """The refund Stripe made for the credit note; False when already recorded (a retry)."""
+    old = (
+        await conn.execute(
+            select(credit_notes.c.tenant_id, credit_notes.c.refund_status, credit_notes.c.number)
+            .where(credit_notes.c.id == credit_note_id)
+            .with_for_update()
+        )
+    ).first()
+    if old is None or old.refund_status == status:
+        return False
+    await conn.execute(
+        update(credit_notes)
+        .where(credit_notes.c.id == credit_note_id)
+        .values(
+            stripe_refund_id=stripe_refund_id,
+            refund_status=status,
+            refunded_at=at if status == "succeeded" else None,
+            updated_at=func.now(),
+        )
+    )
+    await record_audit(
+        conn,
+        actor=actor,
+        action=f"credit_note.refund_{status}",
+        subject_type="credit_note",
+        subject_id=str(credit_note_id),
+        tenant_id=old.tenant_id,
+        before={"refund_status": old.refund_status},
+        after={"refund_status": status, "stripe_refund_id": stripe_refund_id},
+    )
+    return True

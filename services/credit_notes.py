@@ -1,0 +1,103 @@
+"""Credit notes and refunds (ADR 0020): an operator credits part or all of a paid invoice and
+the engine refunds it to the card; tenants read theirs.
+
+The credit note is issued first, in the tenant's transaction, under the invoice's row lock
+(checked against what is left to refund, numbered, audited); then `refund:{credit_note_id}`
+refunds it through Stripe with the key `refund:{credit_note_id}`. The same request again (the
+same idempotency key) finds the credit note and starts, or finds, the same workflow: a refund
+is never made twice, and one that Temporal could not start is started by the repeat."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import UUID
+
+from temporalio.service import RPCError
+
+from adapters.db import credit_notes as repo
+from adapters.db import tenants as tenant_repo
+from adapters.temporal import start_refund
+from billing.credit_notes import CreditRefused
+from services.context import Services
+from services.errors import NotFound, ServiceUnavailable
+from workflows.refund import refund_workflow_id
+from workflows.refund_io import RefundInput
+
+# How long the request waits for the refund before answering with it still pending.
+REFUND_WAIT_SECONDS = 10.0
+
+
+async def issue(
+    services: Services,
+    tenant_id: UUID,
+    invoice_id: UUID,
+    *,
+    amount: int,
+    reason: str,
+    idempotency_key: str,
+    actor: str,
+) -> dict[str, Any]:
+    """Issue (or find) the credit note and refund it; the credit note as it stands after."""
+    request = repo.CreditNoteRequest(
+        tenant_id, invoice_id, amount, reason, f"api:{idempotency_key}", actor
+    )
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
+        if await tenant_repo.get_tenant(conn, tenant_id) is None:
+            raise NotFound(f"no tenant {tenant_id}")
+        try:
+            issued = await repo.issue(conn, request, services.clock())
+        except LookupError as error:
+            raise NotFound(f"no invoice {invoice_id} for tenant {tenant_id}") from error
+    row = issued.row
+    if row["refund_status"] == "pending":
+        if issued.stripe_invoice_id is None:  # paid without Stripe: nothing to refund to
+            raise CreditRefused("this invoice was not paid through Stripe")
+        await _refund(services, tenant_id, row, issued.stripe_invoice_id)
+        async with services.system_db.tenant_transaction(tenant_id) as conn:
+            row = await repo.get(conn, row["id"]) or row
+    return row
+
+
+async def _refund(
+    services: Services, tenant_id: UUID, row: dict[str, Any], stripe_invoice_id: str
+) -> None:
+    credit_note_id = str(row["id"])
+    try:
+        await start_refund(
+            services.temporal,
+            RefundInput(
+                str(tenant_id),
+                credit_note_id,
+                stripe_invoice_id,
+                int(row["amount"]),
+                stripe_task_queue=services.settings.stripe_task_queue,
+            ),
+            task_queue=services.settings.task_queue,
+        )
+        handle = services.temporal.get_workflow_handle(refund_workflow_id(credit_note_id))
+        await asyncio.wait_for(handle.result(), timeout=REFUND_WAIT_SECONDS)
+    except TimeoutError:
+        return  # still running: the answer says `pending`, the workflow finishes it
+    except RPCError as error:
+        raise ServiceUnavailable(
+            f"credit note {row['number']} is issued; its refund could not be started "
+            f"(Temporal: {error.message}): repeat the same request to start it"
+        ) from error
+
+
+async def list_for_tenant(
+    services: Services, tenant_id: UUID, invoice_id: UUID | None
+) -> list[dict[str, Any]]:
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        return await repo.list_all(conn, invoice_id)
+
+
+async def get_for_tenant(
+    services: Services, tenant_id: UUID, credit_note_id: UUID
+) -> dict[str, Any]:
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        row = await repo.get(conn, credit_note_id)
+    if row is None:
+        raise NotFound("no such credit note")
+    return row
