@@ -182,6 +182,7 @@ class FakeStripeGateway:
     _METHODS = frozenset(
         {
             "detach_payment_method",
+            "refund_invoice_payment",
             "delete_customer",
             "ensure_customer",
             "attach_payment_method",

@@ -54,6 +54,33 @@ class InvoiceDocument:
         return self.amount_due - self.amount_paid if self.status == "open" else 0
 
 
+@dataclass(frozen=True)
+class CreditNoteDocument:
+    """A credit note as its PDF shows it (ADR 0020): what it credits, on which invoice, and
+    what was refunded to the card."""
+
+    number: str
+    invoice_number: str
+    issued_at: datetime
+    currency: str
+    seller: Party
+    buyer: Party
+    reason: str
+    amount: int
+    refund_status: str
+
+    @property
+    def title(self) -> str:
+        return f"Credit note {self.number}"
+
+    @property
+    def refunded(self) -> int:
+        return self.amount if self.refund_status == "succeeded" else 0
+
+    def money(self, amount: int) -> str:
+        return format_amount(amount, self.currency)
+
+
 def period_text(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return ""

@@ -8,9 +8,10 @@ from typing import Any
 from uuid import UUID
 
 from adapters.db import billing_reads
+from adapters.db import credit_notes as credit_notes_repo
 from adapters.db import tenants as tenant_repo
-from adapters.invoice_pdf import render_invoice
-from billing.documents import DocumentLine, InvoiceDocument, Party
+from adapters.invoice_pdf import render_credit_note, render_invoice
+from billing.documents import CreditNoteDocument, DocumentLine, InvoiceDocument, Party
 from config import Settings
 from services.context import Services
 from services.errors import NotFound
@@ -60,16 +61,46 @@ async def invoice_pdf(services: Services, tenant_id: UUID, invoice_id: UUID) -> 
         if row is None:
             raise NotFound("no such invoice")
         lines = await billing_reads.invoice_lines(conn, invoice_id)
-        tenant = await tenant_repo.get_tenant(conn, tenant_id)
-    assert tenant is not None  # the invoice's own tenant
+        buyer = await _buyer(conn, tenant_id)
+    doc = document(row, lines, seller(services.settings), buyer)
+    return RenderedInvoice(
+        render_invoice(doc), f"{row['number'] or invoice_id}.pdf", row["hosted_invoice_url"]
+    )
+
+
+async def credit_note_pdf(
+    services: Services, tenant_id: UUID, credit_note_id: UUID
+) -> RenderedInvoice:
+    """The tenant's credit note as a PDF (ADR 0020; RLS-scoped like the invoice's)."""
+    async with services.tenant_db.tenant_transaction(tenant_id) as conn:
+        note = await credit_notes_repo.get(conn, credit_note_id)
+        if note is None:
+            raise NotFound("no such credit note")
+        invoice = await billing_reads.get_invoice(conn, note["invoice_id"])
+        buyer = await _buyer(conn, tenant_id)
+    assert invoice is not None  # a credit note's invoice is the same tenant's
+    doc = CreditNoteDocument(
+        number=note["number"],
+        invoice_number=invoice["number"] or str(invoice["id"]),
+        issued_at=note["created_at"],
+        currency=note["currency"],
+        seller=seller(services.settings),
+        buyer=buyer,
+        reason=note["reason"],
+        amount=note["amount"],
+        refund_status=note["refund_status"],
+    )
+    return RenderedInvoice(render_credit_note(doc), f"{note['number']}.pdf", None)
+
+
+async def _buyer(conn: Any, tenant_id: UUID) -> Party:
+    """The buyer block: the tenant's billing details, else its name and email."""
+    tenant = await tenant_repo.get_tenant(conn, tenant_id)
+    assert tenant is not None  # the document's own tenant
     details = tenant.billing_details
-    buyer = Party(
+    return Party(
         details.get("name") or tenant.name,
         tuple(details.get("address") or ()),
         details.get("tax_id"),
         details.get("email") or tenant.email,
-    )
-    doc = document(row, lines, seller(services.settings), buyer)
-    return RenderedInvoice(
-        render_invoice(doc), f"{row['number'] or invoice_id}.pdf", row["hosted_invoice_url"]
     )

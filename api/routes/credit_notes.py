@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from api.auth import AuthFirstRoute, OperatorPrincipal, ReadPrincipal, ServicesDep
 from api.errors import error_responses
 from api.schemas import CreditNoteCreate, CreditNoteList, CreditNoteOut
-from services import credit_notes
+from services import credit_notes, documents
 
 operator_router = APIRouter(
     route_class=AuthFirstRoute, prefix="/api/billing/operator", tags=["operator"]
@@ -63,3 +63,21 @@ async def get_credit_note(
 ) -> CreditNoteOut:
     row = await credit_notes.get_for_tenant(services, principal.require_tenant(), credit_note_id)
     return CreditNoteOut.model_validate(row)
+
+
+@router.get(
+    "/{credit_note_id}/pdf",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "the credit note as a PDF"},
+        **error_responses(401, 403, 404, 422),
+    },
+)
+async def credit_note_pdf(
+    credit_note_id: UUID, principal: ReadPrincipal, services: ServicesDep
+) -> Response:
+    """The engine's PDF of the credit note: its number, the invoice it credits, the amount and
+    what was refunded to the card; the same bytes every time for the same credit note."""
+    rendered = await documents.credit_note_pdf(services, principal.require_tenant(), credit_note_id)
+    headers = {"Content-Disposition": f'inline; filename="{rendered.filename}"'}
+    return Response(rendered.pdf, media_type="application/pdf", headers=headers)

@@ -261,6 +261,13 @@ async def test_every_state_changing_route_writes_an_audit_row_with_before_and_af
         path={"invoice_id": invoices[-1]["id"]}, headers=tenant.headers,
         action="invoice.resent", actor=me,
     )  # fmt: skip
+    paid = next(i for i in invoices if i["status"] == "paid")
+    await walk.call(
+        "POST", f"{ops}/tenants/{{tenant_id}}/invoices/{{invoice_id}}/credit-notes",
+        path={"tenant_id": tenant_id, "invoice_id": paid["id"]}, headers=op,
+        action="credit_note.issued", actor=operator,
+        json={"amount": 50, "reason": "goodwill", "idempotency_key": "audit-1"},
+    )  # fmt: skip
     await walk.call(
         "DELETE", "/api/billing/notification-endpoints/{endpoint_id}",
         path={"endpoint_id": endpoint.json()["id"]}, headers=tenant.headers,

@@ -1,0 +1,196 @@
+"""Credit notes and refunds (ADR 0020) on the real stack: an operator refunds half a paid
+invoice (one Stripe refund with the key `refund:{credit_note_id}`, even when the Stripe call is
+retried and the request repeated); more than is left is refused; a refund made in the Stripe
+dashboard becomes a credit note exactly once and counts against what is left; the engine's
+own refund, seen again in `charge.refunded`, does not become a second one."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from pypdf import PdfReader
+from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
+
+from adapters.db.tables import audit_log, credit_notes
+from adapters.stripe_fake import FakeStripeGateway
+from services.context import Services
+from tests.api.test_billing_api import _active_standard
+from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, stripe_event
+from tests.factories.tenants import TenantWithKey, operator_headers
+from tests.harness import Databases
+from tests.webhooks.test_stripe_webhooks import post_event, processed
+
+
+async def _paid_invoice(api: httpx.AsyncClient, tenant: TenantWithKey) -> dict[str, Any]:
+    invoices = (await api.get("/api/billing/invoices", headers=tenant.headers)).json()["data"]
+    paid = [i for i in invoices if i["status"] == "paid"]
+    assert len(paid) == 1, invoices
+    return dict(paid[0])
+
+
+def _url(tenant: TenantWithKey, invoice_id: str) -> str:
+    return f"/api/billing/operator/tenants/{tenant.id}/invoices/{invoice_id}/credit-notes"
+
+
+@pytest.mark.usefixtures("workers")
+async def test_refunds_never_exceed_what_was_paid_and_each_is_made_once(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    tenant = await _active_standard(api, dbs, workflow_env, services)
+    invoice = await _paid_invoice(api, tenant)
+    assert invoice["amount_paid"] == 4900
+    op = await operator_headers(dbs)
+    url = _url(tenant, invoice["id"])
+
+    # Half the invoice; Stripe fails once on the way, and the activity retries with the key.
+    stripe_fake.fail_next("refund_invoice_payment")
+    half = {"amount": 2450, "reason": "half the month unused", "idempotency_key": "cn-1"}
+    first = await api.post(url, json=half, headers=op)
+    assert first.status_code == 201, first.text
+    note = first.json()
+    assert (note["amount"], note["refund_status"], note["source"]) == (
+        2450,
+        "succeeded",
+        "operator",
+    )
+    assert note["number"].startswith("CN-")
+    assert note["number"].endswith("-000001")
+    key = f"refund:{note['id']}"
+    assert stripe_fake.keys_for("refund_invoice_payment") == [key, key]
+    assert [(r.id, r.amount) for r in stripe_fake.refunds] == [(note["stripe_refund_id"], 2450)]
+
+    # The same request again: the same credit note, no second refund.
+    again = await api.post(url, json=half, headers=op)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == note["id"]
+    assert len(stripe_fake.refunds) == 1
+    # The same key for another amount is refused, as is more than is left.
+    reused = await api.post(url, json={**half, "amount": 100}, headers=op)
+    assert reused.status_code == 409
+    over = await api.post(
+        url, json={"amount": 2451, "reason": "too much", "idempotency_key": "cn-2"}, headers=op
+    )
+    assert over.status_code == 409, over.text
+    assert over.json()["error"]["code"] == "credit_refused"
+    assert len(stripe_fake.refunds) == 1
+
+    # A refund made in the Stripe dashboard (1,000), and the engine's own, in charge.refunded.
+    services.settings = services.settings.model_copy(
+        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
+    )
+    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
+    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice["id"])
+    charge = {
+        "id": "ch_refunded_1", "object": "charge", "customer": account["stripe_customer_id"],
+        "invoice": stripe_invoice_id, "amount": 4900, "amount_refunded": 3450,
+        "refunds": {"object": "list", "data": [
+            {"id": note["stripe_refund_id"], "amount": 2450, "status": "succeeded",
+             "metadata": {"credit_note_id": note["id"]}},
+            {"id": "re_dashboard_1", "amount": 1000, "status": "succeeded", "metadata": {}},
+        ]},
+    }  # fmt: skip
+    for event in (stripe_event("charge.refunded", charge), stripe_event("charge.refunded", charge)):
+        assert (await post_event(api, event)).status_code == 200
+        assert (await processed(workflow_env.client, event["id"])).status == "processed"
+    listed = (await api.get("/api/billing/credit-notes", headers=tenant.headers)).json()["data"]
+    assert sorted((n["source"], n["amount"], n["refund_status"]) for n in listed) == [
+        ("operator", 2450, "succeeded"),
+        ("stripe", 1000, "succeeded"),
+    ]
+    dashboard = next(n for n in listed if n["source"] == "stripe")
+    assert dashboard["stripe_refund_id"] == "re_dashboard_1"
+    assert dashboard["number"].endswith("-000002")
+
+    # What is left counts the dashboard refund: 4,900 - 2,450 - 1,000 = 1,450.
+    too_much = await api.post(
+        url, json={"amount": 1451, "reason": "rest", "idempotency_key": "cn-3"}, headers=op
+    )
+    assert too_much.status_code == 409, too_much.text
+    rest = await api.post(
+        url, json={"amount": 1450, "reason": "rest", "idempotency_key": "cn-4"}, headers=op
+    )
+    assert rest.status_code == 201, rest.text
+    assert sum(r.amount for r in stripe_fake.refunds) == 2450 + 1450
+    one = await api.get(f"/api/billing/credit-notes/{rest.json()['id']}", headers=tenant.headers)
+    assert one.status_code == 200
+    assert one.json()["refund_status"] == "succeeded"
+    pdf = await api.get(f"/api/billing/credit-notes/{note['id']}/pdf", headers=tenant.headers)
+    assert pdf.status_code == 200
+    assert pdf.headers["content-type"] == "application/pdf"
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert f"Credit note {note['number']}" in text
+    assert f"credits invoice {invoice['number']}" in text
+    assert "half the month unused" in text
+    assert "$24.50" in text
+    again_pdf = await api.get(f"/api/billing/credit-notes/{note['id']}/pdf", headers=tenant.headers)
+    assert again_pdf.content == pdf.content  # deterministic
+
+    async with dbs.admin.transaction() as conn:
+        total = sum(
+            r[0]
+            for r in await conn.execute(
+                select(credit_notes.c.amount).where(credit_notes.c.tenant_id == tenant.id)
+            )
+        )
+        audited = [
+            (r.action, r.actor.split(":")[0])
+            for r in await conn.execute(
+                select(audit_log.c.action, audit_log.c.actor)
+                .where(
+                    audit_log.c.tenant_id == tenant.id,
+                    audit_log.c.action.like("credit_note.%"),
+                )
+                .order_by(audit_log.c.id)
+            )
+        ]
+    assert total == invoice["amount_paid"]  # never more than was paid
+    assert audited == [
+        ("credit_note.issued", "api_key"),
+        ("credit_note.refund_succeeded", "system"),
+        ("credit_note.issued", "stripe"),
+        ("credit_note.issued", "api_key"),
+        ("credit_note.refund_succeeded", "system"),
+    ]
+
+
+@pytest.mark.usefixtures("workers")
+async def test_only_paid_invoices_of_the_tenant_are_credited(
+    api: httpx.AsyncClient, dbs: Databases, workflow_env: WorkflowEnvironment, services: Services
+) -> None:
+    tenant = await _active_standard(api, dbs, workflow_env, services)
+    op = await operator_headers(dbs)
+    body = {"amount": 1, "reason": "x", "idempotency_key": "k"}
+    unknown = await api.post(
+        _url(tenant, "00000000-0000-0000-0000-000000000000"), json=body, headers=op
+    )
+    assert unknown.status_code == 404
+    invoice = await _paid_invoice(api, tenant)
+    as_tenant = await api.post(_url(tenant, invoice["id"]), json=body, headers=tenant.headers)
+    assert as_tenant.status_code == 403
+    for bad in ({**body, "amount": 0}, {**body, "amount": 1.5}, {**body, "reason": ""}):
+        response = await api.post(_url(tenant, invoice["id"]), json=bad, headers=op)
+        assert response.status_code == 422, bad
+    missing = await api.get(
+        "/api/billing/credit-notes/00000000-0000-0000-0000-000000000000", headers=tenant.headers
+    )
+    assert missing.status_code == 404
+
+
+async def _stripe_invoice_id(dbs: Databases, invoice_id: str) -> str:
+    from adapters.db.tables import invoices
+
+    async with dbs.admin.transaction() as conn:
+        found = await conn.scalar(
+            select(invoices.c.stripe_invoice_id).where(invoices.c.id == invoice_id)
+        )
+    assert isinstance(found, str)
+    return found
