@@ -431,12 +431,30 @@ class StripeSdkGateway:
             params["charge"] = charge
         else:
             raise StripeInvalidRequest(f"invoice {invoice_id} has no payment to refund")
+        # The credit note's refund made before (a retry after Stripe forgot the key, which it
+        # does after 24 hours, or a server that ignores keys): found by its metadata.
+        wanted = metadata.get("credit_note_id")
+        lookup = {k: v for k, v in params.items() if k in ("payment_intent", "charge")}
+        earlier = await self._client.v1.refunds.list_async(
+            params={**lookup, "limit": 100}  # type: ignore[arg-type]
+        )
         refund = (
-            await self._client.v1.refunds.create_async(
-                params=params,  # type: ignore[arg-type]
-                options=_keyed(idempotency_key),
+            next(
+                (
+                    r.to_dict()
+                    for r in earlier.data
+                    if wanted
+                    and (r.to_dict().get("metadata") or {}).get("credit_note_id") == wanted
+                ),
+                None,
             )
-        ).to_dict()
+            or (
+                await self._client.v1.refunds.create_async(
+                    params=params,  # type: ignore[arg-type]
+                    options=_keyed(idempotency_key),
+                )
+            ).to_dict()
+        )
         return StripeRefund(
             str(refund["id"]),
             int(refund["amount"]),

@@ -6,6 +6,7 @@ own refund, seen again in `charge.refunded`, does not become a second one."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.api.test_billing_api import _active_standard
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, stripe_event
 from tests.factories.tenants import TenantWithKey, operator_headers
 from tests.harness import Databases
+from tests.replay.recording import record
 from tests.webhooks.test_stripe_webhooks import post_event, processed
 
 
@@ -65,6 +67,7 @@ async def test_refunds_never_exceed_what_was_paid_and_each_is_made_once(
     assert note["number"].startswith("CN-")
     assert note["number"].endswith("-000001")
     key = f"refund:{note['id']}"
+    await record(workflow_env.client.get_workflow_handle(key), "credit_note_refunded")
     assert stripe_fake.keys_for("refund_invoice_payment") == [key, key]
     assert [(r.id, r.amount) for r in stripe_fake.refunds] == [(note["stripe_refund_id"], 2450)]
 
@@ -160,6 +163,35 @@ async def test_refunds_never_exceed_what_was_paid_and_each_is_made_once(
         ("credit_note.issued", "api_key"),
         ("credit_note.refund_succeeded", "system"),
     ]
+
+
+@pytest.mark.usefixtures("workers")
+async def test_concurrent_credit_notes_cannot_together_exceed_what_was_paid(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    """Three operators credit 2,000 each of a 4,900 invoice at once: the invoice's row lock
+    lets two through and refuses the third."""
+    tenant = await _active_standard(api, dbs, workflow_env, services)
+    invoice = await _paid_invoice(api, tenant)
+    op = await operator_headers(dbs)
+    answers = await asyncio.gather(
+        *(
+            api.post(
+                _url(tenant, invoice["id"]),
+                json={"amount": 2000, "reason": "race", "idempotency_key": f"race-{n}"},
+                headers=op,
+            )
+            for n in range(3)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 201, 409]
+    assert sum(r.amount for r in stripe_fake.refunds) == 4000
+    numbers = sorted(a.json()["number"] for a in answers if a.status_code == 201)
+    assert [n[-6:] for n in numbers] == ["000001", "000002"]  # gapless: the refusal took none
 
 
 @pytest.mark.usefixtures("workers")

@@ -1,6 +1,6 @@
 """Committed histories of the workflows added for issues 11 and 14 (the Stripe sweep, the audit
 retention purge, a tenant export that ran to expiry, a tenant erasure, the purge of an erased
-tenant's books) replay against today's
+tenant's books, a credit note's refund) replay against today's
 code: a change that would break running ones fails here (then use `workflow.patched`).
 Re-record on purpose only, with `BILLING_RECORD_HISTORIES=1` on the tests that write them
 (tests/replay/recording.py)."""
@@ -16,6 +16,7 @@ from workflows.audit_retention import AuditRetentionWorkflow, ErasedBooksPurgeWo
 from workflows.erasure import TenantErasureWorkflow
 from workflows.export import TenantExportWorkflow
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
+from workflows.refund import CreditNoteRefundWorkflow
 
 NAMES = [
     "reconcile_stripe_applied",
@@ -23,6 +24,7 @@ NAMES = [
     "tenant_export_expired",
     "tenant_erased",
     "erased_books_purged",
+    "credit_note_refunded",
 ]
 
 
@@ -36,6 +38,7 @@ async def test_history_replays(name: str) -> None:
             ErasedBooksPurgeWorkflow,
             TenantExportWorkflow,
             TenantErasureWorkflow,
+            CreditNoteRefundWorkflow,
         ]
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)

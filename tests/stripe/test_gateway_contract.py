@@ -242,3 +242,25 @@ async def test_a_card_attached_to_one_customer_cannot_be_attached_to_another(
     assert card.payment_method_id in str(refused.value)
     again = await g.attach_payment_method(first.id, card.payment_method_id, f"pm:{tenant_id}:a2")
     assert again.payment_method_id == card.payment_method_id
+
+
+async def test_a_paid_invoice_is_refunded_in_part_once_per_key(
+    gateway: GatewayUnderTest, tenant_id: str
+) -> None:
+    """ADR 0020: a refund of part of what an invoice collected, idempotent by key; an open
+    invoice has nothing to refund."""
+    g = gateway.gateway
+    customer_id = await _customer_with_card(gateway, tenant_id, "pm_card_visa")
+    invoice = await g.create_invoice(customer_id, LINES, {}, f"invoice:refund-{tenant_id}")
+    with pytest.raises(StripeInvalidRequest):
+        await g.refund_invoice_payment(invoice.id, 100, {}, f"refund:{tenant_id}:open")
+    await g.pay_invoice(invoice.id, f"pay:refund-{tenant_id}:1")
+
+    meta = {"credit_note_id": f"cn-{tenant_id}"}
+    refund = await g.refund_invoice_payment(invoice.id, 3000, meta, f"refund:{tenant_id}:1")
+    again = await g.refund_invoice_payment(invoice.id, 3000, meta, f"refund:{tenant_id}:1")
+
+    assert (refund.amount, refund.status) == (3000, "succeeded")
+    assert refund.id.startswith("re_")
+    assert refund.metadata["credit_note_id"] == f"cn-{tenant_id}"
+    assert again.id == refund.id  # the same key: the same refund
