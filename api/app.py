@@ -28,6 +28,7 @@ from api.routes import (
     invoices,
     notification_endpoints,
     operator,
+    operator_credit_notes,
     operator_erasure,
     operator_rate_limits,
     operator_reports,
@@ -155,5 +156,5 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(notification_endpoints.router)
     app.include_router(credit_notes.router)
-    app.include_router(credit_notes.operator_router)
+    app.include_router(operator_credit_notes.router)
     return app

@@ -1,0 +1,39 @@
+"""Operators issue credit notes (ADR 0020): credit a paid invoice and refund it to the card."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, status
+
+from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
+from api.errors import error_responses
+from api.schemas import CreditNoteCreate, CreditNoteOut
+from services import credit_notes
+
+router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/operator", tags=["operator"])
+
+
+@router.post(
+    "/tenants/{tenant_id}/invoices/{invoice_id}/credit-notes",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreditNoteOut,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def issue_credit_note(
+    tenant_id: UUID,
+    invoice_id: UUID,
+    body: CreditNoteCreate,
+    principal: OperatorPrincipal,
+    services: ServicesDep,
+) -> CreditNoteOut:
+    """Credit `amount` of a paid invoice and refund it to the card (Stripe key
+    `refund:{credit_note_id}`). 409 `credit_refused` when the invoice is not paid or the amount
+    is above what is left to refund (paid minus every credit note, the dashboard's included).
+    The answer's `refund_status` is `succeeded` once Stripe refunded, `pending` if it is still
+    on its way; the same `idempotency_key` again returns the same credit note."""
+    row = await credit_notes.issue(
+        services, tenant_id, invoice_id, amount=body.amount, reason=body.reason,
+        idempotency_key=body.idempotency_key, actor=principal.actor,
+    )  # fmt: skip
+    return CreditNoteOut.model_validate(row)
