@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # An erased tenant's books (invoices, amounts, numbers, audit rows) are kept this many months
     # after the erasure, then a daily job purges them with the tenant (ADR 0018).
     books_retention_months: int = Field(default=120, ge=1)
+    # What an open dispute does to its tenant: `none` (record and notify) or `suspend` (no
+    # access while a dispute is open; ADR 0021).
+    dispute_policy: Literal["none", "suspend"] = "none"
     # Tenant data exports (ADR 0016): where the files are written (the API and the worker must
     # both see it; default `{data_dir}/exports`), and how long a finished one stays available.
     export_dir: Path | None = None

@@ -41,6 +41,7 @@ from adapters.temporal import (
 )
 from adapters.tracing import Tracing
 from billing.catalog import load_catalog
+from billing.disputes import DisputePolicy
 from billing.payments import StripeGateway
 from config import ROOT, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
 from workflows.audit_retention import AuditRetentionWorkflow, ErasedBooksPurgeWorkflow
@@ -85,10 +86,11 @@ def main_queue_activities(
     gauges: Sequence[str] | None = None,
     export_dir: Path | None = None,
     client: Client | None = None,
+    dispute_policy: DisputePolicy = "none",
 ) -> list[Callable[..., Any]]:
     store = SubscriptionStore(db)
     billing = BillingStore(db)
-    events = StripeEventStore(db)
+    events = StripeEventStore(db, dispute_policy)
     notifications = NotificationActivities(db, sender, dispatcher)
     usage = UsageStore(db, gauge_metrics() if gauges is None else gauges)
     dunning = DunningStore(db)
@@ -109,6 +111,7 @@ def main_queue_activities(
         events.resolve_stripe_event,
         events.project_stripe_event,
         events.mark_stripe_event,
+        events.apply_dispute,
         notifications.send_notification,
         notifications.deliver_notification,
         notifications.mark_notification,
@@ -146,6 +149,7 @@ def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
         invoicing.collect_invoice,
         invoicing.attach_payment_method,
         reads.reread_stripe_invoice,
+        reads.find_payment_invoice,
         dunning.reread_dunning_invoice,
         dunning.retry_invoice_payment,
         dunning.close_unrecovered_invoice,
@@ -168,6 +172,7 @@ def build_workers(
     workflows: Sequence[type] = WORKFLOWS,
     max_cached_workflows: int = 1000,
     export_dir: Path | None = None,
+    dispute_policy: DisputePolicy = "none",
 ) -> list[Worker]:
     """`dispatch` defaults to the default retry schedules on these queues; `sender` to an httpx
     sender with a 10 s timeout; `workflows` lets tests swap in stand-ins."""
@@ -183,7 +188,9 @@ def build_workers(
             client,
             task_queue=task_queue,
             workflows=list(workflows),
-            activities=main_queue_activities(db, sender, dispatcher, gauges, export_dir, client),
+            activities=main_queue_activities(
+                db, sender, dispatcher, gauges, export_dir, client, dispute_policy
+            ),
             max_cached_workflows=max_cached_workflows,
         ),
         # Stripe calls get their own queue so the server can cap their rate for every worker
@@ -224,6 +231,7 @@ async def run_worker(settings: Settings) -> None:
         dispatch=dispatch,
         sender=sender,
         export_dir=settings.exports_path(),
+        dispute_policy=settings.dispute_policy,
     )
     await ensure_reconcile_schedule(client, settings)
     await ensure_stripe_sweep_schedule(client, settings)

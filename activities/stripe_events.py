@@ -3,6 +3,7 @@ invoice from Stripe, update local projections, record the outcome on the inbox r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -14,33 +15,45 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import domain_errors
 from adapters import metrics
 from adapters.db import credit_notes as credit_notes_repo
+from adapters.db import disputes as disputes_repo
 from adapters.db import invoices as invoices_repo
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import subscriptions as subscription_repo
 from adapters.db import tenants as tenant_repo
 from adapters.db import webhook_inbox as inbox
 from adapters.db.audit import record_audit
+from adapters.db.notifications import enqueue_notification
 from adapters.db.session import Connection, Database
+from billing.disputes import OPEN, DisputePolicy, dispute_status, suspends
+from billing.notifications import INVOICE_DISPUTE_CLOSED, INVOICE_DISPUTED
 from billing.payments import StripeGateway
 from billing.stripe_events import (
     CHARGE_REFUNDED,
     CUSTOMER_DELETED,
+    DISPUTE_EVENTS,
     PAYMENT_METHOD_EVENTS,
     EventRefs,
     charge_refunds,
+    dispute_facts,
     event_object,
     event_refs,
     handling_for,
 )
 from workflows.shared_io import RereadInvoiceInput, StripeInvoiceRead
 from workflows.stripe_event_io import (
+    ApplyDisputeInput,
+    DisputeApplied,
+    FindPaymentInvoiceInput,
     MarkStripeEventInput,
     MarkStripeEventResult,
+    PaymentInvoice,
     ProjectStripeEventInput,
     ProjectStripeEventResult,
     ResolvedStripeEvent,
     ResolveStripeEventInput,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _uuid(value: str | None) -> UUID | None:
@@ -60,10 +73,12 @@ async def _load(conn: Connection, event_id: str) -> inbox.InboxEvent:
 
 
 class StripeEventStore:
-    """Database side (main task queue)."""
+    """Database side (main task queue). `dispute_policy`: what an open dispute does to its
+    tenant (ADR 0021)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, dispute_policy: DisputePolicy = "none") -> None:
         self._db = db
+        self._dispute_policy = dispute_policy
 
     @activity.defn(name="resolve_stripe_event")
     @domain_errors
@@ -73,7 +88,9 @@ class StripeEventStore:
             # The run has started: the endpoint leaves this to the workflow, saving a
             # transaction per accepted webhook.
             await inbox.mark_dispatched(conn, event.stripe_event_id)
-            refs = event_refs(event.type, event_object(event.payload))
+            obj = event_object(event.payload)
+            refs = event_refs(event.type, obj)
+            dispute = dispute_facts(obj) if event.type in DISPUTE_EVENTS else None
             tenant_id, subscription_id, invoice_id = await _locate(conn, refs)
             if tenant_id is not None and event.tenant_id is None:
                 await inbox.set_tenant(conn, event.stripe_event_id, tenant_id)
@@ -92,7 +109,66 @@ class StripeEventStore:
             amount_paid=refs.amount_paid,
             hosted_invoice_url=refs.hosted_invoice_url,
             failure_message=refs.failure_message,
+            payment_intent_id=dispute.payment_intent_id if dispute else None,
+            charge_id=dispute.charge_id if dispute else None,
         )
+
+    @activity.defn(name="apply_dispute")
+    @domain_errors
+    async def apply_dispute(self, input: ApplyDisputeInput) -> DisputeApplied:
+        """Mark the disputed invoice (open, won, lost), notify the tenant's endpoints, apply the
+        policy to the tenant, and audit it, in one transaction; a repeated event changes
+        nothing (ADR 0021)."""
+        async with self._db.transaction() as conn:  # the inbox row has no tenant yet
+            event = await _load(conn, input.event_id)
+            found = await invoices_repo.find_by_stripe_invoice(conn, input.stripe_invoice_id)
+        facts = dispute_facts(event_object(event.payload))
+        if facts is None:
+            return DisputeApplied("ignored", "not a usable dispute object")
+        if found is None:
+            return DisputeApplied("ignored", "no engine invoice concerns this dispute")
+        invoice_id, tenant_id, _ = found
+        status = dispute_status(facts.status)
+        actor = f"stripe:{event.stripe_event_id}"
+        async with self._db.tenant_transaction(tenant_id) as conn:
+            await inbox.set_tenant(conn, event.stripe_event_id, tenant_id)
+            changed = await disputes_repo.set_dispute(conn, invoice_id, facts.dispute_id, status)
+            if changed is None:
+                return DisputeApplied("processed", f"dispute already {status}")
+            before, after = changed
+            await record_audit(
+                conn, actor=actor, action=f"invoice.dispute_{status}", subject_type="invoice",
+                subject_id=str(invoice_id), tenant_id=tenant_id, before=before, after=after,
+                details={"reason": facts.reason, "amount": facts.amount,
+                         "stripe_status": facts.status},
+            )  # fmt: skip
+            notice = INVOICE_DISPUTED if status == OPEN else INVOICE_DISPUTE_CLOSED
+            await enqueue_notification(
+                conn, tenant_id=tenant_id, event_type=notice,
+                message_id=f"{notice}:{facts.dispute_id}:{status}",
+                payload={"invoice_id": str(invoice_id), "dispute_id": facts.dispute_id,
+                         "status": status, "amount": facts.amount, "reason": facts.reason},
+            )  # fmt: skip
+            if suspends(self._dispute_policy, status):
+                moved = await disputes_repo.suspend_for_dispute(conn, tenant_id)
+                access = ("active", "suspended")
+            else:
+                moved = await disputes_repo.lift_dispute_suspension(conn, tenant_id)
+                access = ("suspended", "active")
+            if moved:
+                await record_audit(
+                    conn, actor=actor,
+                    action="tenant.suspended" if access[1] == "suspended" else "tenant.reactivated",
+                    subject_type="tenant", subject_id=str(tenant_id), tenant_id=tenant_id,
+                    before={"access_status": access[0]},
+                    after={"access_status": access[1], "reason": "dispute"},
+                )  # fmt: skip
+        metrics.DISPUTES.labels(status).inc()
+        log.warning(
+            "dispute %s on invoice %s of tenant %s is %s (%s)",
+            facts.dispute_id, invoice_id, tenant_id, status, facts.reason,
+        )  # fmt: skip
+        return DisputeApplied("processed", f"dispute {status}")
 
     @activity.defn(name="project_stripe_event")
     @domain_errors
@@ -191,6 +267,14 @@ class StripeEventReads:
 
     def __init__(self, gateway: StripeGateway) -> None:
         self._gateway = gateway
+
+    @activity.defn(name="find_payment_invoice")
+    @domain_errors
+    async def find_payment_invoice(self, input: FindPaymentInvoiceInput) -> PaymentInvoice:
+        """The Stripe invoice a disputed payment paid (a dispute names only the payment)."""
+        return PaymentInvoice(
+            await self._gateway.find_invoice_for_payment(input.payment_intent_id, input.charge_id)
+        )
 
     @activity.defn(name="reread_stripe_invoice")
     @domain_errors

@@ -95,6 +95,11 @@ WEBHOOKS_RECEIVED = Counter(
     "Stripe webhooks at the endpoint: stored, duplicate or rejected",
     ["type", "result"],
 )
+DISPUTES = Counter(
+    "billing_disputes",
+    "Invoice disputes applied from Stripe events, by the status they moved to: open, won, lost",
+    ["status"],
+)
 WEBHOOKS_PROCESSED = Counter(
     "billing_webhooks_processed",
     "Stripe events settled by their workflow, by type and status: processed, ignored,"

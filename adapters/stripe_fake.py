@@ -183,6 +183,7 @@ class FakeStripeGateway:
         {
             "detach_payment_method",
             "refund_invoice_payment",
+            "find_invoice_for_payment",
             "delete_customer",
             "ensure_customer",
             "attach_payment_method",
@@ -207,6 +208,8 @@ class FakeStripeGateway:
         self._payment_methods: dict[str, _PaymentMethod] = {}
         self._items: dict[str, _InvoiceItem] = {}
         self._invoices: dict[str, _Invoice] = {}
+        # The payment intent of each successful charge -> the invoice it paid.
+        self.payment_intents: dict[str, str] = {}
         # Every refund made, in order (the engine's and, in tests, "dashboard" ones).
         self.refunds: list[StripeRefund] = []
         self._remembered: dict[str, _Remembered] = {}
@@ -475,6 +478,18 @@ class FakeStripeGateway:
         await self._network()
         return self._resolve_payment_method(payment_method_id).card
 
+    async def find_invoice_for_payment(
+        self, payment_intent_id: str | None, charge_id: str | None
+    ) -> str | None:
+        params = {"payment_intent_id": payment_intent_id, "charge_id": charge_id}
+        await self._enter("find_invoice_for_payment", None, params)
+        await self._network()
+        return self.payment_intents.get(payment_intent_id or "")
+
+    def payment_intent_of(self, invoice_id: str) -> str:
+        """The payment intent that paid the invoice (for tests that send its dispute)."""
+        return next(pi for pi, inv in self.payment_intents.items() if inv == invoice_id)
+
     async def refund_invoice_payment(
         self,
         invoice_id: str,
@@ -615,6 +630,7 @@ class FakeStripeGateway:
         self.charges.append(
             FakeCharge(inv.id, customer.id, pm.card.payment_method_id, inv.amount_due, inv.currency)
         )
+        self.payment_intents[self._next_id("pi")] = inv.id
         inv.status = "paid"
         inv.amount_paid = inv.amount_due
         return PaymentOutcome(self._snapshot(inv), succeeded=True)

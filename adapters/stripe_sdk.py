@@ -412,6 +412,26 @@ class StripeSdkGateway:
                 raise
 
     @_translating
+    async def find_invoice_for_payment(
+        self, payment_intent_id: str | None, charge_id: str | None
+    ) -> str | None:
+        if payment_intent_id is None and charge_id is not None:
+            charge = (await self._client.v1.charges.retrieve_async(charge_id)).to_dict()
+            found = _expandable_id(charge.get("invoice"))
+            if found is not None:
+                return found
+            payment_intent_id = _expandable_id(charge.get("payment_intent"))
+        if payment_intent_id is None:
+            return None
+        try:
+            intent = await self._client.v1.payment_intents.retrieve_async(payment_intent_id)
+        except stripe.InvalidRequestError as exc:
+            if _http_status(exc) == 404:  # a payment Stripe does not know paid nothing of ours
+                return None
+            raise
+        return _expandable_id(intent.to_dict().get("invoice"))
+
+    @_translating
     async def refund_invoice_payment(
         self,
         invoice_id: str,

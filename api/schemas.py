@@ -193,6 +193,8 @@ class InvoiceOut(BaseModel):
     number: str | None = None
     subscription_id: UUID | None
     status: str
+    # null (never disputed), open, won or lost: a card holder's dispute of the payment.
+    dispute_status: str | None = None
     billing_reason: str
     currency: str
     subtotal: int

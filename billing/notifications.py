@@ -14,6 +14,9 @@ INVOICE_SENT = "invoice.sent"
 DUNNING_STEP = "dunning.step"
 PAYMENT_METHOD_EXPIRING = "payment_method.expiring"
 TENANT_SUSPENDED = "tenant.suspended"
+# A payment disputed by the card holder, and the dispute closed (won or lost): ADR 0021.
+INVOICE_DISPUTED = "invoice.disputed"
+INVOICE_DISPUTE_CLOSED = "invoice.dispute_closed"
 # Queued by usage ingestion (the API) in the transaction that records the crossing.
 QUOTA_THRESHOLD = "quota.threshold"
 
@@ -28,4 +31,6 @@ EVENT_TYPES = (
     PAYMENT_METHOD_EXPIRING,
     TENANT_SUSPENDED,
     QUOTA_THRESHOLD,
+    INVOICE_DISPUTED,
+    INVOICE_DISPUTE_CLOSED,
 )

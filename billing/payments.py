@@ -334,6 +334,13 @@ class StripeGateway(Protocol):
 
     async def retrieve_payment_method(self, payment_method_id: str) -> CardDetails: ...
 
+    async def find_invoice_for_payment(
+        self, payment_intent_id: str | None, charge_id: str | None
+    ) -> str | None:
+        """The id of the invoice a payment (intent or charge) paid, or None: what a dispute,
+        which names only the payment, is about."""
+        ...
+
     async def refund_invoice_payment(
         self,
         invoice_id: str,

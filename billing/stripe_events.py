@@ -22,6 +22,8 @@ class EventHandling(StrEnum):
     RECORD = "record"
     # Not a type the engine knows: stored and acknowledged.
     IGNORE = "ignore"
+    # A dispute on a payment: the invoice it paid is found in Stripe, then marked (ADR 0021).
+    DISPUTE = "dispute"
 
 
 INVOICE_EVENTS = frozenset(
@@ -42,8 +44,10 @@ PAYMENT_EVENTS = frozenset(
         "charge.succeeded",
         "charge.failed",
         "charge.refunded",
-        "charge.dispute.created",
     }
+)
+DISPUTE_EVENTS = frozenset(
+    {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"}
 )
 PAYMENT_METHOD_EVENTS = frozenset(
     {
@@ -58,10 +62,14 @@ CUSTOMER_DELETED = "customer.deleted"
 CHARGE_REFUNDED = "charge.refunded"
 SUBSCRIPTION_PREFIX = "customer.subscription."
 
-HANDLED_EVENT_TYPES = INVOICE_EVENTS | PAYMENT_EVENTS | PAYMENT_METHOD_EVENTS | {CUSTOMER_DELETED}
+HANDLED_EVENT_TYPES = (
+    INVOICE_EVENTS | PAYMENT_EVENTS | PAYMENT_METHOD_EVENTS | DISPUTE_EVENTS | {CUSTOMER_DELETED}
+)
 
 
 def handling_for(event_type: str) -> EventHandling:
+    if event_type in DISPUTE_EVENTS:
+        return EventHandling.DISPUTE
     if event_type == CHARGE_REFUNDED:
         return EventHandling.PROJECT
     if event_type in INVOICE_EVENTS or event_type in PAYMENT_EVENTS:
@@ -210,3 +218,30 @@ def charge_refunds(obj: Mapping[str, Any]) -> list[ChargeRefund]:
             continue
         found.append(ChargeRefund(refund_id, amount, _str(_metadata(entry).get("credit_note_id"))))
     return found
+
+
+@dataclass(frozen=True)
+class DisputeFacts:
+    """What a dispute event says: the dispute, the payment it disputes, its Stripe status."""
+
+    dispute_id: str
+    payment_intent_id: str | None
+    charge_id: str | None
+    status: str
+    amount: int | None
+    reason: str | None
+
+
+def dispute_facts(obj: Mapping[str, Any]) -> DisputeFacts | None:
+    """None when the object is not a usable dispute (no id, or no status)."""
+    dispute_id, status = _id(obj.get("id")), _str(obj.get("status"))
+    if dispute_id is None or status is None:
+        return None
+    return DisputeFacts(
+        dispute_id=dispute_id,
+        payment_intent_id=_id(obj.get("payment_intent")),
+        charge_id=_id(obj.get("charge")),
+        status=status,
+        amount=_int(obj.get("amount")),
+        reason=_str(obj.get("reason")),
+    )

@@ -155,6 +155,12 @@ REFUND_CREDIT_NOTE = ActivityRef(
 RECORD_CREDIT_NOTE_REFUND = ActivityRef(
     "record_credit_note_refund", refund_io.RecordRefundInput, bool
 )
+FIND_PAYMENT_INVOICE = ActivityRef(
+    "find_payment_invoice", stripe_event_io.FindPaymentInvoiceInput, stripe_event_io.PaymentInvoice
+)
+APPLY_DISPUTE = ActivityRef(
+    "apply_dispute", stripe_event_io.ApplyDisputeInput, stripe_event_io.DisputeApplied
+)
 PURGE_ERASED_BOOKS = ActivityRef(
     "purge_erased_books", audit_retention_io.PurgeInput, audit_retention_io.BooksPurgeResult
 )

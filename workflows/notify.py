@@ -19,6 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from billing.notifications import (
         DUNNING_STEP,
         EVENT_TYPES,
+        INVOICE_DISPUTE_CLOSED,
+        INVOICE_DISPUTED,
         INVOICE_PAID,
         INVOICE_PAYMENT_FAILED,
         INVOICE_SENT,
@@ -51,6 +53,8 @@ async def notify(
 __all__ = [
     "DUNNING_STEP",
     "EVENT_TYPES",
+    "INVOICE_DISPUTED",
+    "INVOICE_DISPUTE_CLOSED",
     "INVOICE_SENT",
     "INVOICE_PAID",
     "INVOICE_PAYMENT_FAILED",

@@ -25,7 +25,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.retry import DB_RETRY, NON_RETRYABLE_ERROR_TYPES
     from workflows.shared_io import RereadInvoiceInput, StripeInvoiceRead
     from workflows.stripe_event_io import (
+        ApplyDisputeInput,
+        DisputeApplied,
+        FindPaymentInvoiceInput,
         MarkStripeEventInput,
+        PaymentInvoice,
         ProjectStripeEventInput,
         ResolvedStripeEvent,
         ResolveStripeEventInput,
@@ -95,6 +99,8 @@ class StripeEventWorkflow:
             retry_policy=ONE_TRY,
             summary="resolve the event",
         )
+        if event.handling == EventHandling.DISPUTE:
+            return await self._dispute(input, event)
         if event.handling == EventHandling.RECORD:
             return "processed", None  # recorded only (a replay of one lands here)
         if event.handling == EventHandling.IGNORE:
@@ -153,6 +159,31 @@ class StripeEventWorkflow:
             # A finished subscription has nothing left to apply: recorded, not retried.
             return "processed", f"subscription workflow not running: {err.message}"
         return "processed", None
+
+    async def _dispute(
+        self, input: StripeEventInput, event: ResolvedStripeEvent
+    ) -> tuple[str, str | None]:
+        """A dispute names only the payment: find the invoice it paid in Stripe, then mark it
+        (ADR 0021). The handling comes from the recorded resolve step, so a history recorded
+        before disputes were handled replays down its own path."""
+        found: PaymentInvoice = await call(
+            refs.FIND_PAYMENT_INVOICE,
+            FindPaymentInvoiceInput(event.payment_intent_id, event.charge_id),
+            task_queue=input.stripe_task_queue,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ONE_TRY,
+            summary="find the disputed invoice in Stripe",
+        )
+        if found.stripe_invoice_id is None:
+            return "ignored", "the disputed payment paid no invoice Stripe knows of"
+        applied: DisputeApplied = await call_local(
+            refs.APPLY_DISPUTE,
+            ApplyDisputeInput(input.event_id, found.stripe_invoice_id),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ONE_TRY,
+            summary="mark the invoice disputed, notify, apply the policy",
+        )
+        return applied.status, applied.detail
 
     async def _mark(
         self, event_id: str, status: str | None, attempts: int, error: str | None

@@ -54,6 +54,32 @@ class ResolvedStripeEvent:
     amount_paid: int | None = None
     hosted_invoice_url: str | None = None
     failure_message: str | None = None
+    # A dispute's payment (ADR 0021): what the disputed invoice is found by in Stripe.
+    payment_intent_id: str | None = None
+    charge_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FindPaymentInvoiceInput:
+    payment_intent_id: str | None
+    charge_id: str | None
+
+
+@dataclass(frozen=True)
+class PaymentInvoice:
+    stripe_invoice_id: str | None
+
+
+@dataclass(frozen=True)
+class ApplyDisputeInput:
+    event_id: str
+    stripe_invoice_id: str
+
+
+@dataclass(frozen=True)
+class DisputeApplied:
+    status: str  # processed | ignored
+    detail: str | None = None
 
 
 @dataclass(frozen=True)

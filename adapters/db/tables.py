@@ -94,7 +94,9 @@ tenants = Table(
     # When the erasure tombstoned the tenant; its books leave after the legal retention.
     Column("erased_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("access_status IN ('active', 'suspended', 'closed')", name="access_status"),
-    CheckConstraint("suspension_reason IN ('payment', 'operator')", name="suspension_reason"),
+    CheckConstraint(
+        "suspension_reason IN ('payment', 'operator', 'dispute')", name="suspension_reason"
+    ),
 )
 
 api_keys = Table(
@@ -325,11 +327,15 @@ invoices = Table(
     Column("version", BigInteger, nullable=False, server_default=text("0")),
     # INV-2026-000123: allocated when the invoice is finalised (ADR 0015); NULL for a draft.
     Column("number", Text, nullable=True, unique=True),
+    # null | open | won | lost: a Stripe dispute on the payment (ADR 0021).
+    Column("dispute_status", Text, nullable=True),
+    Column("dispute_id", Text, nullable=True),
     _metadata_col(),
     _created_at(),
     _updated_at(),
     Index("ix_invoices_tenant_id_created_at_id", "tenant_id", "created_at", "id"),
     CheckConstraint("status IN ('draft', 'open', 'paid', 'void', 'uncollectible')", name="status"),
+    CheckConstraint("dispute_status IN ('open', 'won', 'lost')", name="dispute_status"),
 )
 
 invoice_items = Table(

@@ -30,6 +30,7 @@ router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/webhooks", t
 _INITIAL_STATUS = {
     EventHandling.SIGNAL: inbox.RECEIVED,
     EventHandling.PROJECT: inbox.RECEIVED,
+    EventHandling.DISPUTE: inbox.RECEIVED,
     EventHandling.RECORD: inbox.PROCESSED,
     EventHandling.IGNORE: inbox.IGNORED,
 }

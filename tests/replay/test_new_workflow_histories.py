@@ -1,6 +1,6 @@
 """Committed histories of the workflows added for issues 11 and 14 (the Stripe sweep, the audit
 retention purge, a tenant export that ran to expiry, a tenant erasure, the purge of an erased
-tenant's books, a credit note's refund) replay against today's
+tenant's books, a credit note's refund, a Stripe event that opened a dispute) replay against today's
 code: a change that would break running ones fails here (then use `workflow.patched`).
 Re-record on purpose only, with `BILLING_RECORD_HISTORIES=1` on the tests that write them
 (tests/replay/recording.py)."""
@@ -17,6 +17,7 @@ from workflows.erasure import TenantErasureWorkflow
 from workflows.export import TenantExportWorkflow
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
 from workflows.refund import CreditNoteRefundWorkflow
+from workflows.stripe_event import StripeEventWorkflow
 
 NAMES = [
     "reconcile_stripe_applied",
@@ -25,6 +26,7 @@ NAMES = [
     "tenant_erased",
     "erased_books_purged",
     "credit_note_refunded",
+    "stripe_event_dispute_opened",
 ]
 
 
@@ -39,6 +41,7 @@ async def test_history_replays(name: str) -> None:
             TenantExportWorkflow,
             TenantErasureWorkflow,
             CreditNoteRefundWorkflow,
+            StripeEventWorkflow,
         ]
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)

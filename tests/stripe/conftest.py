@@ -72,6 +72,8 @@ class GatewayUnderTest:
     kind: str
     gateway: StripeGateway
     succeeded_charges: Callable[[str], Awaitable[int]]
+    # The payment intent that paid an invoice, as a dispute would name it.
+    payment_intent_of: Callable[[str], Awaitable[str]]
 
 
 _names = itertools.count(1)
@@ -91,7 +93,10 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[GatewayUnderT
         async def fake_charges(customer_id: str) -> int:
             return sum(1 for c in fake.charges if c.customer_id == customer_id)
 
-        yield GatewayUnderTest("fake", fake, fake_charges)
+        async def fake_intent(invoice_id: str) -> str:
+            return fake.payment_intent_of(invoice_id)
+
+        yield GatewayUnderTest("fake", fake, fake_charges, fake_intent)
         return
 
     server: LocalStripeServer = request.getfixturevalue("localstripe")
@@ -104,9 +109,13 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[GatewayUnderT
         charges = await raw.v1.charges.list_async(params={"customer": customer_id, "limit": 100})
         return sum(1 for c in charges.data if c["status"] == "succeeded")
 
+    async def localstripe_intent(invoice_id: str) -> str:
+        invoice = (await raw.v1.invoices.retrieve_async(invoice_id)).to_dict()
+        return str(invoice["payment_intent"])
+
     try:
         async with StripeSdkGateway(LOCALSTRIPE_API_KEY, api_base=server.url) as sdk:
-            yield GatewayUnderTest("localstripe", sdk, localstripe_charges)
+            yield GatewayUnderTest("localstripe", sdk, localstripe_charges, localstripe_intent)
     finally:
         close: Callable[[], Awaitable[None]] = raw_http.close_async  # untyped in the SDK
         await close()

@@ -264,3 +264,18 @@ async def test_a_paid_invoice_is_refunded_in_part_once_per_key(
     assert refund.id.startswith("re_")
     assert refund.metadata["credit_note_id"] == f"cn-{tenant_id}"
     assert again.id == refund.id  # the same key: the same refund
+
+
+async def test_the_invoice_a_payment_paid_is_found_by_its_payment_intent(
+    gateway: GatewayUnderTest, tenant_id: str
+) -> None:
+    """ADR 0021: a dispute names only the payment; the invoice is found from it."""
+    g = gateway.gateway
+    customer_id = await _customer_with_card(gateway, tenant_id, "pm_card_visa")
+    invoice = await g.create_invoice(customer_id, LINES, {}, f"invoice:dispute-{tenant_id}")
+    await g.pay_invoice(invoice.id, f"pay:dispute-{tenant_id}:1")
+    intent = await gateway.payment_intent_of(invoice.id)
+
+    assert await g.find_invoice_for_payment(intent, None) == invoice.id
+    assert await g.find_invoice_for_payment("pi_unknown_to_stripe", None) is None
+    assert await g.find_invoice_for_payment(None, None) is None

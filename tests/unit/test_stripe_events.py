@@ -23,7 +23,8 @@ from workflows.shared_io import RetrySchedule
         ("charge.succeeded", EventHandling.SIGNAL),
         ("charge.failed", EventHandling.SIGNAL),
         ("charge.refunded", EventHandling.PROJECT),
-        ("charge.dispute.created", EventHandling.SIGNAL),
+        ("charge.dispute.created", EventHandling.DISPUTE),
+        ("charge.dispute.closed", EventHandling.DISPUTE),
         ("payment_method.attached", EventHandling.PROJECT),
         ("payment_method.updated", EventHandling.PROJECT),
         ("payment_method.automatically_updated", EventHandling.PROJECT),
@@ -111,3 +112,10 @@ def test_event_object_tolerates_odd_envelopes(payload: dict[str, object]) -> Non
 def test_backoff_doubles_and_is_capped() -> None:
     schedule = RetrySchedule(max_attempts=8, initial_backoff_seconds=2, max_backoff_seconds=20)
     assert [schedule.backoff_seconds(n) for n in range(1, 6)] == [2, 4, 8, 16, 20]
+
+
+def test_every_handling_has_an_initial_inbox_status() -> None:
+    """A new handling without one would answer Stripe with a 500 (a KeyError at the endpoint)."""
+    from api.routes import webhooks
+
+    assert set(webhooks._INITIAL_STATUS) == set(EventHandling)

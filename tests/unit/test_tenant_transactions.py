@@ -24,6 +24,10 @@ CROSS_TENANT = {
         "reads the inbox row only; its writes run in the resolved tenant's transaction"
     ),
     ("activities/stripe_events.py", "mark_stripe_event"): "inbox bookkeeping, by event id",
+    ("activities/stripe_events.py", "apply_dispute"): (
+        "reads the inbox row and finds the invoice's tenant by its Stripe id; its writes run in "
+        "that tenant's transaction"
+    ),
     ("activities/notifications.py", "deliver_notification"): (
         "the delivery workflow knows only the delivery id (an engine-made key); the row says "
         "whose it is, and the write touches that row only"
