@@ -28,6 +28,7 @@ from api.routes import (
     invoices,
     notification_endpoints,
     operator,
+    operator_charges,
     operator_credit_notes,
     operator_erasure,
     operator_rate_limits,
@@ -157,4 +158,5 @@ def create_app(
     app.include_router(notification_endpoints.router)
     app.include_router(credit_notes.router)
     app.include_router(operator_credit_notes.router)
+    app.include_router(operator_charges.router)
     return app

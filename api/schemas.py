@@ -444,3 +444,31 @@ class CreditNoteOut(BaseModel):
 
 class CreditNoteList(BaseModel):
     data: list[CreditNoteOut]
+
+
+class ChargeCreate(BaseModel):
+    """A one-time charge on the tenant's subscription (ADR 0022)."""
+
+    model_config = ConfigDict(extra="forbid")
+    amount: int = Field(gt=0, strict=True, description="Minor units (cents), in the plan's "
+                        "currency.")  # fmt: skip
+    description: str = Field(min_length=1, max_length=200)
+    invoice: Literal["now", "next"] = Field(
+        "now", description="`now`: an invoice of its own, collected now and by dunning if the "
+        "card fails; `next`: a line on the next invoice the subscription issues.",
+    )  # fmt: skip
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ChargeOut(BaseModel):
+    subscription_id: UUID
+    key: str
+    amount: int
+    invoiced: str  # now | next_invoice
+    # The charge's own invoice (`invoice: now`), once issued; null for `next`, or when the
+    # same key was sent before (`added: false`: nothing was added again).
+    invoice_id: UUID | None
+    invoice_total: int
+    status: str
+    added: bool

@@ -44,6 +44,8 @@ class LineKind(StrEnum):
     PRORATION_CHARGE = "proration_charge"
     OVERAGE = "overage"
     CREDIT = "credit"
+    # A one-time charge an operator added (a setup fee, services, a correction): ADR 0022.
+    ONE_OFF = "one_off"
 
 
 @dataclass(frozen=True, slots=True)

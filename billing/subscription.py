@@ -33,7 +33,14 @@ from typing import Any
 from billing import notifications as notice
 from billing.catalog import Interval, Plan
 from billing.errors import InvalidTransition
-from billing.invoicing import InvoiceDraft, Line, base_line, compose_invoice, proration_lines
+from billing.invoicing import (
+    InvoiceDraft,
+    Line,
+    LineKind,
+    base_line,
+    compose_invoice,
+    proration_lines,
+)
 from billing.lifecycle import Command, LifecycleFacts, Status, check_cancel, check_command
 from billing.periods import BusinessClock, card_expires_at, period_bounds
 from billing.plan_changes import next_invoice, price_change
@@ -117,6 +124,15 @@ class Terms:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingCharge:
+    """A one-off charge waiting for the next invoice the subscription issues (ADR 0022)."""
+
+    key: str
+    description: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionState:
     terms: Terms
     status: Status
@@ -144,6 +160,9 @@ class SubscriptionState:
     trial_ending_notice_at: datetime | None = None
     card_expiring_notice_at: datetime | None = None
     seen_event_ids: tuple[str, ...] = ()
+    # One-off charges for the next invoice, and the keys of every charge added (idempotency).
+    pending_charges: tuple[PendingCharge, ...] = ()
+    charge_keys: tuple[str, ...] = ()
     # Sequence numbers the interpreter advances as it writes (projection versions, change keys).
     version: int = 0
     invoice_version: int = 0
@@ -292,6 +311,19 @@ class SetPaymentMethod:
 
 
 @dataclass(frozen=True, slots=True)
+class AddCharge:
+    """An operator's one-off charge: invoiced now (collected, and chased by dunning, like any
+    invoice) or added to the next invoice. `key` makes it idempotent."""
+
+    key: str
+    description: str
+    amount: int
+    invoice_now: bool
+    actor: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentMethodSet:
     card: Card
     actor: str | None = None  # None: attached at sign-up, nothing recorded
@@ -384,6 +416,7 @@ Event = (
     | StripeEvent
     | Canceled
     | Paused
+    | AddCharge
 )
 
 # -------------------------------------------------------------------------------------- effects
@@ -554,6 +587,10 @@ TRANSITIONS: dict[str, frozenset[tuple[Status, Status]]] = {
 # ----------------------------------------------------------------------------------- the checks
 
 
+# Where a one-off charge may be added: a subscription that bills (or will, after its trial).
+CHARGEABLE = frozenset({Status.TRIALING, Status.ACTIVE, Status.PAST_DUE})
+
+
 def check(state: SubscriptionState, event: Event, now: datetime) -> None:
     """Raise `InvalidTransition` (the reason the API shows, HTTP 409) when a command is refused
     in this state; other events are never refused."""
@@ -587,6 +624,13 @@ def check(state: SubscriptionState, event: Event, now: datetime) -> None:
                 raise InvalidTransition("payment_method_id is empty")
         case PaymentMethodSet():
             check_command(Command.SET_PAYMENT_METHOD, facts)
+        case AddCharge():
+            if type(event.amount) is not int or event.amount <= 0:
+                raise InvalidTransition("a one-off charge is a positive integer of minor units")
+            if s.status not in CHARGEABLE:
+                raise InvalidTransition(f"a {s.status.value} subscription takes no new charges")
+            if not event.description.strip() or not event.key.strip():
+                raise InvalidTransition("a one-off charge needs a description and a key")
         case _:
             pass
 
@@ -656,6 +700,8 @@ def step(state: SubscriptionState, event: Event, now: datetime) -> Step:
             return _paused(s, event)
         case SetPaymentMethod():
             return s, []  # checked only: the card is attached, then `PaymentMethodSet`
+        case AddCharge():
+            return _add_charge(s, event, now)
     raise TypeError(f"not a subscription event: {event!r}")
 
 
@@ -665,7 +711,7 @@ def upcoming_invoice(state: SubscriptionState) -> tuple[datetime | None, Invoice
     s = state
     if _cancels_at_trial_end(s):
         return None, None
-    return next_invoice(
+    at, draft = next_invoice(
         status=s.status,
         plan=(s.pending_plan or s.plan).plan,
         interval=s.terms.interval,
@@ -675,6 +721,11 @@ def upcoming_invoice(state: SubscriptionState) -> tuple[datetime | None, Invoice
         cancel_at_period_end=s.cancel_at_period_end,
         credit_balance=s.credit_balance,
     )
+    if draft is None or not s.pending_charges:
+        return at, draft
+    # The one-off charges waiting for it, as the bill will show them.
+    lines = [line for line in draft.lines if line.kind is not LineKind.CREDIT]
+    return at, compose_invoice(s.currency, [*lines, *_pending_lines(s)], s.credit_balance)
 
 
 def usage_window(
@@ -708,6 +759,36 @@ def _issue(
     if not draft.lines or draft.total == 0:
         return s, []
     return s, [IssueInvoice(draft, reason, key, period)]
+
+
+def _add_charge(s: SubscriptionState, e: AddCharge, now: datetime) -> Step:
+    """Invoice the charge now (its own invoice, collected and chased like any other) or keep it
+    for the next invoice the subscription issues. The same key again changes nothing."""
+    if e.key in s.charge_keys:
+        return s, [Outcome(now, "one_off", not e.invoice_now, None)]
+    s = replace(s, charge_keys=(*s.charge_keys, e.key))
+    details = {
+        "key": e.key,
+        "amount": e.amount,
+        "description": e.description,
+        "invoiced": "now" if e.invoice_now else "next_invoice",
+        "reason": e.reason,
+    }
+    record = RecordChange(
+        "charge_added", e.actor, s.status, now, details=details, with_invoice=e.invoice_now
+    )
+    if not e.invoice_now:
+        pending = PendingCharge(e.key, e.description, e.amount)
+        s = replace(s, pending_charges=(*s.pending_charges, pending))
+        return s, [Outcome(now, "one_off", True, None), record, Project()]
+    line = Line(LineKind.ONE_OFF, e.description, e.amount)
+    draft = compose_invoice(s.currency, [line], s.credit_balance)
+    s, issued = _issue(s, draft, "manual", f"charge:{e.key}", (now, now))
+    return s, [Outcome(now, "one_off", False, draft), *issued, record, Project()]
+
+
+def _pending_lines(s: SubscriptionState) -> list[Line]:
+    return [Line(LineKind.ONE_OFF, c.description, c.amount) for c in s.pending_charges]
 
 
 def _notify(
@@ -745,7 +826,9 @@ def _activate(s: SubscriptionState, at: datetime, actor: str, before: Status, ki
     )
     period = s.period
     base = base_line(s.plan.plan, s.terms.interval, period)
-    draft = compose_invoice(s.currency, [base] if base else [], s.credit_balance)
+    lines = [*([base] if base else []), *_pending_lines(s)]
+    draft = compose_invoice(s.currency, lines, s.credit_balance)
+    s = replace(s, pending_charges=())
     s, effects = _issue(s, draft, "subscription_create", f"start:{period[0].isoformat()}", period)
     effects += [RecordChange(kind, actor, before, at), Project()]
     if kind != "resumed":
@@ -851,8 +934,9 @@ def _renew(s: SubscriptionState, usage: Sequence[Line]) -> Step:
     )
     opened = s.period
     base = base_line(s.plan.plan, s.terms.interval, opened)
-    lines = [base, *usage] if base is not None else list(usage)
+    lines = [*([base] if base is not None else []), *usage, *_pending_lines(s)]
     draft = compose_invoice(s.currency, lines, s.credit_balance)
+    s = replace(s, pending_charges=())
     s, effects = _issue(s, draft, "subscription_cycle", f"cycle:{opened[0].isoformat()}", opened)
     kind = "plan_changed" if from_plan != s.plan.code else "renewed"
     effects += [

@@ -191,6 +191,41 @@ class OpenInvoice:
 
 
 @dataclass(frozen=True)
+class PendingChargePayload:
+    key: str
+    description: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class AddChargeRequest:
+    """A one-off charge (ADR 0022): invoiced now, or added to the next invoice."""
+
+    key: str
+    description: str
+    amount: int
+    invoice_now: bool
+    actor: str
+    reason: str | None = None
+    # Wall-clock instant after which the command must not apply (the API's update timeout): an
+    # update admitted while no worker ran is rejected by the validator if accepted too late.
+    apply_before: str | None = None
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    subscription_id: str
+    key: str
+    amount: int
+    invoiced: str  # now | next_invoice
+    invoice_id: str | None
+    invoice_total: int
+    status: str
+    # False when the key was added before (the same request again): nothing was added.
+    added: bool = True
+
+
+@dataclass(frozen=True)
 class SubscriptionCarry:
     """Everything a run hands to the next one at continue-as-new."""
 
@@ -217,6 +252,9 @@ class SubscriptionCarry:
     seen_event_ids: list[str] = field(default_factory=list)
     open_invoices: list[OpenInvoice] = field(default_factory=list)
     invoices_issued: int = 0
+    # One-off charges waiting for the next invoice, and every charge key seen (ADR 0022).
+    pending_charges: list[PendingChargePayload] = field(default_factory=list)
+    charge_keys: list[str] = field(default_factory=list)
     # Open invoices a `dunning:{invoice_id}` child is chasing. The child is their only writer
     # while it runs; any run of this workflow re-attaches to it by id.
     dunning_invoice_ids: list[str] = field(default_factory=list)

@@ -261,6 +261,12 @@ async def test_every_state_changing_route_writes_an_audit_row_with_before_and_af
         path={"invoice_id": invoices[-1]["id"]}, headers=tenant.headers,
         action="invoice.resent", actor=me,
     )  # fmt: skip
+    await walk.call(
+        "POST", f"{ops}/tenants/{{tenant_id}}/charges", path=t, headers=op,
+        action="subscription.charge_added", actor=operator, in_request=False,
+        json={"amount": 100, "description": "Correction", "invoice": "next",
+              "idempotency_key": "audit-charge-1", "reason": "audit"},
+    )  # fmt: skip
     paid = next(i for i in invoices if i["status"] == "paid")
     await walk.call(
         "POST", f"{ops}/tenants/{{tenant_id}}/invoices/{{invoice_id}}/credit-notes",

@@ -1,6 +1,7 @@
-"""Committed histories of the workflows added for issues 11 and 14 (the Stripe sweep, the audit
-retention purge, a tenant export that ran to expiry, a tenant erasure, the purge of an erased
-tenant's books, a credit note's refund, a Stripe event that opened a dispute) replay against today's
+"""Committed histories of the workflows added or changed for issues 11, 13 and 14 (the Stripe
+sweep, the audit retention purge, a tenant export that ran to expiry, a tenant erasure, the
+purge of an erased tenant's books, a credit note's refund, a Stripe event that opened a
+dispute, a subscription that billed a one-off charge on its renewal) replay against today's
 code: a change that would break running ones fails here (then use `workflow.patched`).
 Re-record on purpose only, with `BILLING_RECORD_HISTORIES=1` on the tests that write them
 (tests/replay/recording.py)."""
@@ -18,6 +19,7 @@ from workflows.export import TenantExportWorkflow
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
 from workflows.refund import CreditNoteRefundWorkflow
 from workflows.stripe_event import StripeEventWorkflow
+from workflows.subscription import SubscriptionWorkflow
 
 NAMES = [
     "reconcile_stripe_applied",
@@ -27,6 +29,7 @@ NAMES = [
     "erased_books_purged",
     "credit_note_refunded",
     "stripe_event_dispute_opened",
+    "subscription_one_off_charge",
 ]
 
 
@@ -42,6 +45,7 @@ async def test_history_replays(name: str) -> None:
             TenantErasureWorkflow,
             CreditNoteRefundWorkflow,
             StripeEventWorkflow,
+            SubscriptionWorkflow,
         ]
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)

@@ -93,6 +93,8 @@ EVENTS: dict[str, object] = {
     ),
     "dunning_recovered": m.DunningFinished("inv_1", "recovered", attempts=2, last_attempt=3),
     "dunning_exhausted": m.DunningFinished("inv_1", "exhausted", attempts=4, last_attempt=5),
+    "charge_now": m.AddCharge("setup-1", "Setup fee", 5000, True, "op"),
+    "charge_later": m.AddCharge("setup-2", "Setup fee", 5000, False, "op"),
 }
 IN, TR, AC, PD, PA, CA = (
     Status.INCOMPLETE,
@@ -107,14 +109,23 @@ R, N = REFUSED, NONE
 # plan, cancel now, cancel at period end, undo cancel, pause, resume, set payment method (the
 # request), payment method set (the card attached), deadline (the billing clock's next), Stripe
 # paid, Stripe failed, collection paid, collection failed, dunning recovered, dunning exhausted
-# (each about invoice inv_1, open and under dunning in the past-due state).
+# (each about invoice inv_1, open and under dunning in the past-due state), a one-off charge
+# invoiced now, one for the next invoice.
 TABLE: dict[Status, dict[str, Status | str]] = {
-    IN: dict(zip(EVENTS, (R, R, R, R, R, R, IN, IN, N, IN, IN, IN, IN, IN, IN), strict=True)),
-    TR: dict(zip(EVENTS, (TR, CA, TR, R, R, R, TR, TR, AC, TR, TR, TR, TR, TR, TR), strict=True)),
-    AC: dict(zip(EVENTS, (AC, CA, AC, R, PA, R, AC, AC, AC, AC, AC, AC, PD, AC, AC), strict=True)),
-    PD: dict(zip(EVENTS, (R, CA, PD, R, R, R, PD, PD, PD, PD, PD, AC, PD, AC, PD), strict=True)),
-    PA: dict(zip(EVENTS, (R, CA, R, R, R, AC, PA, PA, AC, PA, PA, PA, PA, PA, PA), strict=True)),
-    CA: dict(zip(EVENTS, (R, R, R, R, R, R, R, R, N, CA, CA, CA, CA, CA, CA), strict=True)),
+    IN: dict(zip(EVENTS, (R, R, R, R, R, R, IN, IN, N, IN, IN, IN, IN, IN, IN, R, R), strict=True)),
+    TR: dict(
+        zip(EVENTS, (TR, CA, TR, R, R, R, TR, TR, AC, TR, TR, TR, TR, TR, TR, TR, TR), strict=True)
+    ),
+    AC: dict(
+        zip(EVENTS, (AC, CA, AC, R, PA, R, AC, AC, AC, AC, AC, AC, PD, AC, AC, AC, AC), strict=True)
+    ),
+    PD: dict(
+        zip(EVENTS, (R, CA, PD, R, R, R, PD, PD, PD, PD, PD, AC, PD, AC, PD, PD, PD), strict=True)
+    ),
+    PA: dict(
+        zip(EVENTS, (R, CA, R, R, R, AC, PA, PA, AC, PA, PA, PA, PA, PA, PA, R, R), strict=True)
+    ),
+    CA: dict(zip(EVENTS, (R, R, R, R, R, R, R, R, N, CA, CA, CA, CA, CA, CA, R, R), strict=True)),
 }
 
 
@@ -279,6 +290,71 @@ def test_a_refused_command_leaves_the_state_as_it_was() -> None:
         m.step(ACTIVE, m.Pause("user", resume_at=NOW), NOW)
     with pytest.raises(InvalidTransition, match="being set up"):
         m.check(replace(ACTIVE, customer_id=None), m.SetPaymentMethod("pm", "user"), NOW)
+
+
+# ---------------------------------------------------------------------------- one-off charges
+
+
+def _one_off(invoice: m.IssueInvoice) -> list[tuple[str, int]]:
+    return [(x.description, x.amount) for x in invoice.draft.lines if x.kind is LineKind.ONE_OFF]
+
+
+def test_a_charge_invoiced_now_is_its_own_invoice_once_per_key() -> None:
+    h = Harness(ACTIVE)
+    h.run(m.AddCharge("setup-1", "Setup fee", 5000, True, "op"), NOW)
+    h.run(m.AddCharge("setup-1", "Setup fee", 5000, True, "op"), NOW)  # the same request again
+    assert [(i.reason, i.key, _one_off(i)) for i in h.invoices] == [
+        ("manual", "charge:setup-1", [("Setup fee", 5000)])
+    ]
+    assert [c.kind for c in h.changes] == ["charge_added"]
+    assert h.changes[0].details["invoiced"] == "now"
+
+
+def test_a_declined_charge_goes_to_dunning_like_any_invoice() -> None:
+    h = Harness(ACTIVE, declines=True)
+    h.run(m.AddCharge("setup-1", "Setup fee", 5000, True, "op"), NOW)
+    assert h.state.status is Status.PAST_DUE
+    assert any(isinstance(e, m.StartDunning) for e in h.effects)
+
+
+def test_a_charge_for_the_next_invoice_rides_on_the_renewal_once_and_survives_carry() -> None:
+    h = Harness(ACTIVE)
+    h.run(m.AddCharge("svc-1", "Onboarding services", 12000, False, "op"), NOW)
+    assert h.invoices == []
+    at, upcoming = m.upcoming_invoice(h.state)
+    assert upcoming is not None
+    assert ("Onboarding services", 12000) in [(x.description, x.amount) for x in upcoming.lines]
+    h.state = _carried(h.state)  # continue-as-new between the charge and the renewal
+    assert h.state.pending_charges == (m.PendingCharge("svc-1", "Onboarding services", 12000),)
+    h.run(m.AddCharge("svc-1", "Onboarding services", 12000, False, "op"), NOW)  # again: no-op
+    first = _deadline(h.state)
+    assert first is not None
+    h.run(first, NOW)
+    assert [_one_off(i) for i in h.invoices] == [[("Onboarding services", 12000)]]
+    assert h.invoices[0].draft.total == upcoming.total
+    assert h.state.pending_charges == ()
+    second = _deadline(h.state)
+    assert second is not None
+    h.run(second, NOW)
+    assert [_one_off(i) for i in h.invoices] == [[("Onboarding services", 12000)], []]
+
+
+def test_a_charge_during_the_trial_is_billed_with_the_first_period() -> None:
+    h = Harness(STATES[Status.TRIALING])
+    h.run(m.AddCharge("setup-1", "Setup fee", 5000, False, "op"), NOW)
+    end = _deadline(h.state)
+    assert end is not None
+    h.run(end, NOW)
+    assert h.state.status is Status.ACTIVE
+    assert [(i.reason, _one_off(i)) for i in h.invoices] == [
+        ("subscription_create", [("Setup fee", 5000)])
+    ]
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True])
+def test_a_charge_is_a_positive_integer(amount: object) -> None:
+    with pytest.raises(InvalidTransition, match="positive integer"):
+        m.check(ACTIVE, m.AddCharge("k", "x", amount, True, "op"), NOW)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------- random walks

@@ -21,9 +21,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dunning_io import DunningInput, DunningResult
     from workflows.shared_io import InvoiceProjection, StripeInvoiceRead
     from workflows.subscription_io import (
+        AddChargeRequest,
         CancelRequest,
         ChangePlanRequest,
         ChangePlanResult,
+        ChargeResult,
         CollectInvoiceResult,
         CreateStripeInvoiceInput,
         InvoiceLinePayload,
@@ -31,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         OpenInvoice,
         PauseRequest,
         PaymentMethodResult,
+        PendingChargePayload,
         PeriodOverageResult,
         PlanSnapshot,
         PreviewResult,
@@ -45,7 +48,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
-Request = ChangePlanRequest | CancelRequest | PauseRequest | SetPaymentMethodRequest
+Request = (
+    ChangePlanRequest | CancelRequest | PauseRequest | SetPaymentMethodRequest | AddChargeRequest
+)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -165,6 +170,10 @@ def state_in(inp: SubscriptionInput, now: datetime) -> m.SubscriptionState:
         trial_ending_notice_at=dt(c.trial_ending_notice_at),
         card_expiring_notice_at=dt(c.card_expiring_notice_at),
         seen_event_ids=tuple(c.seen_event_ids),
+        pending_charges=tuple(
+            m.PendingCharge(p.key, p.description, p.amount) for p in c.pending_charges
+        ),
+        charge_keys=tuple(c.charge_keys),
         version=c.version,
         invoice_version=c.invoice_version,
         change_seq=c.change_seq,
@@ -200,6 +209,10 @@ def carry_out(s: m.SubscriptionState) -> SubscriptionCarry:
         seen_event_ids=list(s.seen_event_ids),
         open_invoices=open_invoices_out(s),
         invoices_issued=s.invoices_issued,
+        pending_charges=[
+            PendingChargePayload(p.key, p.description, p.amount) for p in s.pending_charges
+        ],
+        charge_keys=list(s.charge_keys),
         dunning_invoice_ids=list(s.dunning),
         cancel_due_at=iso(s.cancel_due_at),
         trial_ending_notice_at=iso(s.trial_ending_notice_at),
@@ -453,6 +466,11 @@ def event_of(request: Request) -> m.Event:
             return m.Pause(request.actor, dt(request.resume_at))
         case SetPaymentMethodRequest():
             return m.SetPaymentMethod(request.payment_method_id, request.actor)
+        case AddChargeRequest():
+            return m.AddCharge(
+                request.key, request.description, request.amount, request.invoice_now,
+                request.actor, request.reason,
+            )  # fmt: skip
     raise TypeError(f"not a subscription request: {request!r}")  # pragma: no cover
 
 
@@ -474,6 +492,22 @@ def change_plan_out(
         invoice_total=draft.total if draft else 0,
         credit_balance=s.credit_balance,
         status=s.status.value,
+    )
+
+
+def charge_out(
+    inp: SubscriptionInput, s: m.SubscriptionState, request: AddChargeRequest,
+    done: m.Outcome, issued: str | None, added: bool,
+) -> ChargeResult:  # fmt: skip
+    return ChargeResult(
+        subscription_id=inp.subscription_id,
+        key=request.key,
+        amount=request.amount,
+        invoiced="now" if request.invoice_now else "next_invoice",
+        invoice_id=issued,
+        invoice_total=done.draft.total if done.draft else 0,
+        status=s.status.value,
+        added=added,
     )
 
 

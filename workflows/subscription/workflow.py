@@ -207,6 +207,19 @@ class SubscriptionWorkflow:
     def _validate_resume(self, request: io.LifecycleRequest) -> None:
         self._validate(request.apply_before, m.Resume(request.actor))
 
+    @workflow.update(name="add_charge")
+    async def add_charge(self, request: io.AddChargeRequest) -> io.ChargeResult:
+        """A one-off charge (ADR 0022): invoiced now, or kept for the next invoice."""
+        added = request.key not in self._m.state.charge_keys
+        done = carry.outcome(await self._command(carry.event_of(request)))
+        issued = self._m.issued if request.invoice_now and added else None
+        return carry.charge_out(self._input, self._m.state, request, done, issued, added)
+
+    @add_charge.validator
+    @domain_errors
+    def _validate_add_charge(self, request: io.AddChargeRequest) -> None:
+        self._validate(request.apply_before, carry.event_of(request))
+
     @workflow.update(name="set_payment_method")
     async def set_payment_method(
         self, request: io.SetPaymentMethodRequest
