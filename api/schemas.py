@@ -423,6 +423,11 @@ class CreditNoteCreate(BaseModel):
         min_length=1, max_length=200, description="The same key again returns the same credit "
         "note and never refunds twice.",
     )  # fmt: skip
+    method: Literal["refund", "credit_balance"] = Field(
+        "refund", description="`refund`: to the card the invoice was paid with; "
+        "`credit_balance`: to the subscription's credit balance, which the next invoices use "
+        "before the card.",
+    )  # fmt: skip
 
 
 class CreditNoteOut(BaseModel):
@@ -435,7 +440,9 @@ class CreditNoteOut(BaseModel):
     reason: str
     # operator (through the API) | stripe (a refund made in the Stripe dashboard)
     source: str
-    # pending | succeeded | failed
+    # refund (to the card) | credit_balance (the subscription's credit balance)
+    method: str
+    # pending | succeeded (refunded, or held by the balance) | failed
     refund_status: str
     stripe_refund_id: str | None
     refunded_at: datetime | None

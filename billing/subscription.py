@@ -163,6 +163,8 @@ class SubscriptionState:
     # One-off charges for the next invoice, and the keys of every charge added (idempotency).
     pending_charges: tuple[PendingCharge, ...] = ()
     charge_keys: tuple[str, ...] = ()
+    # Keys of every credit added to the balance by a credit note (ADR 0020).
+    credit_keys: tuple[str, ...] = ()
     # Sequence numbers the interpreter advances as it writes (projection versions, change keys).
     version: int = 0
     invoice_version: int = 0
@@ -324,6 +326,17 @@ class AddCharge:
 
 
 @dataclass(frozen=True, slots=True)
+class AddCredit:
+    """A credit note's amount added to the credit balance, which the next invoices use before
+    the card (ADR 0020). `key` makes it idempotent."""
+
+    key: str
+    amount: int
+    actor: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentMethodSet:
     card: Card
     actor: str | None = None  # None: attached at sign-up, nothing recorded
@@ -417,6 +430,7 @@ Event = (
     | Canceled
     | Paused
     | AddCharge
+    | AddCredit
 )
 
 # -------------------------------------------------------------------------------------- effects
@@ -624,6 +638,11 @@ def check(state: SubscriptionState, event: Event, now: datetime) -> None:
                 raise InvalidTransition("payment_method_id is empty")
         case PaymentMethodSet():
             check_command(Command.SET_PAYMENT_METHOD, facts)
+        case AddCredit():
+            if type(event.amount) is not int or event.amount <= 0:
+                raise InvalidTransition("a credit is a positive integer of minor units")
+            if s.status not in CHARGEABLE and s.status is not Status.PAUSED:
+                raise InvalidTransition(f"a {s.status.value} subscription takes no credit")
         case AddCharge():
             if type(event.amount) is not int or event.amount <= 0:
                 raise InvalidTransition("a one-off charge is a positive integer of minor units")
@@ -702,6 +721,17 @@ def step(state: SubscriptionState, event: Event, now: datetime) -> Step:
             return s, []  # checked only: the card is attached, then `PaymentMethodSet`
         case AddCharge():
             return _add_charge(s, event, now)
+        case AddCredit():
+            if event.key in s.credit_keys:
+                return s, [Outcome(now)]
+            s = replace(
+                s,
+                credit_balance=s.credit_balance + event.amount,
+                credit_keys=(*s.credit_keys, event.key),
+            )
+            details = {"key": event.key, "amount": event.amount, "reason": event.reason}
+            change = RecordChange("credit_added", event.actor, s.status, now, details=details)
+            return s, [Outcome(now), change, Project()]
     raise TypeError(f"not a subscription event: {event!r}")
 
 

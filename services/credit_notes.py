@@ -19,10 +19,13 @@ from adapters.db import credit_notes as repo
 from adapters.db import tenants as tenant_repo
 from adapters.temporal import start_refund
 from billing.credit_notes import CreditRefused
+from services.commands import apply_before, command, live_subscription
 from services.context import Services
 from services.errors import NotFound, ServiceUnavailable
 from workflows.refund import refund_workflow_id
 from workflows.refund_io import RefundInput
+from workflows.subscription import SubscriptionWorkflow
+from workflows.subscription_io import AddCreditRequest
 
 # How long the request waits for the refund before answering with it still pending.
 REFUND_WAIT_SECONDS = 10.0
@@ -37,11 +40,15 @@ async def issue(
     reason: str,
     idempotency_key: str,
     actor: str,
+    method: str = "refund",
 ) -> dict[str, Any]:
-    """Issue (or find) the credit note and refund it; the credit note as it stands after."""
+    """Issue (or find) the credit note, then refund it to the card or credit the balance; the
+    credit note as it stands after."""
     request = repo.CreditNoteRequest(
-        tenant_id, invoice_id, amount, reason, f"api:{idempotency_key}", actor
+        tenant_id, invoice_id, amount, reason, f"api:{idempotency_key}", actor, method=method
     )
+    # The balance is the live subscription's: without one there is nowhere to put it.
+    live = await live_subscription(services, tenant_id) if method == "credit_balance" else None
     async with services.system_db.tenant_transaction(tenant_id) as conn:
         if await tenant_repo.get_tenant(conn, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}")
@@ -50,13 +57,37 @@ async def issue(
         except LookupError as error:
             raise NotFound(f"no invoice {invoice_id} for tenant {tenant_id}") from error
     row = issued.row
-    if row["refund_status"] == "pending":
+    if row["refund_status"] == "pending" and live is not None:
+        await _credit(services, tenant_id, row, live.workflow_id, actor)
+        async with services.system_db.tenant_transaction(tenant_id) as conn:
+            row = await repo.get(conn, row["id"]) or row
+    elif row["refund_status"] == "pending":
         if issued.stripe_invoice_id is None:  # paid without Stripe: nothing to refund to
             raise CreditRefused("this invoice was not paid through Stripe")
         await _refund(services, tenant_id, row, issued.stripe_invoice_id)
         async with services.system_db.tenant_transaction(tenant_id) as conn:
             row = await repo.get(conn, row["id"]) or row
     return row
+
+
+async def _credit(
+    services: Services, tenant_id: UUID, row: dict[str, Any], workflow_id: str, actor: str
+) -> None:
+    """The subscription takes the credit (keyed by the credit note: once), then the credit note
+    says so."""
+    request = AddCreditRequest(
+        key=f"credit-note:{row['id']}",
+        amount=int(row["amount"]),
+        actor=actor,
+        reason=f"credit note {row['number']}",
+        apply_before=apply_before(services),
+    )
+    await command(services, tenant_id, workflow_id, SubscriptionWorkflow.add_credit, request)
+    async with services.system_db.tenant_transaction(tenant_id) as conn:
+        await repo.record_refund(
+            conn, row["id"], stripe_refund_id=None, status="succeeded", at=services.clock(),
+            actor=actor,
+        )  # fmt: skip
 
 
 async def _refund(

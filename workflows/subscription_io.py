@@ -213,6 +213,26 @@ class AddChargeRequest:
 
 
 @dataclass(frozen=True)
+class AddCreditRequest:
+    """A credit note's amount for the credit balance (ADR 0020)."""
+
+    key: str
+    amount: int
+    actor: str
+    reason: str | None = None
+    apply_before: str | None = None
+
+
+@dataclass(frozen=True)
+class CreditResult:
+    subscription_id: str
+    key: str
+    amount: int
+    credit_balance: int
+    added: bool
+
+
+@dataclass(frozen=True)
 class ChargeResult:
     subscription_id: str
     key: str
@@ -255,6 +275,7 @@ class SubscriptionCarry:
     # One-off charges waiting for the next invoice, and every charge key seen (ADR 0022).
     pending_charges: list[PendingChargePayload] = field(default_factory=list)
     charge_keys: list[str] = field(default_factory=list)
+    credit_keys: list[str] = field(default_factory=list)
     # Open invoices a `dunning:{invoice_id}` child is chasing. The child is their only writer
     # while it runs; any run of this workflow re-attaches to it by id.
     dunning_invoice_ids: list[str] = field(default_factory=list)

@@ -36,6 +36,7 @@ class CreditNoteRequest:
     idempotency_key: str
     actor: str
     source: str = "operator"  # operator | stripe
+    method: str = "refund"  # refund | credit_balance
     # A refund already made (a Stripe dashboard refund seen in `charge.refunded`).
     stripe_refund_id: str | None = None
 
@@ -68,7 +69,8 @@ async def issue(conn: AsyncConnection, req: CreditNoteRequest, at: datetime) -> 
         raise LookupError(f"no invoice {req.invoice_id}")
     existing = await by_key(conn, req.idempotency_key)
     if existing is not None:
-        if (existing["invoice_id"], existing["amount"]) != (req.invoice_id, req.amount):
+        asked = (req.invoice_id, req.amount, req.method)
+        if (existing["invoice_id"], existing["amount"], existing["method"]) != asked:
             raise CreditRefused(
                 "this idempotency key was used for another credit note "
                 f"({existing['number']}: {existing['amount']} on invoice {existing['invoice_id']})"
@@ -98,6 +100,7 @@ async def issue(conn: AsyncConnection, req: CreditNoteRequest, at: datetime) -> 
                 currency=invoice.currency,
                 reason=req.reason,
                 source=req.source,
+                method=req.method,
                 idempotency_key=req.idempotency_key,
                 refund_status="succeeded" if req.stripe_refund_id else "pending",
                 stripe_refund_id=req.stripe_refund_id,
@@ -160,12 +163,13 @@ async def record_refund(
     conn: AsyncConnection,
     credit_note_id: UUID,
     *,
-    stripe_refund_id: str,
+    stripe_refund_id: str | None,
     status: str,
     at: datetime,
     actor: str,
 ) -> bool:
-    """The refund Stripe made for the credit note; False when already recorded (a retry)."""
+    """The refund Stripe made for the credit note, or (`stripe_refund_id` None) the credit the
+    balance took; False when already recorded (a retry)."""
     old = (
         await conn.execute(
             select(credit_notes.c.tenant_id, credit_notes.c.refund_status, credit_notes.c.number)
@@ -188,7 +192,9 @@ async def record_refund(
     await record_audit(
         conn,
         actor=actor,
-        action=f"credit_note.refund_{status}",
+        action=f"credit_note.refund_{status}"
+        if stripe_refund_id
+        else f"credit_note.credit_{status}",
         subject_type="credit_note",
         subject_id=str(credit_note_id),
         tenant_id=old.tenant_id,

@@ -572,6 +572,8 @@ credit_notes = Table(
     Column("reason", Text, nullable=False),
     # operator (through the API) | stripe (a refund made in the Stripe dashboard)
     Column("source", Text, nullable=False),
+    # refund (to the card) | credit_balance (the subscription's, used by the next invoices)
+    Column("method", Text, nullable=False, server_default=text("'refund'")),
     Column("idempotency_key", Text, nullable=False),
     # pending | succeeded | failed
     Column("refund_status", Text, nullable=False),
@@ -583,6 +585,7 @@ credit_notes = Table(
     UniqueConstraint("tenant_id", "idempotency_key"),
     CheckConstraint("amount > 0", name="amount"),
     CheckConstraint("source IN ('operator', 'stripe')", name="source"),
+    CheckConstraint("method IN ('refund', 'credit_balance')", name="method"),
     CheckConstraint("refund_status IN ('pending', 'succeeded', 'failed')", name="refund_status"),
 )
 

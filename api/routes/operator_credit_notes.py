@@ -28,12 +28,14 @@ async def issue_credit_note(
     services: ServicesDep,
 ) -> CreditNoteOut:
     """Credit `amount` of a paid invoice and refund it to the card (Stripe key
-    `refund:{credit_note_id}`). 409 `credit_refused` when the invoice is not paid or the amount
+    `refund:{credit_note_id}`), or with `method: credit_balance` put it on the subscription's
+    credit balance, which the next invoices use before the card (404 without a live
+    subscription). 409 `credit_refused` when the invoice is not paid or the amount
     is above what is left to refund (paid minus every credit note, the dashboard's included).
     The answer's `refund_status` is `succeeded` once Stripe refunded, `pending` if it is still
     on its way; the same `idempotency_key` again returns the same credit note."""
     row = await credit_notes.issue(
         services, tenant_id, invoice_id, amount=body.amount, reason=body.reason,
-        idempotency_key=body.idempotency_key, actor=principal.actor,
+        idempotency_key=body.idempotency_key, actor=principal.actor, method=body.method,
     )  # fmt: skip
     return CreditNoteOut.model_validate(row)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from adapters.db.tables import audit_log, credit_notes
 from adapters.stripe_fake import FakeStripeGateway
 from services.context import Services
-from tests.api.test_billing_api import _active_standard
+from tests.api.test_billing_api import _active_standard, _until
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, stripe_event
 from tests.factories.tenants import TenantWithKey, operator_headers
 from tests.harness import Databases
@@ -192,6 +193,39 @@ async def test_concurrent_credit_notes_cannot_together_exceed_what_was_paid(
     assert sum(r.amount for r in stripe_fake.refunds) == 4000
     numbers = sorted(a.json()["number"] for a in answers if a.status_code == 201)
     assert [n[-6:] for n in numbers] == ["000001", "000002"]  # gapless: the refusal took none
+
+
+@pytest.mark.usefixtures("workers")
+async def test_a_credit_to_the_balance_is_used_by_the_next_invoice_once(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    tenant = await _active_standard(api, dbs, workflow_env, services)
+    invoice = await _paid_invoice(api, tenant)
+    op = await operator_headers(dbs)
+    body = {"amount": 1000, "reason": "outage credit", "idempotency_key": "credit-1",
+            "method": "credit_balance"}  # fmt: skip
+    for _ in range(2):  # the same request twice: one credit
+        answer = await api.post(_url(tenant, invoice["id"]), json=body, headers=op)
+        assert answer.status_code == 201, answer.text
+        note = answer.json()
+        assert (note["method"], note["refund_status"], note["stripe_refund_id"]) == (
+            "credit_balance", "succeeded", None,
+        )  # fmt: skip
+    assert stripe_fake.refunds == []
+    upcoming = (await api.get("/api/billing/invoices/upcoming", headers=tenant.headers)).json()
+    assert upcoming["next_invoice_total"] == 4900 - 1000
+    await workflow_env.sleep(timedelta(days=31))
+    invoices = await _until(
+        api, tenant, lambda b: len(b["data"]) == 2 and b["data"][0]["status"] == "paid",
+        "/api/billing/invoices",
+    )  # fmt: skip
+    assert invoices["data"][0]["total"] == 3900
+    history = (await api.get("/api/billing/subscription/history", headers=tenant.headers)).json()
+    assert [h["kind"] for h in history].count("credit_added") == 1
 
 
 @pytest.mark.usefixtures("workers")

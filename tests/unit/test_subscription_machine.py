@@ -95,6 +95,7 @@ EVENTS: dict[str, object] = {
     "dunning_exhausted": m.DunningFinished("inv_1", "exhausted", attempts=4, last_attempt=5),
     "charge_now": m.AddCharge("setup-1", "Setup fee", 5000, True, "op"),
     "charge_later": m.AddCharge("setup-2", "Setup fee", 5000, False, "op"),
+    "credit": m.AddCredit("credit-note:1", 1000, "op"),
 }
 IN, TR, AC, PD, PA, CA = (
     Status.INCOMPLETE,
@@ -110,22 +111,38 @@ R, N = REFUSED, NONE
 # request), payment method set (the card attached), deadline (the billing clock's next), Stripe
 # paid, Stripe failed, collection paid, collection failed, dunning recovered, dunning exhausted
 # (each about invoice inv_1, open and under dunning in the past-due state), a one-off charge
-# invoiced now, one for the next invoice.
+# invoiced now, one for the next invoice, a credit note's credit for the balance.
 TABLE: dict[Status, dict[str, Status | str]] = {
-    IN: dict(zip(EVENTS, (R, R, R, R, R, R, IN, IN, N, IN, IN, IN, IN, IN, IN, R, R), strict=True)),
+    IN: dict(
+        zip(EVENTS, (R, R, R, R, R, R, IN, IN, N, IN, IN, IN, IN, IN, IN, R, R, R), strict=True)
+    ),
     TR: dict(
-        zip(EVENTS, (TR, CA, TR, R, R, R, TR, TR, AC, TR, TR, TR, TR, TR, TR, TR, TR), strict=True)
+        zip(
+            EVENTS,
+            (TR, CA, TR, R, R, R, TR, TR, AC, TR, TR, TR, TR, TR, TR, TR, TR, TR),
+            strict=True,
+        )
     ),
     AC: dict(
-        zip(EVENTS, (AC, CA, AC, R, PA, R, AC, AC, AC, AC, AC, AC, PD, AC, AC, AC, AC), strict=True)
+        zip(
+            EVENTS,
+            (AC, CA, AC, R, PA, R, AC, AC, AC, AC, AC, AC, PD, AC, AC, AC, AC, AC),
+            strict=True,
+        )
     ),
     PD: dict(
-        zip(EVENTS, (R, CA, PD, R, R, R, PD, PD, PD, PD, PD, AC, PD, AC, PD, PD, PD), strict=True)
+        zip(
+            EVENTS,
+            (R, CA, PD, R, R, R, PD, PD, PD, PD, PD, AC, PD, AC, PD, PD, PD, PD),
+            strict=True,
+        )
     ),
     PA: dict(
-        zip(EVENTS, (R, CA, R, R, R, AC, PA, PA, AC, PA, PA, PA, PA, PA, PA, R, R), strict=True)
+        zip(EVENTS, (R, CA, R, R, R, AC, PA, PA, AC, PA, PA, PA, PA, PA, PA, R, R, PA), strict=True)
     ),
-    CA: dict(zip(EVENTS, (R, R, R, R, R, R, R, R, N, CA, CA, CA, CA, CA, CA, R, R), strict=True)),
+    CA: dict(
+        zip(EVENTS, (R, R, R, R, R, R, R, R, N, CA, CA, CA, CA, CA, CA, R, R, R), strict=True)
+    ),
 }
 
 
@@ -349,6 +366,24 @@ def test_a_charge_during_the_trial_is_billed_with_the_first_period() -> None:
     assert [(i.reason, _one_off(i)) for i in h.invoices] == [
         ("subscription_create", [("Setup fee", 5000)])
     ]
+
+
+def test_a_credit_goes_to_the_balance_once_and_the_next_invoice_uses_it() -> None:
+    h = Harness(ACTIVE)
+    h.run(m.AddCredit("credit-note:1", 1000, "op", "goodwill"), NOW)
+    h.run(m.AddCredit("credit-note:1", 1000, "op", "goodwill"), NOW)  # the same request again
+    assert h.state.credit_balance == 1000
+    assert [c.kind for c in h.changes] == ["credit_added"]
+    _, upcoming = m.upcoming_invoice(h.state)
+    assert upcoming is not None
+    assert upcoming.total == 4900 - 1000
+    h.state = _carried(h.state)
+    h.run(m.AddCredit("credit-note:1", 1000, "op"), NOW)  # still known after continue-as-new
+    renewal = _deadline(h.state)
+    assert renewal is not None
+    h.run(renewal, NOW)
+    assert h.invoices[0].draft.total == 3900
+    assert h.state.credit_balance == 0
 
 
 @pytest.mark.parametrize("amount", [0, -1, 1.5, True])

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared_io import InvoiceProjection, StripeInvoiceRead
     from workflows.subscription_io import (
         AddChargeRequest,
+        AddCreditRequest,
         CancelRequest,
         ChangePlanRequest,
         ChangePlanResult,
@@ -49,7 +50,12 @@ with workflow.unsafe.imports_passed_through():
 
 
 Request = (
-    ChangePlanRequest | CancelRequest | PauseRequest | SetPaymentMethodRequest | AddChargeRequest
+    ChangePlanRequest
+    | CancelRequest
+    | PauseRequest
+    | SetPaymentMethodRequest
+    | AddChargeRequest
+    | AddCreditRequest
 )
 
 
@@ -174,6 +180,7 @@ def state_in(inp: SubscriptionInput, now: datetime) -> m.SubscriptionState:
             m.PendingCharge(p.key, p.description, p.amount) for p in c.pending_charges
         ),
         charge_keys=tuple(c.charge_keys),
+        credit_keys=tuple(c.credit_keys),
         version=c.version,
         invoice_version=c.invoice_version,
         change_seq=c.change_seq,
@@ -213,6 +220,7 @@ def carry_out(s: m.SubscriptionState) -> SubscriptionCarry:
             PendingChargePayload(p.key, p.description, p.amount) for p in s.pending_charges
         ],
         charge_keys=list(s.charge_keys),
+        credit_keys=list(s.credit_keys),
         dunning_invoice_ids=list(s.dunning),
         cancel_due_at=iso(s.cancel_due_at),
         trial_ending_notice_at=iso(s.trial_ending_notice_at),
@@ -466,6 +474,8 @@ def event_of(request: Request) -> m.Event:
             return m.Pause(request.actor, dt(request.resume_at))
         case SetPaymentMethodRequest():
             return m.SetPaymentMethod(request.payment_method_id, request.actor)
+        case AddCreditRequest():
+            return m.AddCredit(request.key, request.amount, request.actor, request.reason)
         case AddChargeRequest():
             return m.AddCharge(
                 request.key, request.description, request.amount, request.invoice_now,

@@ -220,6 +220,21 @@ class SubscriptionWorkflow:
     def _validate_add_charge(self, request: io.AddChargeRequest) -> None:
         self._validate(request.apply_before, carry.event_of(request))
 
+    @workflow.update(name="add_credit")
+    async def add_credit(self, request: io.AddCreditRequest) -> io.CreditResult:
+        """A credit note's amount for the credit balance (ADR 0020)."""
+        added = request.key not in self._m.state.credit_keys
+        await self._command(carry.event_of(request))
+        s = self._m.state
+        return io.CreditResult(
+            self._input.subscription_id, request.key, request.amount, s.credit_balance, added
+        )
+
+    @add_credit.validator
+    @domain_errors
+    def _validate_add_credit(self, request: io.AddCreditRequest) -> None:
+        self._validate(request.apply_before, carry.event_of(request))
+
     @workflow.update(name="set_payment_method")
     async def set_payment_method(
         self, request: io.SetPaymentMethodRequest
