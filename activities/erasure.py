@@ -84,7 +84,7 @@ class ErasureStore:
         recorded: in one transaction."""
         tenant_id = UUID(input.tenant_id)
         async with self._db.tenant_transaction(tenant_id) as conn:
-            await repo.tombstone(conn, tenant_id)
+            await repo.tombstone(conn, tenant_id, input.terms)
         async with self._db.transaction() as conn:  # the redaction function runs as its owner
             redacted = await repo.redact_audit(conn, tenant_id, input.terms, input.actor)
             await record_audit(

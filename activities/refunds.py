@@ -47,7 +47,7 @@ class RefundStore:
             return await repo.record_refund(
                 conn,
                 UUID(input.credit_note_id),
-                stripe_refund_id=input.stripe_refund_id,
+                stripe_refund_id=input.stripe_refund_id or None,
                 status=input.status,
                 at=datetime.now(UTC),
                 actor=input.actor,

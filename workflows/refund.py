@@ -7,6 +7,7 @@ against what is left to refund) before this workflow started."""
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.activity_refs as refs
@@ -31,13 +32,23 @@ class CreditNoteRefundWorkflow:
     async def run(self, input: RefundInput) -> RefundResult:
         priority = lane(CUSTOMER, input.tenant_id)
         workflow.set_current_details(f"refunding {input.amount} for {input.credit_note_id}")
-        made: RefundMade = await call(
-            refs.REFUND_CREDIT_NOTE,
-            RefundRequest(
-                input.tenant_id, input.credit_note_id, input.stripe_invoice_id, input.amount
-            ),
-            **stripe_write(input.stripe_task_queue, "refund the credit note to the card", priority),
-        )
+        try:
+            made: RefundMade = await call(
+                refs.REFUND_CREDIT_NOTE,
+                RefundRequest(
+                    input.tenant_id, input.credit_note_id, input.stripe_invoice_id, input.amount
+                ),
+                **stripe_write(
+                    input.stripe_task_queue, "refund the credit note to the card", priority
+                ),
+            )
+        except ActivityError as err:
+            # Stripe refused for good (retries are the activity's): the credit note says so,
+            # and no longer counts against what is left to refund.
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(err)
+            workflow.logger.warning("refund of %s refused: %s", input.credit_note_id, reason)
+            made = RefundMade("", input.amount, "failed")
         await call(
             refs.RECORD_CREDIT_NOTE_REFUND,
             RecordRefundInput(

@@ -33,6 +33,7 @@ class RefundMade:
 class RecordRefundInput:
     tenant_id: str
     credit_note_id: str
+    # "" when Stripe refused the refund (status `failed`).
     stripe_refund_id: str
     status: str
     actor: str

@@ -79,7 +79,11 @@ async def issue(conn: AsyncConnection, req: CreditNoteRequest, at: datetime) -> 
     credited = [
         r[0]
         for r in await conn.execute(
-            select(credit_notes.c.amount).where(credit_notes.c.invoice_id == req.invoice_id)
+            # A refund Stripe refused gave nothing back: it does not count.
+            select(credit_notes.c.amount).where(
+                credit_notes.c.invoice_id == req.invoice_id,
+                credit_notes.c.refund_status != "failed",
+            )
         )
     ]
     before = refundable(invoice.amount_paid, credited)
@@ -192,9 +196,7 @@ async def record_refund(
     await record_audit(
         conn,
         actor=actor,
-        action=f"credit_note.refund_{status}"
-        if stripe_refund_id
-        else f"credit_note.credit_{status}",
+        action=_settled_action(stripe_refund_id, status),
         subject_type="credit_note",
         subject_id=str(credit_note_id),
         tenant_id=old.tenant_id,
@@ -202,3 +204,11 @@ async def record_refund(
         after={"refund_status": status, "stripe_refund_id": stripe_refund_id},
     )
     return True
+
+
+def _settled_action(stripe_refund_id: str | None, status: str) -> str:
+    """`credit_note.refund_succeeded` / `refund_failed` for the card, `credit_note.credit_*`
+    for the balance (no Stripe refund)."""
+    if stripe_refund_id is not None or status == "failed":
+        return f"credit_note.refund_{status}"
+    return f"credit_note.credit_{status}"

@@ -5,6 +5,7 @@ transaction (RLS), except the audit redaction, a function of its own."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.tables import (
     api_keys,
+    credit_notes,
     invoices,
     notification_deliveries,
     notification_endpoints,
@@ -98,7 +100,7 @@ async def revoke_access(conn: AsyncConnection, tenant_id: UUID) -> tuple[int, in
     return keys.rowcount, endpoints.rowcount
 
 
-async def tombstone(conn: AsyncConnection, tenant_id: UUID) -> None:
+async def tombstone(conn: AsyncConnection, tenant_id: UUID, terms: Sequence[str] = ()) -> None:
     """Personal data out, books kept: names, emails, addresses and metadata values, card
     details, notification URLs and payloads, and the Stripe events' bodies."""
     short = str(tenant_id)[:8]
@@ -150,6 +152,16 @@ async def tombstone(conn: AsyncConnection, tenant_id: UUID) -> None:
     await conn.execute(
         update(usage_events).where(usage_events.c.tenant_id == tenant_id).values(metadata=null())
     )
+    # A credit note's reason is the operator's words, which may name the person: each personal
+    # value (as the audit redaction sees them) becomes `[erased]`; amounts and numbers stay.
+    for term in (t for t in terms if t and len(t) >= 3):
+        await conn.execute(
+            update(credit_notes)
+            .where(
+                credit_notes.c.tenant_id == tenant_id, func.strpos(credit_notes.c.reason, term) > 0
+            )
+            .values(reason=func.replace(credit_notes.c.reason, term, "[erased]"))
+        )
     # The tenant's Stripe events. (Events never resolved to a tenant are invisible here: RLS
     # keeps the scoped role to this tenant's rows, and no write here may reach further.)
     await conn.execute(

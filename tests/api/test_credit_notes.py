@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.tables import audit_log, credit_notes
 from adapters.stripe_fake import FakeStripeGateway
+from billing.payments import StripeRefund
 from services.context import Services
 from tests.api.test_billing_api import _active_standard, _until
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, stripe_event
@@ -226,6 +227,55 @@ async def test_a_credit_to_the_balance_is_used_by_the_next_invoice_once(
     assert invoices["data"][0]["total"] == 3900
     history = (await api.get("/api/billing/subscription/history", headers=tenant.headers)).json()
     assert [h["kind"] for h in history].count("credit_added") == 1
+
+
+@pytest.mark.usefixtures("workers")
+async def test_a_refund_stripe_refuses_leaves_a_failed_credit_note_that_does_not_count(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    """Stripe already refunded 4,000 of the 4,900 in its dashboard, and the engine has not seen
+    the event yet: a credit note of 2,000 is refused by Stripe for good. It stays, `failed`, and
+    does not count against what is left; 900 then goes through."""
+    tenant = await _active_standard(api, dbs, workflow_env, services)
+    invoice = await _paid_invoice(api, tenant)
+    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice["id"])
+    stripe_fake.refunds.append(
+        StripeRefund("re_dashboard_x", 4000, "succeeded", {"invoice": stripe_invoice_id})
+    )
+    op = await operator_headers(dbs)
+    refused = await api.post(
+        _url(tenant, invoice["id"]),
+        json={"amount": 2000, "reason": "partial", "idempotency_key": "f-1"},
+        headers=op,
+    )
+    assert refused.status_code == 201, refused.text
+    assert (refused.json()["refund_status"], refused.json()["stripe_refund_id"]) == ("failed", None)
+    rest = await api.post(
+        _url(tenant, invoice["id"]),
+        json={"amount": 900, "reason": "what Stripe still holds", "idempotency_key": "f-2"},
+        headers=op,
+    )
+    assert rest.status_code == 201, rest.text
+    assert rest.json()["refund_status"] == "succeeded"
+    async with dbs.admin.transaction() as conn:
+        audited = [
+            r[0]
+            for r in await conn.execute(
+                select(audit_log.c.action)
+                .where(audit_log.c.tenant_id == tenant.id, audit_log.c.action.like("credit_note.%"))
+                .order_by(audit_log.c.id)
+            )
+        ]
+    assert audited == [
+        "credit_note.issued",
+        "credit_note.refund_failed",
+        "credit_note.issued",
+        "credit_note.refund_succeeded",
+    ]
 
 
 @pytest.mark.usefixtures("workers")

@@ -16,7 +16,9 @@ from sqlalchemy import select, text, update
 from adapters.db.tables import (
     api_keys,
     audit_log,
+    credit_notes,
     invoices,
+    subscriptions,
     tenants,
     usage_events,
     webhook_events,
@@ -87,6 +89,28 @@ async def _tenant(api: httpx.AsyncClient, dbs: Databases) -> TenantWithKey:
                 status="ignored",
                 payload={"data": {"object": {"id": customer, "name": NAME, "email": EMAIL,
                                              "address": {"line1": ADDRESS}}}},
+            )
+        )  # fmt: skip
+        # An operator's credit note whose reason names the person (ADR 0020).
+        subscription_id = await conn.scalar(
+            select(subscriptions.c.id).where(subscriptions.c.tenant_id == tenant_id)
+        )
+        invoice_id = await conn.scalar(
+            invoices.insert()
+            .values(
+                tenant_id=tenant_id, subscription_id=subscription_id, status="paid",
+                billing_reason="manual", billing_key=f"erasure-test:{tenant_id}",
+                currency="usd", subtotal=4900, total=4900, amount_due=4900, amount_paid=4900,
+                number=f"INV-TEST-{str(tenant_id)[:8]}",
+            )
+            .returning(invoices.c.id)
+        )  # fmt: skip
+        await conn.execute(
+            credit_notes.insert().values(
+                tenant_id=tenant_id, invoice_id=invoice_id, number=f"CN-TEST-{str(tenant_id)[:8]}",
+                amount=1000, currency="usd", reason=f"goodwill for {NAME}, {ADDRESS}",
+                source="operator", idempotency_key="erasure-test", refund_status="succeeded",
+                actor="api_key:test",
             )
         )  # fmt: skip
     return tenant
