@@ -46,6 +46,8 @@ class LineKind(StrEnum):
     CREDIT = "credit"
     # A one-time charge an operator added (a setup fee, services, a correction): ADR 0022.
     ONE_OFF = "one_off"
+    # What a coupon takes off (negative): ADR 0023.
+    DISCOUNT = "discount"
 
 
 @dataclass(frozen=True, slots=True)

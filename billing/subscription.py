@@ -32,6 +32,7 @@ from typing import Any
 
 from billing import notifications as notice
 from billing.catalog import Interval, Plan
+from billing.discounts import BASE_KINDS, OVERAGE_KINDS, Discount, open_period, take_off
 from billing.errors import InvalidTransition
 from billing.invoicing import (
     InvoiceDraft,
@@ -165,6 +166,8 @@ class SubscriptionState:
     charge_keys: tuple[str, ...] = ()
     # Keys of every credit added to the balance by a credit note (ADR 0020).
     credit_keys: tuple[str, ...] = ()
+    # The coupon's discount, active or spent (at most one active: ADR 0023).
+    discount: Discount | None = None
     # Sequence numbers the interpreter advances as it writes (projection versions, change keys).
     version: int = 0
     invoice_version: int = 0
@@ -326,6 +329,14 @@ class AddCharge:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplyDiscount:
+    """A coupon applied after sign-up: it covers the periods that open from now on."""
+
+    discount: Discount
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
 class AddCredit:
     """A credit note's amount added to the credit balance, which the next invoices use before
     the card (ADR 0020). `key` makes it idempotent."""
@@ -431,6 +442,7 @@ Event = (
     | Paused
     | AddCharge
     | AddCredit
+    | ApplyDiscount
 )
 
 # -------------------------------------------------------------------------------------- effects
@@ -638,6 +650,15 @@ def check(state: SubscriptionState, event: Event, now: datetime) -> None:
                 raise InvalidTransition("payment_method_id is empty")
         case PaymentMethodSet():
             check_command(Command.SET_PAYMENT_METHOD, facts)
+        case ApplyDiscount():
+            if s.status not in CHARGEABLE and s.status is not Status.PAUSED:
+                raise InvalidTransition(f"a {s.status.value} subscription takes no discount")
+            if s.discount is not None and s.discount.active:
+                raise InvalidTransition(
+                    f"the subscription has a discount already ({s.discount.code}); one at a time"
+                )
+            if event.discount.used or event.discount.covered_start is not None:
+                raise InvalidTransition("a discount starts unused")
         case AddCredit():
             if type(event.amount) is not int or event.amount <= 0:
                 raise InvalidTransition("a credit is a positive integer of minor units")
@@ -721,6 +742,10 @@ def step(state: SubscriptionState, event: Event, now: datetime) -> Step:
             return s, []  # checked only: the card is attached, then `PaymentMethodSet`
         case AddCharge():
             return _add_charge(s, event, now)
+        case ApplyDiscount():
+            details = {"coupon": event.discount.code, "periods": event.discount.periods}
+            change = RecordChange("discount_applied", event.actor, s.status, now, details=details)
+            return replace(s, discount=event.discount), [Outcome(now), change, Project()]
         case AddCredit():
             if event.key in s.credit_keys:
                 return s, [Outcome(now)]
@@ -751,11 +776,14 @@ def upcoming_invoice(state: SubscriptionState) -> tuple[datetime | None, Invoice
         cancel_at_period_end=s.cancel_at_period_end,
         credit_balance=s.credit_balance,
     )
-    if draft is None or not s.pending_charges:
+    if draft is None or at is None:
         return at, draft
-    # The one-off charges waiting for it, as the bill will show them.
+    # The discount of the period it opens, and the one-off charges waiting for it, as the bill
+    # will show them.
     lines = [line for line in draft.lines if line.kind is not LineKind.CREDIT]
-    return at, compose_invoice(s.currency, [*lines, *_pending_lines(s)], s.credit_balance)
+    off, _ = take_off(open_period(s.discount, at), lines, at, BASE_KINDS)
+    lines += [*([off] if off else []), *_pending_lines(s)]
+    return at, compose_invoice(s.currency, lines, s.credit_balance)
 
 
 def usage_window(
@@ -856,9 +884,11 @@ def _activate(s: SubscriptionState, at: datetime, actor: str, before: Status, ki
     )
     period = s.period
     base = base_line(s.plan.plan, s.terms.interval, period)
-    lines = [*([base] if base else []), *_pending_lines(s)]
+    discount = open_period(s.discount, period[0])
+    off, discount = take_off(discount, [base] if base else [], period[0], BASE_KINDS)
+    lines = [*([base] if base else []), *([off] if off else []), *_pending_lines(s)]
     draft = compose_invoice(s.currency, lines, s.credit_balance)
-    s = replace(s, pending_charges=())
+    s = replace(s, pending_charges=(), discount=discount)
     s, effects = _issue(s, draft, "subscription_create", f"start:{period[0].isoformat()}", period)
     effects += [RecordChange(kind, actor, before, at), Project()]
     if kind != "resumed":
@@ -958,15 +988,20 @@ def _cancels_at_trial_end(s: SubscriptionState) -> bool:
 def _renew(s: SubscriptionState, usage: Sequence[Line]) -> Step:
     """Close the current period (overage in arrears) and open the next (base in advance)."""
     before, from_plan = s.status, s.plan.code
+    # The closing period's overage takes that period's discount.
+    usage_off, discount = take_off(s.discount, usage, s.period[0], OVERAGE_KINDS)
     # A scheduled downgrade takes effect with the new period.
     s = replace(
         s, plan=s.pending_plan or s.plan, pending_plan=None, period_index=s.period_index + 1
     )
     opened = s.period
     base = base_line(s.plan.plan, s.terms.interval, opened)
-    lines = [*([base] if base is not None else []), *usage, *_pending_lines(s)]
+    discount = open_period(discount, opened[0])
+    base_off, discount = take_off(discount, [base] if base else [], opened[0], BASE_KINDS)
+    offs = [x for x in (base_off, usage_off) if x is not None]
+    lines = [*([base] if base is not None else []), *usage, *offs, *_pending_lines(s)]
     draft = compose_invoice(s.currency, lines, s.credit_balance)
-    s = replace(s, pending_charges=())
+    s = replace(s, pending_charges=(), discount=discount)
     s, effects = _issue(s, draft, "subscription_cycle", f"cycle:{opened[0].isoformat()}", opened)
     kind = "plan_changed" if from_plan != s.plan.code else "renewed"
     effects += [
@@ -1021,6 +1056,12 @@ def _change_plan(s: SubscriptionState, e: ChangePlan, now: datetime) -> Step:
         credit_balance=s.credit_balance,
     )
     kind, at, draft = priced.kind.value, priced.effective_at, priced.invoice
+    if draft is not None and s.anchor is not None:
+        # Prorations belong to the open period: its discount (a percentage) applies.
+        plain = [x for x in draft.lines if x.kind is not LineKind.CREDIT]
+        off, _ = take_off(s.discount, plain, s.period[0], BASE_KINDS, percent_only=True)
+        if off is not None:
+            draft = compose_invoice(s.currency, [*plain, off], s.credit_balance)
     before, from_plan = s.status, s.plan.code
     effects: list[Effect] = [Outcome(at, kind, not priced.immediate, draft)]
     if not priced.immediate:

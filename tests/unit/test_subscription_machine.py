@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import billing.subscription as m
 import workflows.subscription.carry as carry
 from billing.catalog import Interval, load_catalog
+from billing.discounts import Discount
 from billing.errors import InvalidTransition
 from billing.invoicing import Line, LineKind
 from billing.lifecycle import Status
@@ -96,6 +97,7 @@ EVENTS: dict[str, object] = {
     "charge_now": m.AddCharge("setup-1", "Setup fee", 5000, True, "op"),
     "charge_later": m.AddCharge("setup-2", "Setup fee", 5000, False, "op"),
     "credit": m.AddCredit("credit-note:1", 1000, "op"),
+    "discount": m.ApplyDiscount(Discount("SAVE20", 20, None, "both", 3), "op"),
 }
 IN, TR, AC, PD, PA, CA = (
     Status.INCOMPLETE,
@@ -111,37 +113,41 @@ R, N = REFUSED, NONE
 # request), payment method set (the card attached), deadline (the billing clock's next), Stripe
 # paid, Stripe failed, collection paid, collection failed, dunning recovered, dunning exhausted
 # (each about invoice inv_1, open and under dunning in the past-due state), a one-off charge
-# invoiced now, one for the next invoice, a credit note's credit for the balance.
+# invoiced now, one for the next invoice, a credit note's credit for the balance, a coupon.
 TABLE: dict[Status, dict[str, Status | str]] = {
     IN: dict(
-        zip(EVENTS, (R, R, R, R, R, R, IN, IN, N, IN, IN, IN, IN, IN, IN, R, R, R), strict=True)
+        zip(EVENTS, (R, R, R, R, R, R, IN, IN, N, IN, IN, IN, IN, IN, IN, R, R, R, R), strict=True)
     ),
     TR: dict(
         zip(
             EVENTS,
-            (TR, CA, TR, R, R, R, TR, TR, AC, TR, TR, TR, TR, TR, TR, TR, TR, TR),
+            (TR, CA, TR, R, R, R, TR, TR, AC, TR, TR, TR, TR, TR, TR, TR, TR, TR, TR),
             strict=True,
         )
     ),
     AC: dict(
         zip(
             EVENTS,
-            (AC, CA, AC, R, PA, R, AC, AC, AC, AC, AC, AC, PD, AC, AC, AC, AC, AC),
+            (AC, CA, AC, R, PA, R, AC, AC, AC, AC, AC, AC, PD, AC, AC, AC, AC, AC, AC),
             strict=True,
         )
     ),
     PD: dict(
         zip(
             EVENTS,
-            (R, CA, PD, R, R, R, PD, PD, PD, PD, PD, AC, PD, AC, PD, PD, PD, PD),
+            (R, CA, PD, R, R, R, PD, PD, PD, PD, PD, AC, PD, AC, PD, PD, PD, PD, PD),
             strict=True,
         )
     ),
     PA: dict(
-        zip(EVENTS, (R, CA, R, R, R, AC, PA, PA, AC, PA, PA, PA, PA, PA, PA, R, R, PA), strict=True)
+        zip(
+            EVENTS,
+            (R, CA, R, R, R, AC, PA, PA, AC, PA, PA, PA, PA, PA, PA, R, R, PA, PA),
+            strict=True,
+        )
     ),
     CA: dict(
-        zip(EVENTS, (R, R, R, R, R, R, R, R, N, CA, CA, CA, CA, CA, CA, R, R, R), strict=True)
+        zip(EVENTS, (R, R, R, R, R, R, R, R, N, CA, CA, CA, CA, CA, CA, R, R, R, R), strict=True)
     ),
 }
 
