@@ -29,6 +29,27 @@ class PlanSnapshot:
 
 
 @dataclass(frozen=True)
+class DiscountPayload:
+    """A coupon's discount (ADR 0023), as it crosses the boundary and continue-as-new."""
+
+    code: str
+    percent_off: int | None
+    amount_off: int | None
+    applies_to: str
+    periods: int | None
+    used: int = 0
+    covered_start: str | None = None
+    amount_left: int = 0
+
+
+@dataclass(frozen=True)
+class ApplyDiscountRequest:
+    discount: DiscountPayload
+    actor: str
+    apply_before: str | None = None
+
+
+@dataclass(frozen=True)
 class SubscriptionInput:
     subscription_id: str
     tenant_id: str
@@ -58,6 +79,8 @@ class SubscriptionInput:
     payment_grace_days: float = 7.0
     # The tenant's Stripe customer when it exists before the subscription (ADR 0007).
     stripe_customer_id: str | None = None
+    # A coupon redeemed at sign-up (ADR 0023): it covers the first billed periods.
+    discount: DiscountPayload | None = None
 
 
 @dataclass(frozen=True)
@@ -276,6 +299,7 @@ class SubscriptionCarry:
     pending_charges: list[PendingChargePayload] = field(default_factory=list)
     charge_keys: list[str] = field(default_factory=list)
     credit_keys: list[str] = field(default_factory=list)
+    discount: DiscountPayload | None = None
     # Open invoices a `dunning:{invoice_id}` child is chasing. The child is their only writer
     # while it runs; any run of this workflow re-attaches to it by id.
     dunning_invoice_ids: list[str] = field(default_factory=list)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -599,3 +599,139 @@ SubscriptionWalk.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_random_event_sequences = SubscriptionWalk.TestCase
+
+
+# --------------------------------------------------------------------------------- discounts
+
+SAVE20_TWICE = Discount("SAVE20", 20, None, "both", 2)
+
+
+def _off(invoice: m.IssueInvoice) -> int:
+    return -sum(x.amount for x in invoice.draft.lines if x.kind is LineKind.DISCOUNT)
+
+
+def _renew(h: Harness) -> None:
+    deadline = _deadline(h.state)
+    assert deadline is not None
+    assert isinstance(deadline, m.DeadlineReached)
+    h.run(deadline, deadline.at)
+
+
+def test_a_repeating_coupon_covers_exactly_its_periods_and_the_preview_is_the_bill() -> None:
+    h = Harness(ACTIVE)
+    h.run(m.ApplyDiscount(SAVE20_TWICE, "op"), NOW)
+    for _ in range(4):
+        _, upcoming = m.upcoming_invoice(h.state)
+        _renew(h)
+        assert upcoming is not None
+        assert h.invoices[-1].draft.total == upcoming.total  # the preview is the bill
+    assert [_off(i) for i in h.invoices] == [980, 980, 0, 0]
+    assert [c.kind for c in h.changes][0] == "discount_applied"
+
+
+def test_one_discount_at_a_time_and_a_spent_one_makes_room() -> None:
+    h = Harness(ACTIVE)
+    once = Discount("WELCOME", None, 1000, "base", 1)
+    h.run(m.ApplyDiscount(once, "op"), NOW)
+    with pytest.raises(InvalidTransition, match="one at a time"):
+        m.check(h.state, m.ApplyDiscount(SAVE20_TWICE, "op"), NOW)
+    _renew(h)
+    h.run(m.ApplyDiscount(SAVE20_TWICE, "op"), NOW)  # the first is spent
+    _renew(h)
+    assert [_off(i) for i in h.invoices] == [1000, 980]
+
+
+def test_a_coupon_at_sign_up_covers_the_first_billed_period_after_the_trial() -> None:
+    trial = replace(STATES[Status.TRIALING], discount=Discount("TRY", 50, None, "base", 1))
+    h = Harness(trial)
+    _renew(h)  # the trial ends: period 0 opens and is billed
+    _renew(h)
+    assert [(i.reason, _off(i)) for i in h.invoices] == [
+        ("subscription_create", 2450),
+        ("subscription_cycle", 0),
+    ]
+
+
+def test_overage_takes_the_discount_of_the_period_it_belongs_to() -> None:
+    h = Harness(ACTIVE)
+    h.run(m.ApplyDiscount(Discount("OVER", 10, None, "overage", 1), "op"), NOW)
+    _renew(h)  # period 1 opens, covered (its base is not: the coupon is for overage)
+    deadline = _deadline(h.state)
+    assert isinstance(deadline, m.DeadlineReached)
+    # The renewal closes period 1 with the overage the usage side priced.
+    usage = (Line(LineKind.OVERAGE, "tokens", 10_000),)
+    h.run(replace(deadline, usage=usage), deadline.at)
+    _renew(h)  # period 2 closes uncovered
+    assert [_off(i) for i in h.invoices] == [0, 1000, 0]
+
+
+def test_a_fixed_amount_is_taken_once_per_period_across_base_and_overage() -> None:
+    h = Harness(ACTIVE)
+    h.run(m.ApplyDiscount(Discount("FIXED", None, 6000, "both", 1), "op"), NOW)
+    _renew(h)  # period 1 opens: its base (4,900) takes 4,900 of the 6,000 (nothing to invoice)
+    assert h.invoices == []
+    assert h.state.discount is not None
+    assert h.state.discount.amount_left == 1100
+    deadline = _deadline(h.state)
+    assert isinstance(deadline, m.DeadlineReached)
+    usage = (Line(LineKind.OVERAGE, "tokens", 5_000),)
+    h.run(replace(deadline, usage=usage), deadline.at)  # its overage takes the last 1,100
+    _renew(h)
+    # Period 2's invoice (its base, period 1's overage less 1,100), then period 3's (nothing off).
+    assert [_off(i) for i in h.invoices] == [1100, 0]
+
+
+def test_an_upgrade_in_a_covered_period_prorates_with_the_percentage() -> None:
+    h = Harness(ACTIVE)
+    h.run(m.ApplyDiscount(SAVE20_TWICE, "op"), NOW)
+    _renew(h)  # period 1 covered
+    before = h.state
+    at = before.period[0] + timedelta(days=15)
+    h.run(m.ChangePlan(PLANS["enterprise"], "user", "immediate"), at)
+    change = h.invoices[-1]
+    charge = sum(x.amount for x in change.draft.lines if x.kind in discounts_base())
+    assert _off(change) == charge * 20 // 100
+
+
+def discounts_base() -> frozenset[LineKind]:
+    from billing.discounts import BASE_KINDS
+
+    return BASE_KINDS
+
+
+@given(
+    periods=st.integers(min_value=1, max_value=4),
+    steps=st.lists(st.sampled_from(["renew", "carry", "pause_resume", "upgrade"]), max_size=12),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_repeating_coupon_discounts_exactly_n_periods_whatever_happens(
+    periods: int, steps: list[str]
+) -> None:
+    h = Harness(ACTIVE)
+    h.run(m.ApplyDiscount(Discount("N", 25, None, "base", periods), "op"), NOW)
+    for name in steps:
+        s = h.state
+        if name == "renew" or (name == "pause_resume" and s.status is not Status.ACTIVE):
+            _renew(h)
+        elif name == "carry":
+            h.state = _carried(s)
+        elif name == "pause_resume":
+            at = s.period[0] + timedelta(days=1)
+            h.run(m.Pause("user"), at)
+            h.run(m.Resume("user"), at + timedelta(days=2))
+        elif s.plan.code == "standard" and s.status is Status.ACTIVE:
+            h.run(m.ChangePlan(PLANS["enterprise"], "user", "immediate"), s.period[0])
+    # Every period that opened (activation, renewal, resume), in order; the first `periods` of
+    # them are covered, whatever happened between, and the invoices that bill them say so (a
+    # period whose invoice the credit balance paid in full has no invoice to show it on).
+    opened = [
+        c.at
+        for c in h.changes
+        if c.kind in ("renewed", "resumed") or (c.kind == "plan_changed" and not c.with_invoice)
+    ]
+    covered = set(opened[:periods])
+    assert h.state.discount is not None
+    assert h.state.discount.used == min(periods, len(opened))
+    for invoice in h.invoices:
+        if invoice.reason in ("subscription_create", "subscription_cycle"):
+            assert (_off(invoice) > 0) == (invoice.period[0] in covered), invoice

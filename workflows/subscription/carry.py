@@ -4,6 +4,7 @@ updates and queries, and the activities' payloads. The only place they convert."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     import billing.subscription as m
     import workflows.search_attributes as sa
     from billing.catalog import Interval, Plan
+    from billing.discounts import Discount
     from billing.dunning import DunningPolicy
     from billing.invoicing import InvoiceDraft, Line, LineKind
     from billing.lifecycle import Status
@@ -23,12 +25,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.subscription_io import (
         AddChargeRequest,
         AddCreditRequest,
+        ApplyDiscountRequest,
         CancelRequest,
         ChangePlanRequest,
         ChangePlanResult,
         ChargeResult,
         CollectInvoiceResult,
         CreateStripeInvoiceInput,
+        DiscountPayload,
         InvoiceLinePayload,
         LifecycleResult,
         OpenInvoice,
@@ -56,6 +60,7 @@ Request = (
     | SetPaymentMethodRequest
     | AddChargeRequest
     | AddCreditRequest
+    | ApplyDiscountRequest
 )
 
 
@@ -138,13 +143,33 @@ def terms(inp: SubscriptionInput, signed_up_on: Plan) -> m.Terms:
     )
 
 
+def discount_in(d: DiscountPayload | None) -> Discount | None:
+    if d is None:
+        return None
+    return Discount(
+        d.code, d.percent_off, d.amount_off, d.applies_to, d.periods, d.used,
+        dt(d.covered_start), d.amount_left,
+    )  # fmt: skip
+
+
+def discount_out(d: Discount | None) -> DiscountPayload | None:
+    if d is None:
+        return None
+    return DiscountPayload(
+        d.code, d.percent_off, d.amount_off, d.applies_to, d.periods, d.used,
+        iso(d.covered_start), d.amount_left,
+    )  # fmt: skip
+
+
 def state_in(inp: SubscriptionInput, now: datetime) -> m.SubscriptionState:
-    """The state a run starts from: the carried one, or a new subscription at `now`."""
+    """The state a run starts from: the carried one, or a new subscription at `now` (with the
+    coupon redeemed at sign-up, if any)."""
     c = inp.carry
     signed_up = plan_in(inp.plan)
     if c is None:
         clock = BusinessClock(now, dt(inp.business_start) or now, inp.time_scale)
-        return m.new_subscription(terms(inp, signed_up.plan), signed_up, clock)
+        new = m.new_subscription(terms(inp, signed_up.plan), signed_up, clock)
+        return replace(new, discount=discount_in(inp.discount))
     return m.SubscriptionState(
         terms=terms(inp, signed_up.plan),
         status=Status(c.status),
@@ -181,6 +206,7 @@ def state_in(inp: SubscriptionInput, now: datetime) -> m.SubscriptionState:
         ),
         charge_keys=tuple(c.charge_keys),
         credit_keys=tuple(c.credit_keys),
+        discount=discount_in(c.discount),
         version=c.version,
         invoice_version=c.invoice_version,
         change_seq=c.change_seq,
@@ -221,6 +247,7 @@ def carry_out(s: m.SubscriptionState) -> SubscriptionCarry:
         ],
         charge_keys=list(s.charge_keys),
         credit_keys=list(s.credit_keys),
+        discount=discount_out(s.discount),
         dunning_invoice_ids=list(s.dunning),
         cancel_due_at=iso(s.cancel_due_at),
         trial_ending_notice_at=iso(s.trial_ending_notice_at),
@@ -474,6 +501,10 @@ def event_of(request: Request) -> m.Event:
             return m.Pause(request.actor, dt(request.resume_at))
         case SetPaymentMethodRequest():
             return m.SetPaymentMethod(request.payment_method_id, request.actor)
+        case ApplyDiscountRequest():
+            discount = discount_in(request.discount)
+            assert discount is not None
+            return m.ApplyDiscount(discount, request.actor)
         case AddCreditRequest():
             return m.AddCredit(request.key, request.amount, request.actor, request.reason)
         case AddChargeRequest():

@@ -220,6 +220,16 @@ class SubscriptionWorkflow:
     def _validate_add_charge(self, request: io.AddChargeRequest) -> None:
         self._validate(request.apply_before, carry.event_of(request))
 
+    @workflow.update(name="apply_discount")
+    async def apply_discount(self, request: io.ApplyDiscountRequest) -> io.LifecycleResult:
+        """A coupon applied after sign-up (ADR 0023)."""
+        return await self._lifecycle(carry.event_of(request))
+
+    @apply_discount.validator
+    @domain_errors
+    def _validate_apply_discount(self, request: io.ApplyDiscountRequest) -> None:
+        self._validate(request.apply_before, carry.event_of(request))
+
     @workflow.update(name="add_credit")
     async def add_credit(self, request: io.AddCreditRequest) -> io.CreditResult:
         """A credit note's amount for the credit balance (ADR 0020)."""
