@@ -29,6 +29,7 @@ from api.routes import (
     notification_endpoints,
     operator,
     operator_charges,
+    operator_coupons,
     operator_credit_notes,
     operator_erasure,
     operator_rate_limits,
@@ -159,4 +160,5 @@ def create_app(
     app.include_router(credit_notes.router)
     app.include_router(operator_credit_notes.router)
     app.include_router(operator_charges.router)
+    app.include_router(operator_coupons.router)
     return app

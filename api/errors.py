@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.db import errors as db_errors
-from billing import credit_notes, payments
+from billing import coupons, credit_notes, payments
 from billing import errors as domain
 from services.errors import (
     Conflict,
@@ -70,6 +70,7 @@ DOMAIN_STATUS: dict[type[domain.BillingError], int] = {
     domain.CurrencyMismatch: 422,
     domain.InvalidTransition: 409,
     credit_notes.CreditRefused: 409,
+    coupons.CouponRefused: 409,
     domain.PaymentDeclined: 402,
     domain.QuotaExceeded: 402,
     # Stripe, when the API calls it directly (a card added before any subscription).

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from adapters.api_keys import Scope
 
@@ -64,6 +64,11 @@ class SubscriptionCreate(BaseModel):
     plan_code: str = Field(min_length=1, max_length=50)
     interval: Literal["month", "year"] = "month"
     payment_method_id: str | None = Field(default=None, max_length=255)
+    promotion_code: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="A promotion code: its coupon discounts the first billed periods (409 "
+        "`coupon_refused` when it is unknown, expired or used up).",
+    )  # fmt: skip
 
 
 class SubscriptionOut(BaseModel):
@@ -479,3 +484,78 @@ class ChargeOut(BaseModel):
     invoice_total: int
     status: str
     added: bool
+
+
+class CouponCreate(BaseModel):
+    """A coupon (ADR 0023): a percentage or a fixed amount off, for some billing periods."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    percent_off: int | None = Field(default=None, ge=1, le=100, strict=True)
+    amount_off: int | None = Field(default=None, gt=0, strict=True, description="Minor units.")
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    applies_to: Literal["base", "overage", "both"] = "both"
+    duration: Literal["once", "repeating", "forever"] = "once"
+    duration_periods: int | None = Field(
+        default=None, ge=1, le=1200, strict=True,
+        description="Billing periods a `repeating` coupon covers (not invoices).",
+    )  # fmt: skip
+    expires_at: datetime | None = None
+    max_redemptions: int | None = Field(default=None, ge=1, strict=True)
+    reason: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CouponCreate:
+        if (self.percent_off is None) == (self.amount_off is None):
+            raise ValueError("give percent_off or amount_off (with currency), not both")
+        if self.amount_off is not None and self.currency is None:
+            raise ValueError("amount_off needs a currency")
+        if (self.duration == "repeating") != (self.duration_periods is not None):
+            raise ValueError("duration_periods is for a repeating coupon, and it needs one")
+        return self
+
+
+class CouponOut(BaseModel):
+    id: UUID
+    code: str
+    name: str
+    percent_off: int | None
+    amount_off: int | None
+    currency: str | None
+    applies_to: str
+    duration: str
+    duration_periods: int | None
+    expires_at: datetime | None
+    max_redemptions: int | None
+    redemptions: int
+    created_at: datetime
+
+
+class CouponList(BaseModel):
+    data: list[CouponOut]
+
+
+class PromotionCodeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    max_redemptions: int | None = Field(default=None, ge=1, strict=True)
+    expires_at: datetime | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class PromotionCodeOut(BaseModel):
+    id: UUID
+    code: str
+    coupon_code: str
+    active: bool
+    max_redemptions: int | None
+    redemptions: int
+    expires_at: datetime | None
+    created_at: datetime
+
+
+class DiscountApply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    promotion_code: str = Field(min_length=1, max_length=100)
+    reason: str | None = Field(default=None, max_length=500)

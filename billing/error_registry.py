@@ -4,6 +4,7 @@ codes not to retry is derived here from the classes' `retryable` flags."""
 
 from __future__ import annotations
 
+import billing.coupons  # noqa: F401 - defines CouponRefused
 import billing.credit_notes  # noqa: F401 - defines CreditRefused
 import billing.dunning  # noqa: F401 - defines InvalidDunningPolicy
 import billing.payments  # noqa: F401 - defines the Stripe errors

@@ -334,6 +334,7 @@ class ApplyDiscount:
 
     discount: Discount
     actor: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -743,7 +744,11 @@ def step(state: SubscriptionState, event: Event, now: datetime) -> Step:
         case AddCharge():
             return _add_charge(s, event, now)
         case ApplyDiscount():
-            details = {"coupon": event.discount.code, "periods": event.discount.periods}
+            details = {
+                "coupon": event.discount.code,
+                "periods": event.discount.periods,
+                "reason": event.reason,
+            }
             change = RecordChange("discount_applied", event.actor, s.status, now, details=details)
             return replace(s, discount=event.discount), [Outcome(now), change, Project()]
         case AddCredit():

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from temporalio.service import RPCError
 
+from adapters.db import coupons as coupons_repo
 from adapters.db import errors as db_errors
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import plans as plan_repo
@@ -20,11 +21,13 @@ from adapters.db import tenants as tenant_repo
 from adapters.db.audit import record_audit
 from adapters.db.subscriptions import SubscriptionRow
 from adapters.temporal import start_subscription
+from billing.coupons import discount_of
 from billing.errors import InvalidTransition, UnknownPlan
 from services.commands import apply_before, command
 from services.context import Services
 from services.errors import Conflict, NotFound, ServiceUnavailable
 from workflows.subscription import SubscriptionWorkflow, workflow_id
+from workflows.subscription.carry import discount_out
 from workflows.subscription_io import LifecycleRequest, PlanSnapshot, SubscriptionInput
 
 
@@ -37,6 +40,7 @@ async def create(
     interval: str,
     payment_method_id: str | None = None,
     reactivated_from: UUID | None = None,
+    promotion_code: str | None = None,
 ) -> tuple[SubscriptionRow, bool]:
     """The tenant's subscription, and whether it existed already (a repeated request whose
     workflow start failed, or is still in flight, finishes the job instead of answering 409)."""
@@ -60,6 +64,15 @@ async def create(
             if plan is None:
                 raise UnknownPlan(plan_code)
             subscription_id = live.id if live else uuid.uuid4()
+            discount = None
+            if live is not None and live.coupon_code:
+                # A repeated request: the same discount, no second redemption.
+                coupon = await coupons_repo.coupon_by_code(conn, live.coupon_code)
+                discount = discount_of(coupon, plan.plan().currency) if coupon else None
+            elif live is None and promotion_code:
+                # Counted in this transaction: a refused sign-up counts nothing.
+                coupon = await coupons_repo.redeem(conn, promotion_code, services.clock())
+                discount = discount_of(coupon, plan.plan().currency)
             if live is None:
                 await subscription_repo.insert_subscription(
                     conn,
@@ -70,6 +83,7 @@ async def create(
                     interval=interval,
                     currency=plan.plan().currency,
                     workflow_id=workflow_id(str(subscription_id)),
+                    coupon_code=discount.code if discount else None,
                 )
                 if reactivated_from is not None:
                     await subscription_repo.set_reactivated_from(
@@ -89,6 +103,8 @@ async def create(
                         "version": plan.version,
                         "interval": interval,
                         "reactivated_from": str(reactivated_from) if reactivated_from else None,
+                        "coupon": discount.code if discount else None,
+                        "promotion_code": promotion_code,
                     },
                 )
     except db_errors.UniqueViolation as error:  # a concurrent request created one first
@@ -112,6 +128,7 @@ async def create(
         stripe_customer_id=tenant.stripe_customer_id,
         dunning_policy=settings.dunning_policy().to_dict(),
         payment_grace_days=settings.payment_grace_days,
+        discount=discount_out(discount),
     )
     try:
         await start_subscription(services.temporal, snapshot, task_queue=settings.task_queue)

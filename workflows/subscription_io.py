@@ -47,6 +47,7 @@ class ApplyDiscountRequest:
     discount: DiscountPayload
     actor: str
     apply_before: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

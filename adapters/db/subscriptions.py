@@ -34,6 +34,7 @@ class SubscriptionRow:
     version: int
     created_at: datetime
     updated_at: datetime
+    coupon_code: str | None = None
 
 
 _SELECT = select(
@@ -54,6 +55,7 @@ _SELECT = select(
     subscriptions.c.version,
     subscriptions.c.created_at,
     subscriptions.c.updated_at,
+    subscriptions.c.coupon_code,
 ).join_from(subscriptions, plans, subscriptions.c.plan_id == plans.c.id)
 
 
@@ -67,10 +69,12 @@ async def insert_subscription(
     interval: str,
     currency: str,
     workflow_id: str,
+    coupon_code: str | None = None,
 ) -> None:
     await conn.execute(
         subscriptions.insert().values(
             id=subscription_id,
+            coupon_code=coupon_code,
             tenant_id=tenant_id,
             plan_id=plan_id,
             plan_code=plan_code,

@@ -201,6 +201,8 @@ subscriptions = Table(
         ForeignKey("subscriptions.id"),
         nullable=True,
     ),
+    # The coupon redeemed at sign-up (ADR 0023).
+    Column("coupon_code", Text, nullable=True),
     # Projection version: the workflow increments it with every write, and a write carrying an
     # older version is ignored, so a retried late activity never overwrites newer state.
     Column("version", BigInteger, nullable=False, server_default=text("0")),
@@ -587,6 +589,69 @@ credit_notes = Table(
     CheckConstraint("source IN ('operator', 'stripe')", name="source"),
     CheckConstraint("method IN ('refund', 'credit_balance')", name="method"),
     CheckConstraint("refund_status IN ('pending', 'succeeded', 'failed')", name="refund_status"),
+)
+
+
+def _redeemable() -> list[Column[object]]:
+    return [
+        Column("expires_at", DateTime(timezone=True), nullable=True),
+        Column("max_redemptions", Integer, nullable=True),
+        Column("redemptions", Integer, nullable=False, server_default=text("0")),
+        Column("actor", Text, nullable=False),
+        _created_at(),
+    ]
+
+
+# The coupon catalog (ADR 0023): not tenant data.
+coupons = Table(
+    "coupons",
+    metadata,
+    _uuid_pk(),
+    Column("code", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("percent_off", Integer, nullable=True),
+    Column("amount_off", BigInteger, nullable=True),
+    Column("currency", Text, nullable=True),
+    # base | overage | both
+    Column("applies_to", Text, nullable=False),
+    # once | repeating | forever
+    Column("duration", Text, nullable=False),
+    Column("duration_periods", Integer, nullable=True),
+    *_redeemable(),
+    CheckConstraint("(percent_off IS NULL) <> (amount_off IS NULL)", name="one_kind"),
+    CheckConstraint("percent_off IS NULL OR percent_off BETWEEN 1 AND 100", name="percent"),
+    CheckConstraint(
+        "amount_off IS NULL OR (amount_off > 0 AND currency IS NOT NULL)", name="amount"
+    ),
+    CheckConstraint("applies_to IN ('base', 'overage', 'both')", name="applies_to"),
+    CheckConstraint(
+        "duration IN ('once', 'repeating', 'forever') AND (duration = 'repeating') = "
+        "(duration_periods IS NOT NULL) AND (duration_periods IS NULL OR duration_periods > 0)",
+        name="duration",
+    ),
+    CheckConstraint(
+        "max_redemptions IS NULL OR (max_redemptions > 0 AND redemptions <= max_redemptions)",
+        name="redemptions",
+    ),
+)
+
+promotion_codes = Table(
+    "promotion_codes",
+    metadata,
+    _uuid_pk(),
+    Column("code", Text, nullable=False, unique=True),
+    Column(
+        "coupon_id",
+        UUID(as_uuid=True),
+        ForeignKey("coupons.id", ondelete="RESTRICT"),
+        nullable=False,
+    ),  # fmt: skip
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    *_redeemable(),
+    CheckConstraint(
+        "max_redemptions IS NULL OR (max_redemptions > 0 AND redemptions <= max_redemptions)",
+        name="redemptions",
+    ),
 )
 
 # Tables whose rows belong to one tenant: each gets the RLS policy in the migrations.

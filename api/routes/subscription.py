@@ -16,6 +16,7 @@ from api.commands import COMMAND_ERRORS, line_out, preview_for
 from api.errors import NotFound, error_responses
 from api.schemas import (
     ChangeOut,
+    DiscountApply,
     LifecycleOut,
     PauseIn,
     PlanChange,
@@ -25,7 +26,7 @@ from api.schemas import (
     SubscriptionCreate,
     SubscriptionOut,
 )
-from services import subscriptions
+from services import coupons, subscriptions
 from services.commands import apply_before, command, live_subscription
 from workflows.subscription import SubscriptionWorkflow
 from workflows.subscription_io import (
@@ -75,6 +76,7 @@ async def create_subscription(
         plan_code=body.plan_code,
         interval=body.interval,
         payment_method_id=body.payment_method_id,
+        promotion_code=body.promotion_code,
     )
     if existed:
         response.status_code = status.HTTP_200_OK
@@ -142,6 +144,19 @@ async def cancel_subscription(
             SubscriptionWorkflow.cancel,
             request,
         )
+    )
+
+
+@router.post("/discount", response_model=LifecycleOut, responses=COMMAND_ERRORS)
+async def apply_discount(
+    body: DiscountApply, principal: ManagePrincipal, services: ServicesDep
+) -> LifecycleOut:
+    """Redeem a promotion code on the live subscription: its coupon covers the billing periods
+    that open from now on. One active discount at a time (409 `invalid_transition`); an
+    unknown, expired or used-up code is 409 `coupon_refused` and counts nothing."""
+    tenant_id = principal.require_tenant()
+    return _lifecycle(
+        await coupons.apply(services, tenant_id, body.promotion_code, principal.actor, body.reason)
     )
 
 

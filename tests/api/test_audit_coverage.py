@@ -31,7 +31,7 @@ from config import Settings
 from services.context import Services
 from tests.api.test_billing_api import SUB, _until, align_clock
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, signed_request, stripe_event
-from tests.factories.tenants import TenantWithKey, operator_headers
+from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
 from tests.harness import Databases
 from tests.webhooks.conftest import settle_api
 from workflows.grace import GraceWindowWorkflow
@@ -266,6 +266,29 @@ async def test_every_state_changing_route_writes_an_audit_row_with_before_and_af
         action="subscription.charge_added", actor=operator, in_request=False,
         json={"amount": 100, "description": "Correction", "invoice": "next",
               "idempotency_key": "audit-charge-1", "reason": "audit"},
+    )  # fmt: skip
+    await walk.call(
+        "POST", f"{ops}/coupons", headers=op, action="coupon.created", actor=operator,
+        json={"code": "AUDIT10", "name": "10%", "percent_off": 10, "reason": "audit"},
+    )  # fmt: skip
+    await walk.call(
+        "POST", f"{ops}/coupons/{{coupon_code}}/promotion-codes", path={"coupon_code": "AUDIT10"},
+        headers=op, action="promotion_code.created", actor=operator,
+        json={"code": "AUDITA", "reason": "audit"},
+    )  # fmt: skip
+    await api.post(f"{ops}/coupons/AUDIT10/promotion-codes", json={"code": "AUDITB"}, headers=op)
+    await walk.call(
+        "POST", f"{SUB}/discount", headers=tenant.headers, action="subscription.discount_applied",
+        actor=me, in_request=False, json={"promotion_code": "AUDITA"},
+    )  # fmt: skip
+    other = await make_tenant(dbs)
+    subscribed = await api.post(SUB, json={"plan_code": "standard"}, headers=other.headers)
+    assert subscribed.status_code == 201, subscribed.text
+    await _until(api, other, lambda b: b["status"] == "trialing")
+    await walk.call(
+        "POST", f"{ops}/tenants/{{tenant_id}}/discount", path={"tenant_id": other.id},
+        headers=op, action="subscription.discount_applied", actor=operator, in_request=False,
+        json={"promotion_code": "AUDITB", "reason": "goodwill"},
     )  # fmt: skip
     paid = next(i for i in invoices if i["status"] == "paid")
     await walk.call(

@@ -67,6 +67,9 @@ CROSS_TENANT = {
     ("services/audit.py", "page"): "operators read every tenant's audit rows",
     ("services/audit.py", "export_rows"): "operators export every tenant's audit rows",
     ("activities/audit.py", "purge_audit_log"): "the retention purge spans every tenant's rows",
+    ("services/coupons.py", "create_coupon"): "the coupon catalog is no tenant's",
+    ("services/coupons.py", "list_coupons"): "the coupon catalog is no tenant's",
+    ("services/coupons.py", "create_promotion_code"): "the coupon catalog is no tenant's",
     ("activities/audit.py", "purge_erased_books"): (
         "which erased tenants are past retention is a question across tenants; each is purged "
         "by its own function (SECURITY DEFINER), which deletes that tenant's rows only"

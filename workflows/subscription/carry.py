@@ -504,7 +504,7 @@ def event_of(request: Request) -> m.Event:
         case ApplyDiscountRequest():
             discount = discount_in(request.discount)
             assert discount is not None
-            return m.ApplyDiscount(discount, request.actor)
+            return m.ApplyDiscount(discount, request.actor, request.reason)
         case AddCreditRequest():
             return m.AddCredit(request.key, request.amount, request.actor, request.reason)
         case AddChargeRequest():
