@@ -18,6 +18,7 @@ from services.context import Services
 from tests.api.test_billing_api import SUB, _until, align_clock
 from tests.factories.tenants import make_tenant, operator_headers
 from tests.harness import Databases
+from tests.replay.recording import record
 
 OPS = "/api/billing/operator"
 
@@ -77,6 +78,10 @@ async def test_a_repeating_coupon_covers_its_periods_and_no_more(
     assert [await _discount(api, tenant.headers, i["id"]) for i in billed] == [980, 980, 0]
     assert [i["total"] for i in billed] == [3920, 3920, 4900]
     assert billed[0]["total"] == upcoming["next_invoice_total"]  # the bill is the preview
+    live = (await api.get(SUB, headers=tenant.headers)).json()
+    await record(
+        workflow_env.client.get_workflow_handle(live["workflow_id"]), "subscription_with_coupon"
+    )
 
 
 @pytest.mark.usefixtures("workers")

@@ -1,7 +1,8 @@
 """Committed histories of the workflows added or changed for issues 11, 13 and 14 (the Stripe
 sweep, the audit retention purge, a tenant export that ran to expiry, a tenant erasure, the
 purge of an erased tenant's books, a credit note's refund, a Stripe event that opened a
-dispute, a subscription that billed a one-off charge on its renewal) replay against today's
+dispute, a subscription that billed a one-off charge on its renewal, one signed up with a
+coupon) replay against today's
 code: a change that would break running ones fails here (then use `workflow.patched`).
 Re-record on purpose only, with `BILLING_RECORD_HISTORIES=1` on the tests that write them
 (tests/replay/recording.py)."""
@@ -30,6 +31,7 @@ NAMES = [
     "credit_note_refunded",
     "stripe_event_dispute_opened",
     "subscription_one_off_charge",
+    "subscription_with_coupon",
 ]
 
 
