@@ -16,6 +16,7 @@ from activities.errors import domain_errors
 from adapters import metrics
 from adapters.db import credit_notes as credit_notes_repo
 from adapters.db import disputes as disputes_repo
+from adapters.db import grace as grace_repo
 from adapters.db import invoices as invoices_repo
 from adapters.db import payment_methods as payment_methods_repo
 from adapters.db import subscriptions as subscription_repo
@@ -150,7 +151,7 @@ class StripeEventStore:
                          "status": status, "amount": facts.amount, "reason": facts.reason},
             )  # fmt: skip
             if suspends(self._dispute_policy, status):
-                moved = await disputes_repo.suspend_for_dispute(conn, tenant_id)
+                moved = await grace_repo.suspend_tenant(conn, tenant_id, "dispute")
                 access = ("active", "suspended")
             else:
                 moved = await disputes_repo.lift_dispute_suspension(conn, tenant_id)

@@ -84,8 +84,8 @@ async def start_export(
 
 
 async def start_refund(client: Client, input: RefundInput, *, task_queue: str) -> None:
-    """Start `refund:{credit_note_id}` (ADR 0020) unless it exists: running or done, the credit
-    note's refund is that workflow's."""
+    """Start `refund:{credit_note_id}` (ADR 0020) unless it is running or completed; a run that
+    failed may be started again (its Stripe key is the same, so Stripe refunds once)."""
     try:
         await client.start_workflow(
             CreditNoteRefundWorkflow.run,
@@ -93,7 +93,7 @@ async def start_refund(client: Client, input: RefundInput, *, task_queue: str) -
             id=refund_workflow_id(input.credit_note_id),
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             static_summary=f"refund of credit note {input.credit_note_id}",
         )
     except WorkflowAlreadyStartedError:

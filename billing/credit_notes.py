@@ -15,7 +15,6 @@ from typing import ClassVar
 from billing.errors import BillingError
 
 CREDITABLE_STATUSES = frozenset({"paid"})
-REASON_MAX = 500
 
 
 class CreditRefused(BillingError):

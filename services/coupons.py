@@ -10,7 +10,7 @@ from uuid import UUID
 
 from adapters.db import coupons as repo
 from adapters.db.audit import record_audit
-from billing.coupons import CouponRefused, discount_of
+from billing.coupons import discount_of
 from services.commands import apply_before, command, live_subscription
 from services.context import Services
 from services.errors import Conflict, NotFound
@@ -100,6 +100,3 @@ def _catalog(row: dict[str, Any]) -> dict[str, Any]:
         for k, v in row.items()
         if k not in ("created_at",)
     }
-
-
-__all__ = ["CouponRefused", "apply", "create_coupon", "create_promotion_code", "list_coupons"]

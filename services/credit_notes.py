@@ -10,9 +10,11 @@ is never made twice, and one that Temporal could not start is started by the rep
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 from uuid import UUID
 
+from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from adapters.db import credit_notes as repo
@@ -26,6 +28,8 @@ from workflows.refund import refund_workflow_id
 from workflows.refund_io import RefundInput
 from workflows.subscription import SubscriptionWorkflow
 from workflows.subscription_io import AddCreditRequest
+
+log = logging.getLogger(__name__)
 
 # How long the request waits for the refund before answering with it still pending.
 REFUND_WAIT_SECONDS = 10.0
@@ -110,6 +114,11 @@ async def _refund(
         await asyncio.wait_for(handle.result(), timeout=REFUND_WAIT_SECONDS)
     except TimeoutError:
         return  # still running: the answer says `pending`, the workflow finishes it
+    except WorkflowFailureError:
+        # The refund's workflow failed (not a refusal: those are recorded as `failed`): the
+        # credit note stays `pending`, and the same request again starts a new run of it.
+        log.exception("refund of credit note %s failed", row["id"])
+        return
     except RPCError as error:
         raise ServiceUnavailable(
             f"credit note {row['number']} is issued; its refund could not be started "

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -104,13 +104,4 @@ async def give_back(conn: AsyncConnection, promotion_code: str, coupon_id: UUID)
         update(coupons)
         .where(coupons.c.id == coupon_id, coupons.c.redemptions > 0)
         .values(redemptions=coupons.c.redemptions - 1)
-    )
-
-
-async def redemptions(conn: AsyncConnection, code: str) -> int:
-    return int(
-        await conn.scalar(
-            select(func.coalesce(coupons.c.redemptions, 0)).where(coupons.c.code == code)
-        )
-        or 0
     )

@@ -11,10 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.tables import invoices
 
-_SUSPEND = text(
-    "UPDATE tenants SET access_status = 'suspended', suspension_reason = 'dispute', "
-    "updated_at = now() WHERE id = :t AND access_status = 'active'"
-)
 # Only a suspension for a dispute is lifted, and only when no other dispute is open.
 _LIFT = text(
     "UPDATE tenants SET access_status = 'active', suspension_reason = NULL, updated_at = now() "
@@ -45,10 +41,6 @@ async def set_dispute(
     )
     before = {"dispute_status": old.dispute_status, "dispute_id": old.dispute_id}
     return before, {"dispute_status": status, "dispute_id": dispute_id}
-
-
-async def suspend_for_dispute(conn: AsyncConnection, tenant_id: UUID) -> bool:
-    return bool((await conn.execute(_SUSPEND, {"t": tenant_id})).rowcount)
 
 
 async def lift_dispute_suspension(conn: AsyncConnection, tenant_id: UUID) -> bool:

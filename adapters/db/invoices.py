@@ -221,28 +221,28 @@ async def _project(
     conn: AsyncConnection, invoice_id: UUID, version: int, **values: Any
 ) -> Transition | None:
     """An older `version` never overwrites a newer one (a retried activity can land after a
-    later one). None when nothing was written; else the audited fields before and after (the
-    row is locked by the read, so nothing moves between the two)."""
+    later one). None when nothing was written; else the audited fields before and after, from
+    one statement (the row as the locking subquery read it, and as the update left it)."""
     old = (
-        await conn.execute(
-            select(*(invoices.c[c] for c in AUDITED))
-            .where(invoices.c.id == invoice_id, invoices.c.version < version)
-            .with_for_update()
-        )
-    ).first()
-    if old is None:
-        return None
-    new = (
+        select(invoices.c.id, *(invoices.c[c].label(f"old_{c}") for c in AUDITED))
+        .where(invoices.c.id == invoice_id, invoices.c.version < version)
+        .with_for_update()
+        .subquery("old")
+    )
+    row = (
         await conn.execute(
             update(invoices)
-            .where(invoices.c.id == invoice_id, invoices.c.version < version)
+            .where(invoices.c.id == old.c.id)
             .values(version=version, updated_at=func.now(), **values)
-            .returning(*(invoices.c[c] for c in AUDITED))
+            .returning(*(invoices.c[c] for c in AUDITED), *(old.c[f"old_{c}"] for c in AUDITED))
         )
     ).first()
-    if new is None:
+    if row is None:
         return None
-    return Transition(dict(old._mapping), dict(new._mapping))
+    n = len(AUDITED)
+    return Transition(
+        dict(zip(AUDITED, row[n:], strict=True)), dict(zip(AUDITED, row[:n], strict=True))
+    )
 
 
 async def record_attempt(

@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import billing.subscription as m
 import workflows.subscription.carry as carry
 from billing.catalog import Interval, load_catalog
-from billing.discounts import Discount
+from billing.discounts import BASE_KINDS, Discount
 from billing.errors import InvalidTransition
 from billing.invoicing import Line, LineKind
 from billing.lifecycle import Status
@@ -689,14 +689,8 @@ def test_an_upgrade_in_a_covered_period_prorates_with_the_percentage() -> None:
     at = before.period[0] + timedelta(days=15)
     h.run(m.ChangePlan(PLANS["enterprise"], "user", "immediate"), at)
     change = h.invoices[-1]
-    charge = sum(x.amount for x in change.draft.lines if x.kind in discounts_base())
+    charge = sum(x.amount for x in change.draft.lines if x.kind in BASE_KINDS)
     assert _off(change) == charge * 20 // 100
-
-
-def discounts_base() -> frozenset[LineKind]:
-    from billing.discounts import BASE_KINDS
-
-    return BASE_KINDS
 
 
 @given(
