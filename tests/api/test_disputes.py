@@ -5,7 +5,6 @@ repeated event changes nothing; everything is audited as the Stripe event."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,30 +22,9 @@ from services.context import Services
 from tests.api.test_billing_api import _active_standard
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, stripe_event
 from tests.factories.tenants import TenantWithKey
-from tests.harness import Databases
+from tests.harness import Databases, running_workers
 from tests.replay.recording import record
 from tests.webhooks.test_stripe_webhooks import post_event, processed
-from worker import build_workers
-
-
-async def _workers(
-    env: WorkflowEnvironment, dbs: Databases, stripe: FakeStripeGateway, settings: Settings,
-    policy: str,
-) -> AsyncIterator[list[Worker]]:  # fmt: skip
-    built = build_workers(
-        env.client,
-        db=dbs.worker,
-        gateway=stripe,
-        task_queue=settings.task_queue,
-        stripe_task_queue=settings.stripe_task_queue,
-        stripe_activities_per_second=settings.stripe_activities_per_second,
-        export_dir=settings.exports_path(),
-        dispute_policy=policy,  # type: ignore[arg-type]
-    )
-    tasks = [asyncio.create_task(w.run()) for w in built]
-    yield built
-    await asyncio.gather(*(w.shutdown() for w in built), return_exceptions=True)
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.fixture
@@ -56,7 +34,10 @@ async def suspending(
     stripe_fake: FakeStripeGateway,
     settings: Settings,
 ) -> AsyncIterator[list[Worker]]:
-    async for built in _workers(workflow_env, dbs, stripe_fake, settings, "suspend"):
+    """Workers whose dispute policy suspends the tenant."""
+    async with running_workers(
+        workflow_env.client, dbs, stripe_fake, settings, dispute_policy="suspend"
+    ) as built:
         yield built
 
 

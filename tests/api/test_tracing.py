@@ -23,7 +23,6 @@ from adapters.tracing import Tracing, quiet_evicted_workflow_detach
 from api.app import create_app
 from billing.payments import InvoiceLine
 from config import Settings
-from devstack.temporal import FAIRNESS_FLAGS
 from services.context import Services
 from tests.api.test_billing_api import SUB, subscribe_with_card
 from tests.factories.stripe_events import (
@@ -32,9 +31,8 @@ from tests.factories.stripe_events import (
     signed_request,
     stripe_event,
 )
-from tests.harness import Databases, venv_executable
+from tests.harness import Databases, start_dev_server_env
 from worker import build_workers
-from workflows import search_attributes
 
 _EXPORTER = InMemorySpanExporter()
 
@@ -44,12 +42,7 @@ async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
     """The dev server, not the time-skipping one: the Java test server drops the headers of a
     signal sent from a workflow, so the trace context of an external signal does not arrive
     there (it does on a real server)."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=venv_executable("temporal"),
-        search_attributes=list(search_attributes.ALL),
-        dev_server_extra_args=FAIRNESS_FLAGS,
-        ui=False,
-    )
+    env = await start_dev_server_env()
     yield env
     await env.shutdown()
 
