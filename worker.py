@@ -50,6 +50,7 @@ from workflows.erasure import TenantErasureWorkflow
 from workflows.export import TenantExportWorkflow
 from workflows.grace import GraceWindowWorkflow
 from workflows.notification_delivery import NotificationDeliveryWorkflow
+from workflows.open_invoice_credit import OpenInvoiceCreditWorkflow
 from workflows.reconcile import ReconcileUsageWorkflow
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
 from workflows.refund import CreditNoteRefundWorkflow
@@ -71,6 +72,7 @@ WORKFLOWS: Sequence[type] = (
     ErasedBooksPurgeWorkflow,
     TenantErasureWorkflow,
     CreditNoteRefundWorkflow,
+    OpenInvoiceCreditWorkflow,
 )
 
 
@@ -155,6 +157,7 @@ def stripe_queue_activities(gateway: StripeGateway) -> list[Callable[..., Any]]:
         dunning.close_unrecovered_invoice,
         ErasureStripe(gateway).erase_stripe_customer,
         RefundStripe(gateway).refund_credit_note,
+        RefundStripe(gateway).credit_open_invoice,
     ]
 
 

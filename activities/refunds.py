@@ -1,5 +1,6 @@
-"""A credit note's refund (`credit_note_refund`, ADR 0020): the Stripe call, on the
-rate-limited Stripe queue, and its record on the credit note."""
+"""A credit note's Stripe side (ADR 0020), on the rate-limited Stripe queue: its refund
+(`credit_note_refund`) or the Stripe credit note that lowers an open invoice's amount due
+(`credit_note_open_invoice`); and what became of it, recorded on the credit note."""
 
 from __future__ import annotations
 
@@ -12,11 +13,22 @@ from activities.errors import domain_errors
 from adapters.db import credit_notes as repo
 from adapters.db.session import Database
 from billing.payments import StripeGateway
-from workflows.refund_io import RecordRefundInput, RefundMade, RefundRequest
+from workflows.refund_io import (
+    OpenInvoiceCredited,
+    OpenInvoiceCreditRequest,
+    RecordRefundInput,
+    RefundMade,
+    RefundRequest,
+)
+from workflows.shared_io import StripeInvoiceRead
 
 
 def refund_key(credit_note_id: str) -> str:
     return f"refund:{credit_note_id}"
+
+
+def credit_note_key(credit_note_id: str) -> str:
+    return f"credit-note:{credit_note_id}"
 
 
 class RefundStripe:
@@ -35,6 +47,32 @@ class RefundStripe:
         )
         return RefundMade(refund.id, refund.amount, refund.status)
 
+    @activity.defn(name="credit_open_invoice")
+    @domain_errors
+    async def credit_open_invoice(self, input: OpenInvoiceCreditRequest) -> OpenInvoiceCredited:
+        """One Stripe credit note per credit note, whatever the retries: the key is the credit
+        note's."""
+        note = await self._gateway.credit_open_invoice(
+            input.stripe_invoice_id,
+            input.amount,
+            {"credit_note_id": input.credit_note_id, "tenant_id": input.tenant_id},
+            idempotency_key=credit_note_key(input.credit_note_id),
+        )
+        invoice = note.invoice
+        return OpenInvoiceCredited(
+            note.id,
+            note.amount,
+            StripeInvoiceRead(
+                stripe_invoice_id=invoice.id,
+                status=invoice.status,
+                amount_due=invoice.amount_due,
+                amount_paid=invoice.amount_paid,
+                hosted_invoice_url=invoice.hosted_invoice_url,
+                invoice_pdf=invoice.invoice_pdf,
+                metadata=dict(invoice.metadata),
+            ),
+        )
+
 
 class RefundStore:
     def __init__(self, db: Database) -> None:
@@ -51,4 +89,5 @@ class RefundStore:
                 status=input.status,
                 at=datetime.now(UTC),
                 actor=input.actor,
+                stripe_credit_note_id=input.stripe_credit_note_id or None,
             )

@@ -36,6 +36,7 @@ from billing.payments import (
     PaymentMethodUnavailable,
     PaymentOutcome,
     StripeCardRejected,
+    StripeCreditNote,
     StripeCustomer,
     StripeGateway,
     StripeIdempotencyError,
@@ -183,6 +184,7 @@ class FakeStripeGateway:
         {
             "detach_payment_method",
             "refund_invoice_payment",
+            "credit_open_invoice",
             "find_invoice_for_payment",
             "delete_customer",
             "ensure_customer",
@@ -212,6 +214,8 @@ class FakeStripeGateway:
         self.payment_intents: dict[str, str] = {}
         # Every refund made, in order (the engine's and, in tests, "dashboard" ones).
         self.refunds: list[StripeRefund] = []
+        # Every credit note that lowered an open invoice, in order.
+        self.credit_notes: list[StripeCreditNote] = []
         self._remembered: dict[str, _Remembered] = {}
         self._key_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._scripted: dict[str, list[_ScriptedPayment]] = defaultdict(list)
@@ -519,6 +523,39 @@ class FakeStripeGateway:
             return made
 
         return await self._once("refund_invoice_payment", idempotency_key, params, refund)
+
+    async def credit_open_invoice(
+        self,
+        invoice_id: str,
+        amount: int,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> StripeCreditNote:
+        params = {"invoice_id": invoice_id, "amount": amount, "metadata": dict(metadata)}
+        await self._enter("credit_open_invoice", idempotency_key, params)
+
+        def credit() -> StripeCreditNote:
+            inv = self._invoice(invoice_id)
+            if inv.status not in ("open", "uncollectible"):
+                raise StripeInvalidRequest(
+                    f"invoice {invoice_id} is {inv.status}: only an open invoice's amount due "
+                    "can be credited"
+                )
+            if amount > inv.amount_due:
+                raise StripeInvalidRequest(
+                    f"The credit note amount ({amount}) is greater than the amount due on the "
+                    f"invoice ({inv.amount_due})"
+                )
+            inv.amount_due -= amount
+            if inv.amount_due == 0:
+                inv.status = "paid"  # Stripe settles an invoice credited in full
+            made = StripeCreditNote(
+                self._next_id("cn"), amount, self._snapshot(inv), dict(metadata)
+            )
+            self.credit_notes.append(made)
+            return made
+
+        return await self._once("credit_open_invoice", idempotency_key, params, credit)
 
     async def detach_payment_method(self, payment_method_id: str, idempotency_key: str) -> None:
         params = {"payment_method_id": payment_method_id}

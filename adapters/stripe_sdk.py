@@ -37,6 +37,7 @@ from billing.payments import (
     PaymentOutcome,
     StripeAuthenticationError,
     StripeCardRejected,
+    StripeCreditNote,
     StripeCustomer,
     StripeGateway,
     StripeGatewayError,
@@ -480,6 +481,45 @@ class StripeSdkGateway:
             int(refund["amount"]),
             str(refund.get("status") or "succeeded"),
             {str(k): str(v) for k, v in (refund.get("metadata") or {}).items()},
+        )
+
+    @_translating
+    async def credit_open_invoice(
+        self,
+        invoice_id: str,
+        amount: int,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> StripeCreditNote:
+        check_idempotency_key(idempotency_key)
+        # The credit note made before for the engine's (a retry after Stripe forgot the key, or
+        # a server that ignores keys): found by its metadata, as refunds are.
+        wanted = metadata.get("credit_note_id")
+        earlier = await self._client.v1.credit_notes.list_async(
+            params={"invoice": invoice_id, "limit": 100}
+        )
+        note = (
+            next(
+                (
+                    n.to_dict()
+                    for n in earlier.data
+                    if wanted
+                    and (n.to_dict().get("metadata") or {}).get("credit_note_id") == wanted
+                ),
+                None,
+            )
+            or (
+                await self._client.v1.credit_notes.create_async(
+                    params={"invoice": invoice_id, "amount": amount, "metadata": dict(metadata)},
+                    options=_keyed(idempotency_key),
+                )
+            ).to_dict()
+        )
+        return StripeCreditNote(
+            str(note["id"]),
+            int(note["amount"]),
+            await self._retrieve(invoice_id),
+            {str(k): str(v) for k, v in (note.get("metadata") or {}).items()},
         )
 
     @_translating

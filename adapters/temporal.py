@@ -37,6 +37,10 @@ from workflows.export import TenantExportWorkflow
 from workflows.export_io import ExportInput, ExportProgress
 from workflows.grace import GraceWindowWorkflow, grace_id_for
 from workflows.grace_io import GraceInput, GraceResolve, GraceResult
+from workflows.open_invoice_credit import (
+    OpenInvoiceCreditWorkflow,
+    open_invoice_credit_workflow_id,
+)
 from workflows.payment_grace import payment_grace_input, payment_grace_workflow_id
 from workflows.reconcile import SCHEDULE_ID, ReconcileUsageWorkflow
 from workflows.reconcile_io import ReconcileInput
@@ -44,7 +48,7 @@ from workflows.reconcile_stripe import SCHEDULE_ID as STRIPE_SWEEP_SCHEDULE_ID
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
 from workflows.reconcile_stripe_io import SweepInput, SweepResult
 from workflows.refund import CreditNoteRefundWorkflow, refund_workflow_id
-from workflows.refund_io import RefundInput
+from workflows.refund_io import OpenInvoiceCreditInput, RefundInput
 from workflows.subscription import SubscriptionWorkflow, workflow_id
 from workflows.subscription_io import SubscriptionInput, SubscriptionResult
 
@@ -84,20 +88,42 @@ async def start_export(
 
 
 async def start_refund(client: Client, input: RefundInput, *, task_queue: str) -> None:
-    """Start `refund:{credit_note_id}` (ADR 0020) unless it is running or completed; a run that
-    failed may be started again (its Stripe key is the same, so Stripe refunds once)."""
+    """Start `refund:{credit_note_id}` (ADR 0020)."""
+    await _start_credit_note_workflow(
+        client, CreditNoteRefundWorkflow.run, input,
+        id=refund_workflow_id(input.credit_note_id), task_queue=task_queue,
+        summary=f"refund of credit note {input.credit_note_id}",
+    )  # fmt: skip
+
+
+async def start_open_invoice_credit(
+    client: Client, input: OpenInvoiceCreditInput, *, task_queue: str
+) -> None:
+    """Start `credit-note:{credit_note_id}` (ADR 0020)."""
+    await _start_credit_note_workflow(
+        client, OpenInvoiceCreditWorkflow.run, input,
+        id=open_invoice_credit_workflow_id(input.credit_note_id), task_queue=task_queue,
+        summary=f"credit note {input.credit_note_id} on an open invoice",
+    )  # fmt: skip
+
+
+async def _start_credit_note_workflow(
+    client: Client, run: Any, input: Any, *, id: str, task_queue: str, summary: str
+) -> None:
+    """Start a credit note's workflow unless it is running or completed; a run that failed may
+    be started again (its Stripe key is the credit note's, so Stripe acts once)."""
     try:
         await client.start_workflow(
-            CreditNoteRefundWorkflow.run,
+            run,
             input,
-            id=refund_workflow_id(input.credit_note_id),
+            id=id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            static_summary=f"refund of credit note {input.credit_note_id}",
+            static_summary=summary,
         )
     except WorkflowAlreadyStartedError:
-        pass  # ran to its end before: the refund is recorded
+        pass  # ran to its end before: what it did is recorded
 
 
 async def start_erasure(client: Client, input: ErasureInput, *, task_queue: str) -> bool:

@@ -418,20 +418,25 @@ class InvoiceResent(BaseModel):
 
 
 class CreditNoteCreate(BaseModel):
-    """Credit part or all of a paid invoice, refunded to the card it was paid with."""
+    """Credit part or all of an invoice: a paid one is refunded to the card it was paid with
+    (or credited to the balance); an open one asks for less."""
 
     model_config = ConfigDict(extra="forbid")
     amount: int = Field(gt=0, strict=True, description="Minor units (cents), at most what is "
-                        "left to refund on the invoice.")  # fmt: skip
+                        "left to credit: on a paid invoice what was paid minus the credit notes "
+                        "already issued, on an open one what is still due.")  # fmt: skip
     reason: str = Field(min_length=1, max_length=500)
     idempotency_key: str = Field(
         min_length=1, max_length=200, description="The same key again returns the same credit "
         "note and never refunds twice.",
     )  # fmt: skip
-    method: Literal["refund", "credit_balance"] = Field(
-        "refund", description="`refund`: to the card the invoice was paid with; "
+    method: Literal["refund", "credit_balance", "reduce_amount_due"] | None = Field(
+        None, description="`refund`: to the card the invoice was paid with; "
         "`credit_balance`: to the subscription's credit balance, which the next invoices use "
-        "before the card.",
+        "before the card (both for a paid invoice); `reduce_amount_due`: an open (or "
+        "uncollectible) invoice asks for less, through a Stripe credit note, and is settled "
+        "when nothing is left due. Omitted: `reduce_amount_due` for an open invoice, "
+        "`refund` otherwise.",
     )  # fmt: skip
 
 
@@ -445,11 +450,14 @@ class CreditNoteOut(BaseModel):
     reason: str
     # operator (through the API) | stripe (a refund made in the Stripe dashboard)
     source: str
-    # refund (to the card) | credit_balance (the subscription's credit balance)
+    # refund (to the card) | credit_balance (the subscription's credit balance) |
+    # reduce_amount_due (an open invoice's amount due)
     method: str
-    # pending | succeeded (refunded, or held by the balance) | failed
+    # pending | succeeded (refunded, held by the balance, or taken off the amount due) | failed
     refund_status: str
     stripe_refund_id: str | None
+    # The Stripe credit note that lowered an open invoice's amount due.
+    stripe_credit_note_id: str | None = None
     refunded_at: datetime | None
     created_at: datetime
 

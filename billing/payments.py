@@ -198,6 +198,19 @@ class StripeInvoice:
 
 
 @dataclass(frozen=True)
+class StripeCreditNote:
+    """A credit note that lowered an open invoice's amount due, and the invoice after it."""
+
+    id: str
+    amount: int
+    invoice: StripeInvoice
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_minor_units("amount", self.amount)
+
+
+@dataclass(frozen=True)
 class StripeRefund:
     """A refund of (part of) an invoice's payment."""
 
@@ -351,6 +364,19 @@ class StripeGateway(Protocol):
         """Refund `amount` of what the paid invoice collected, to the card it was charged on
         (`metadata` carries the credit note's id, so its `charge.refunded` is recognised as the
         engine's own). Idempotent by key; Stripe refuses more than was charged."""
+        ...
+
+    async def credit_open_invoice(
+        self,
+        invoice_id: str,
+        amount: int,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> StripeCreditNote:
+        """Issue a Stripe credit note of `amount` on an open (or uncollectible) invoice, which
+        lowers its amount due; one that brings it to zero leaves the invoice paid. `metadata`
+        carries the engine's credit note id, so a retry finds it. Idempotent by key; Stripe
+        refuses a paid or void invoice, and more than is due."""
         ...
 
     async def detach_payment_method(self, payment_method_id: str, idempotency_key: str) -> None:

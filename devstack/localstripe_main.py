@@ -18,6 +18,10 @@ What this runner changes, and why:
     `auto_advance` and `currency`, and drops `metadata`.
   * `POST /v1/invoices/{id}/finalize` and `POST /v1/invoices/{id}/mark_uncollectible` do not
     exist; `void` fails (400) on an invoice that was never charged, and accepts drafts.
+  * Credit notes (`/v1/credit_notes`) do not exist. The shim models the one kind the engine
+    issues: a credit note on an open (or uncollectible) invoice that lowers its amount due
+    (localstripe's amount due is its total, so the total goes down with it); one that brings
+    it to zero settles the invoice as Stripe does. Credit notes on paid invoices are refused.
   * Test payment method aliases for 3-D Secure (`pm_card_authenticationRequired`,
     `pm_card_threeDSecure2Required`) are unknown, although localstripe models the cards.
 """
@@ -175,6 +179,92 @@ def _shim_invoice_states() -> None:
     )
 
 
+def _shim_credit_notes() -> None:
+    invoice_cls: Any = resources.Invoice
+    base_total = invoice_cls.total.fget
+
+    def total(self: Any) -> int:
+        return max(0, int(base_total(self)) - getattr(self, "_pre_payment_credit", 0))
+
+    invoice_cls.total = property(total)
+
+    class CreditNote(resources.StripeObject):  # type: ignore[misc]
+        object = "credit_note"
+        _id_prefix = "cn_"
+
+        def __init__(
+            self,
+            invoice: Any = None,
+            amount: Any = None,
+            metadata: Any = None,
+            memo: Any = None,
+            **kwargs: Any,
+        ) -> None:
+            if kwargs:
+                raise UserError(
+                    400, "localstripe shim: only invoice, amount, metadata and memo are modelled"
+                )
+            amount = resources.try_convert_to_int(amount)
+            if type(invoice) is not str or type(amount) is not int or amount <= 0:
+                raise UserError(400, "Bad request")
+            if metadata is not None and not isinstance(metadata, dict):
+                raise UserError(400, "Bad request")
+            inv = invoice_cls._api_retrieve(invoice)
+            if inv.status not in ("open", "uncollectible"):
+                raise UserError(
+                    400,
+                    "localstripe shim: only credit notes on open invoices are modelled "
+                    f"(this one is {inv.status})",
+                )
+            if amount > inv.amount_due:
+                raise UserError(
+                    400,
+                    f"The credit note amount ({amount}) is greater than the amount due on the "
+                    f"invoice ({inv.amount_due})",
+                )
+            super().__init__()
+            self.invoice = invoice
+            self.customer = inv.customer
+            self.amount = amount
+            self.currency = inv.currency
+            self.metadata = dict(metadata or {})
+            self.memo = memo
+            self.status = "issued"
+            self.type = "pre_payment"
+            self.pre_payment_amount = amount
+            self.post_payment_amount = 0
+            inv._pre_payment_credit = getattr(inv, "_pre_payment_credit", 0) + amount
+            inv.pre_payment_credit_notes_amount = inv._pre_payment_credit
+            resources.schedule_webhook(resources.Event("credit_note.created", self))
+            if inv.status == "paid":  # credited in full: settled, as Stripe does
+                inv._on_payment_success()
+
+        @classmethod
+        def _api_list_all(
+            cls, url: Any, invoice: Any = None, limit: Any = None, starting_after: Any = None
+        ) -> Any:
+            listed = super()._api_list_all(url, limit=limit, starting_after=starting_after)
+            listed._list = [n for n in listed._list if invoice is None or n.invoice == invoice]
+            return listed
+
+    def create(**data: Any) -> Any:
+        return CreditNote(**data)
+
+    def list_all(**data: Any) -> Any:
+        return CreditNote._api_list_all("/v1/credit_notes", **data)
+
+    def retrieve(id: str, **kwargs: Any) -> Any:
+        return CreditNote._api_retrieve(id)
+
+    resources.extra_apis.extend(
+        [
+            ("POST", "/v1/credit_notes", create),
+            ("GET", "/v1/credit_notes", list_all),
+            ("GET", "/v1/credit_notes/{id}", retrieve),
+        ]
+    )
+
+
 def _shim_test_cards() -> None:
     pm_cls: Any = resources.PaymentMethod
     original = pm_cls._try_get_canonical_test_article.__func__
@@ -193,6 +283,7 @@ def build_app() -> web.Application:
     _disable_persistence()
     _shim_invoice_create()
     _shim_invoice_states()
+    _shim_credit_notes()
     _shim_test_cards()
     from localstripe.server import app  # registers routes from the patched extra_apis
 

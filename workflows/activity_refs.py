@@ -155,6 +155,9 @@ REFUND_CREDIT_NOTE = ActivityRef(
 RECORD_CREDIT_NOTE_REFUND = ActivityRef(
     "record_credit_note_refund", refund_io.RecordRefundInput, bool
 )
+CREDIT_OPEN_INVOICE = ActivityRef(
+    "credit_open_invoice", refund_io.OpenInvoiceCreditRequest, refund_io.OpenInvoiceCredited
+)
 FIND_PAYMENT_INVOICE = ActivityRef(
     "find_payment_invoice", stripe_event_io.FindPaymentInvoiceInput, stripe_event_io.PaymentInvoice
 )

@@ -66,28 +66,34 @@ class ReconcileStripeWorkflow:
         return SweepResult(checked=len(stale.invoices), applied=applied, drift=found)
 
     async def _apply(self, invoice: StaleInvoice, current: StripeInvoiceRead) -> bool:
-        """The finding, as the webhook of its type would have reached the subscription."""
         if invoice.subscription_id is None:
             return False
-        signal = StripeEventSignal(
-            event_id=sweep_event_id(current.stripe_invoice_id, current.status),
-            event_type=EVENT_FOR_STATUS[current.status],
-            stripe_object_id=current.stripe_invoice_id,
-            invoice_id=invoice.invoice_id,
-            stripe_invoice_id=current.stripe_invoice_id,
-            invoice_status=current.status,
-            amount_paid=current.amount_paid,
-            hosted_invoice_url=current.hosted_invoice_url,
-        )
-        target = workflow.get_external_workflow_handle(
-            subscription_workflow_id(invoice.subscription_id)
-        )
-        try:
-            await target.signal(SUBSCRIPTION_SIGNAL, signal)
-        except FailureError:
-            workflow.logger.info("subscription %s is not running", invoice.subscription_id)
-            return False
-        return True
+        return await send_invoice_finding(invoice.subscription_id, invoice.invoice_id, current)
+
+
+async def send_invoice_finding(
+    subscription_id: str, invoice_id: str, current: StripeInvoiceRead
+) -> bool:
+    """A Stripe invoice found in `current.status`, sent to its subscription as the webhook of
+    that type would have reached it (event id `sweep:{stripe_invoice_id}:{status}`: the same
+    finding twice is applied once); False when the subscription is not running."""
+    signal = StripeEventSignal(
+        event_id=sweep_event_id(current.stripe_invoice_id, current.status),
+        event_type=EVENT_FOR_STATUS[current.status],
+        stripe_object_id=current.stripe_invoice_id,
+        invoice_id=invoice_id,
+        stripe_invoice_id=current.stripe_invoice_id,
+        invoice_status=current.status,
+        amount_paid=current.amount_paid,
+        hosted_invoice_url=current.hosted_invoice_url,
+    )
+    target = workflow.get_external_workflow_handle(subscription_workflow_id(subscription_id))
+    try:
+        await target.signal(SUBSCRIPTION_SIGNAL, signal)
+    except FailureError:
+        workflow.logger.info("subscription %s is not running", subscription_id)
+        return False
+    return True
 
 
 def _drift(invoice: StaleInvoice, current: StripeInvoiceRead) -> list[InvoiceDrift]:

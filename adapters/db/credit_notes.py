@@ -1,7 +1,7 @@
-"""Credit notes (ADR 0020): issued against a paid invoice under the invoice's row lock (so two
-concurrent credit notes cannot together exceed what was paid), numbered in the same
-transaction from the gapless series table, audited; then their refund recorded. Callers hold a
-tenant transaction; nothing here commits."""
+"""Credit notes (ADR 0020): issued against an invoice under its row lock (so two concurrent
+credit notes cannot together exceed what was paid, or what is due), numbered in the same
+transaction from the gapless series table, audited; then their refund, or the lower amount due
+of an open invoice, recorded. Callers hold a tenant transaction; nothing here commits."""
 
 from __future__ import annotations
 
@@ -16,7 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.audit import record_audit
 from adapters.db.tables import credit_notes, invoices
-from billing.credit_notes import CreditRefused, check_credit, credit_note_series, refundable
+from billing.credit_notes import (
+    REDUCE_AMOUNT_DUE,
+    Credited,
+    CreditRefused,
+    check_credit,
+    credit_note_series,
+    default_method,
+    left_to_credit,
+)
 
 _NEXT_NUMBER = text(
     """
@@ -36,7 +44,9 @@ class CreditNoteRequest:
     idempotency_key: str
     actor: str
     source: str = "operator"  # operator | stripe
-    method: str = "refund"  # refund | credit_balance
+    # refund | credit_balance | reduce_amount_due; None: the invoice's status decides
+    # (`billing.credit_notes.default_method`).
+    method: str | None = None
     # A refund already made (a Stripe dashboard refund seen in `charge.refunded`).
     stripe_refund_id: str | None = None
 
@@ -46,6 +56,7 @@ class Issued:
     row: dict[str, Any]
     created: bool
     stripe_invoice_id: str | None
+    subscription_id: UUID | None = None
 
 
 async def issue(conn: AsyncConnection, req: CreditNoteRequest, at: datetime) -> Issued:
@@ -58,8 +69,10 @@ async def issue(conn: AsyncConnection, req: CreditNoteRequest, at: datetime) -> 
             select(
                 invoices.c.status,
                 invoices.c.amount_paid,
+                invoices.c.amount_due,
                 invoices.c.currency,
                 invoices.c.stripe_invoice_id,
+                invoices.c.subscription_id,
             )
             .where(invoices.c.id == req.invoice_id)
             .with_for_update()
@@ -69,26 +82,27 @@ async def issue(conn: AsyncConnection, req: CreditNoteRequest, at: datetime) -> 
         raise LookupError(f"no invoice {req.invoice_id}")
     existing = await by_key(conn, req.idempotency_key)
     if existing is not None:
-        asked = (req.invoice_id, req.amount, req.method)
+        asked = (req.invoice_id, req.amount, req.method or existing["method"])
         if (existing["invoice_id"], existing["amount"], existing["method"]) != asked:
             raise CreditRefused(
                 "this idempotency key was used for another credit note "
                 f"({existing['number']}: {existing['amount']} on invoice {existing['invoice_id']})"
             )
-        return Issued(existing, False, invoice.stripe_invoice_id)
-    credited = [
-        r[0]
+        return Issued(existing, False, invoice.stripe_invoice_id, invoice.subscription_id)
+    method = req.method or default_method(invoice.status)
+    notes = [
+        Credited(r.amount, r.method, r.refund_status)
         for r in await conn.execute(
-            # A refund Stripe refused gave nothing back: it does not count.
-            select(credit_notes.c.amount).where(
-                credit_notes.c.invoice_id == req.invoice_id,
-                credit_notes.c.refund_status != "failed",
-            )
+            select(
+                credit_notes.c.amount, credit_notes.c.method, credit_notes.c.refund_status
+            ).where(credit_notes.c.invoice_id == req.invoice_id)
         )
     ]
-    before = refundable(invoice.amount_paid, credited)
+    before = left_to_credit(method, invoice.amount_paid, invoice.amount_due, notes)
     if req.source == "operator":
-        after = check_credit(invoice.status, invoice.amount_paid, credited, req.amount)
+        after = check_credit(
+            invoice.status, method, invoice.amount_paid, invoice.amount_due, notes, req.amount
+        )
     else:
         after = max(before - req.amount, 0)
     series = credit_note_series(at)
@@ -104,7 +118,7 @@ async def issue(conn: AsyncConnection, req: CreditNoteRequest, at: datetime) -> 
                 currency=invoice.currency,
                 reason=req.reason,
                 source=req.source,
-                method=req.method,
+                method=method,
                 idempotency_key=req.idempotency_key,
                 refund_status="succeeded" if req.stripe_refund_id else "pending",
                 stripe_refund_id=req.stripe_refund_id,
@@ -122,11 +136,11 @@ async def issue(conn: AsyncConnection, req: CreditNoteRequest, at: datetime) -> 
         subject_type="invoice",
         subject_id=str(req.invoice_id),
         tenant_id=req.tenant_id,
-        before={"refundable": before},
-        after={"refundable": after, "credit_note": issued["number"], "amount": req.amount},
-        details={"reason": req.reason, "source": req.source},
+        before={"left_to_credit": before},
+        after={"left_to_credit": after, "credit_note": issued["number"], "amount": req.amount},
+        details={"reason": req.reason, "source": req.source, "method": method},
     )
-    return Issued(issued, True, invoice.stripe_invoice_id)
+    return Issued(issued, True, invoice.stripe_invoice_id, invoice.subscription_id)
 
 
 async def by_key(conn: AsyncConnection, idempotency_key: str) -> dict[str, Any] | None:
@@ -171,12 +185,21 @@ async def record_refund(
     status: str,
     at: datetime,
     actor: str,
+    stripe_credit_note_id: str | None = None,
 ) -> bool:
-    """The refund Stripe made for the credit note, or (`stripe_refund_id` None) the credit the
-    balance took; False when already recorded (a retry)."""
+    """What became of the credit note: the refund Stripe made, the credit the balance took
+    (`stripe_refund_id` None), or the Stripe credit note that lowered an open invoice's amount
+    due (which then goes down here, once); False when already recorded (a retry)."""
     old = (
         await conn.execute(
-            select(credit_notes.c.tenant_id, credit_notes.c.refund_status, credit_notes.c.number)
+            select(
+                credit_notes.c.tenant_id,
+                credit_notes.c.invoice_id,
+                credit_notes.c.refund_status,
+                credit_notes.c.number,
+                credit_notes.c.method,
+                credit_notes.c.amount,
+            )
             .where(credit_notes.c.id == credit_note_id)
             .with_for_update()
         )
@@ -188,6 +211,7 @@ async def record_refund(
         .where(credit_notes.c.id == credit_note_id)
         .values(
             stripe_refund_id=stripe_refund_id,
+            stripe_credit_note_id=stripe_credit_note_id,
             refund_status=status,
             refunded_at=at if status == "succeeded" else None,
             updated_at=func.now(),
@@ -196,19 +220,59 @@ async def record_refund(
     await record_audit(
         conn,
         actor=actor,
-        action=_settled_action(stripe_refund_id, status),
+        action=_settled_action(old.method, stripe_refund_id, status),
         subject_type="credit_note",
         subject_id=str(credit_note_id),
         tenant_id=old.tenant_id,
         before={"refund_status": old.refund_status},
-        after={"refund_status": status, "stripe_refund_id": stripe_refund_id},
+        after={
+            "refund_status": status,
+            "stripe_refund_id": stripe_refund_id,
+            "stripe_credit_note_id": stripe_credit_note_id,
+        },
     )
+    if old.method == REDUCE_AMOUNT_DUE and status == "succeeded":
+        await _lower_amount_due(conn, old.tenant_id, old.invoice_id, old.amount, old.number, actor)
     return True
 
 
-def _settled_action(stripe_refund_id: str | None, status: str) -> str:
+_LOWER_AMOUNT_DUE = text(
+    """
+UPDATE invoices AS i SET amount_due = GREATEST(i.amount_due - :amount, 0), updated_at = now()
+FROM (SELECT id, amount_due FROM invoices WHERE id = :invoice_id FOR UPDATE) AS before
+WHERE i.id = before.id
+RETURNING before.amount_due AS before, i.amount_due AS after
+"""
+)
+
+
+async def _lower_amount_due(
+    conn: AsyncConnection, tenant_id: UUID, invoice_id: UUID, amount: int, number: str, actor: str
+) -> None:
+    """The open invoice asks for `amount` less (in one statement, its before read under the
+    lock the update takes)."""
+    changed = (
+        await conn.execute(_LOWER_AMOUNT_DUE, {"amount": amount, "invoice_id": invoice_id})
+    ).one()
+    await record_audit(
+        conn,
+        actor=actor,
+        action="invoice.amount_due_lowered",
+        subject_type="invoice",
+        subject_id=str(invoice_id),
+        tenant_id=tenant_id,
+        before={"amount_due": changed.before},
+        after={"amount_due": changed.after},
+        details={"credit_note": number},
+    )
+
+
+def _settled_action(method: str, stripe_refund_id: str | None, status: str) -> str:
     """`credit_note.refund_succeeded` / `refund_failed` for the card, `credit_note.credit_*`
-    for the balance (no Stripe refund)."""
+    for the balance (no Stripe refund), `credit_note.reduce_*` for an open invoice's amount
+    due."""
+    if method == REDUCE_AMOUNT_DUE:
+        return f"credit_note.reduce_{status}"
     if stripe_refund_id is not None or status == "failed":
         return f"credit_note.refund_{status}"
     return f"credit_note.credit_{status}"

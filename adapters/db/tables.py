@@ -574,20 +574,23 @@ credit_notes = Table(
     Column("reason", Text, nullable=False),
     # operator (through the API) | stripe (a refund made in the Stripe dashboard)
     Column("source", Text, nullable=False),
-    # refund (to the card) | credit_balance (the subscription's, used by the next invoices)
+    # refund (to the card) | credit_balance (the subscription's, used by the next invoices) |
+    # reduce_amount_due (an open invoice's, through a Stripe credit note)
     Column("method", Text, nullable=False, server_default=text("'refund'")),
     Column("idempotency_key", Text, nullable=False),
     # pending | succeeded | failed
     Column("refund_status", Text, nullable=False),
     Column("stripe_refund_id", Text, nullable=True, unique=True),
     Column("refunded_at", DateTime(timezone=True), nullable=True),
+    # The Stripe credit note that lowered an open invoice's amount due.
+    Column("stripe_credit_note_id", Text, nullable=True, unique=True),
     Column("actor", Text, nullable=False),
     _created_at(),
     _updated_at(),
     UniqueConstraint("tenant_id", "idempotency_key"),
     CheckConstraint("amount > 0", name="amount"),
     CheckConstraint("source IN ('operator', 'stripe')", name="source"),
-    CheckConstraint("method IN ('refund', 'credit_balance')", name="method"),
+    CheckConstraint("method IN ('refund', 'credit_balance', 'reduce_amount_due')", name="method"),
     CheckConstraint("refund_status IN ('pending', 'succeeded', 'failed')", name="refund_status"),
 )
 

@@ -22,7 +22,7 @@ from adapters.db.tables import audit_log, credit_notes
 from adapters.stripe_fake import FakeStripeGateway
 from billing.payments import StripeRefund
 from services.context import Services
-from tests.api.test_billing_api import _active_standard, _until
+from tests.api.test_billing_api import _active_standard, _until, align_clock
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, stripe_event
 from tests.factories.tenants import TenantWithKey, operator_headers
 from tests.harness import Databases
@@ -310,3 +310,146 @@ async def _stripe_invoice_id(dbs: Databases, invoice_id: str) -> str:
         )
     assert isinstance(found, str)
     return found
+
+
+async def _open_charge(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> tuple[TenantWithKey, dict[str, str], str]:
+    """A tenant whose one-off charge of 25,000 was declined: the invoice is open, in dunning."""
+    tenant = await _active_standard(api, dbs, workflow_env, services)
+    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
+    stripe_fake.decline_next(account["stripe_customer_id"])
+    op = await operator_headers(dbs)
+    charge = await api.post(
+        f"/api/billing/operator/tenants/{tenant.id}/charges",
+        json={"amount": 25000, "description": "Data migration services", "invoice": "now",
+              "idempotency_key": "services-1"},
+        headers=op,
+    )  # fmt: skip
+    assert charge.status_code == 201, charge.text
+    await _until(api, tenant, lambda b: b["status"] == "past_due")
+    return tenant, op, str(charge.json()["invoice_id"])
+
+
+async def _invoice(api: httpx.AsyncClient, tenant: TenantWithKey, invoice_id: str) -> Any:
+    return (await api.get(f"/api/billing/invoices/{invoice_id}", headers=tenant.headers)).json()
+
+
+@pytest.mark.usefixtures("workers")
+async def test_a_credit_note_lowers_an_open_invoice_and_the_next_payment_collects_the_rest(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    tenant, op, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
+    url = _url(tenant, invoice_id)
+    body = {"amount": 10000, "reason": "migration took half the time", "idempotency_key": "o-1"}
+
+    stripe_fake.fail_next("credit_open_invoice")  # the activity retries with the same key
+    first = await api.post(url, json=body, headers=op)
+    assert first.status_code == 201, first.text
+    note = first.json()
+    assert (note["method"], note["amount"], note["refund_status"]) == (
+        "reduce_amount_due",
+        10000,
+        "succeeded",
+    )
+    assert note["stripe_credit_note_id"].startswith("cn_")
+    assert note["stripe_refund_id"] is None
+    key = f"credit-note:{note['id']}"
+    await record(workflow_env.client.get_workflow_handle(key), "credit_note_open_invoice")
+    assert stripe_fake.keys_for("credit_open_invoice") == [key, key]
+    assert [(n.id, n.amount) for n in stripe_fake.credit_notes] == [
+        (note["stripe_credit_note_id"], 10000)
+    ]
+    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
+    assert stripe_fake.invoice(stripe_invoice_id).amount_due == 15000
+    lowered = await _invoice(api, tenant, invoice_id)
+    assert (lowered["status"], lowered["amount_due"]) == ("open", 15000)
+
+    # The same request again: the same credit note; a refund of an open invoice, or more than
+    # is still due, is refused.
+    again = await api.post(url, json=body, headers=op)
+    assert (again.status_code, again.json()["id"]) == (201, note["id"])
+    assert len(stripe_fake.credit_notes) == 1
+    refund = await api.post(
+        url, json={**body, "idempotency_key": "o-2", "method": "refund"}, headers=op
+    )
+    assert refund.status_code == 409, refund.text
+    assert "only a paid invoice" in refund.json()["error"]["message"]
+    over = await api.post(url, json={**body, "amount": 15001, "idempotency_key": "o-3"}, headers=op)
+    assert over.status_code == 409, over.text
+    assert over.json()["error"]["code"] == "credit_refused"
+
+    # A new card: dunning's retry collects what is left, 15,000.
+    await align_clock(services, workflow_env)
+    card = await api.post(
+        "/api/billing/payment-methods", json={"payment_method_id": "pm_card_visa"},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert card.status_code in (200, 201), card.text
+    await _until(
+        api, tenant,
+        lambda b: any(i["id"] == invoice_id and i["status"] == "paid" for i in b["data"]),
+        "/api/billing/invoices",
+    )  # fmt: skip
+    await _until(api, tenant, lambda b: b["status"] == "active")
+    paid = await _invoice(api, tenant, invoice_id)
+    assert (paid["amount_due"], paid["amount_paid"]) == (15000, 15000)
+    assert stripe_fake.charges[-1].amount == 15000
+    # Lowering what was due gave nothing back: all 15,000 paid may still be refunded.
+    too_much = {"amount": 15001, "reason": "x", "idempotency_key": "o-4", "method": "refund"}
+    assert (await api.post(url, json=too_much, headers=op)).status_code == 409
+
+    async with dbs.admin.transaction() as conn:
+        rows = await conn.execute(
+            select(audit_log.c.action, audit_log.c.details)
+            .where(
+                audit_log.c.action.in_(
+                    ["credit_note.reduce_succeeded", "invoice.amount_due_lowered"]
+                )
+            )
+            .order_by(audit_log.c.id)
+        )
+        actions = [(r.action, r.details["before"], r.details["after"]) for r in rows]
+    assert [(a, b) for a, b, _ in actions] == [
+        ("credit_note.reduce_succeeded", {"refund_status": "pending"}),
+        ("invoice.amount_due_lowered", {"amount_due": 25000}),
+    ]
+    assert actions[1][2] == {"amount_due": 15000}
+
+
+@pytest.mark.usefixtures("workers")
+async def test_an_open_invoice_credited_in_full_is_settled_and_its_dunning_stops(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    tenant, op, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
+    charges_before = len(stripe_fake.charges)
+    body = {"amount": 25000, "reason": "waived: our outage", "idempotency_key": "waive-1"}
+    answer = await api.post(_url(tenant, invoice_id), json=body, headers=op)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["refund_status"] == "succeeded"
+    await _until(
+        api, tenant,
+        lambda b: any(i["id"] == invoice_id and i["status"] == "paid" for i in b["data"]),
+        "/api/billing/invoices",
+    )  # fmt: skip
+    await _until(api, tenant, lambda b: b["status"] == "active")
+    settled = await _invoice(api, tenant, invoice_id)
+    assert (settled["amount_due"], settled["amount_paid"]) == (0, 0)
+    assert len(stripe_fake.charges) == charges_before  # nothing was charged for it
+    nothing_left = await api.post(
+        _url(tenant, invoice_id), json={**body, "amount": 1, "idempotency_key": "waive-2"},
+        headers=op,
+    )  # fmt: skip
+    assert nothing_left.status_code == 409

@@ -1,8 +1,8 @@
 """Committed histories of the workflows added or changed for issues 11, 13 and 14 (the Stripe
 sweep, the audit retention purge, a tenant export that ran to expiry, a tenant erasure, the
-purge of an erased tenant's books, a credit note's refund, a Stripe event that opened a
-dispute, a subscription that billed a one-off charge on its renewal, one signed up with a
-coupon) replay against today's
+purge of an erased tenant's books, a credit note's refund, a credit note that lowered an open
+invoice, a Stripe event that opened a dispute, a subscription that billed a one-off charge on
+its renewal, one signed up with a coupon) replay against today's
 code: a change that would break running ones fails here (then use `workflow.patched`).
 Re-record on purpose only, with `BILLING_RECORD_HISTORIES=1` on the tests that write them
 (tests/replay/recording.py)."""
@@ -17,6 +17,7 @@ from tests.replay.recording import HISTORIES
 from workflows.audit_retention import AuditRetentionWorkflow, ErasedBooksPurgeWorkflow
 from workflows.erasure import TenantErasureWorkflow
 from workflows.export import TenantExportWorkflow
+from workflows.open_invoice_credit import OpenInvoiceCreditWorkflow
 from workflows.reconcile_stripe import ReconcileStripeWorkflow
 from workflows.refund import CreditNoteRefundWorkflow
 from workflows.stripe_event import StripeEventWorkflow
@@ -29,6 +30,7 @@ NAMES = [
     "tenant_erased",
     "erased_books_purged",
     "credit_note_refunded",
+    "credit_note_open_invoice",
     "stripe_event_dispute_opened",
     "subscription_one_off_charge",
     "subscription_with_coupon",
@@ -46,6 +48,7 @@ async def test_history_replays(name: str) -> None:
             TenantExportWorkflow,
             TenantErasureWorkflow,
             CreditNoteRefundWorkflow,
+            OpenInvoiceCreditWorkflow,
             StripeEventWorkflow,
             SubscriptionWorkflow,
         ]

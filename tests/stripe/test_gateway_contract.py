@@ -279,3 +279,46 @@ async def test_the_invoice_a_payment_paid_is_found_by_its_payment_intent(
     assert await g.find_invoice_for_payment(intent, None) == invoice.id
     assert await g.find_invoice_for_payment("pi_unknown_to_stripe", None) is None
     assert await g.find_invoice_for_payment(None, None) is None
+
+
+async def test_a_credit_note_lowers_an_open_invoice_once_per_key(
+    gateway: GatewayUnderTest, tenant_id: str
+) -> None:
+    """ADR 0020: a credit note on an open invoice lowers its amount due, once per key; the next
+    payment collects what is left; more than is due, or a paid invoice, is refused."""
+    g = gateway.gateway
+    customer_id = await _customer_with_card(gateway, tenant_id, "pm_card_chargeCustomerFail")
+    invoice = await g.create_invoice(customer_id, LINES, {}, f"invoice:credit-{tenant_id}")
+    declined = await g.pay_invoice(invoice.id, f"pay:credit-{tenant_id}:1")
+    assert declined.invoice.status == "open"
+    assert declined.invoice.amount_due == 6134
+
+    meta = {"credit_note_id": f"cn-{tenant_id}"}
+    note = await g.credit_open_invoice(invoice.id, 2000, meta, f"credit-note:{tenant_id}:1")
+    again = await g.credit_open_invoice(invoice.id, 2000, meta, f"credit-note:{tenant_id}:1")
+    assert note.id.startswith("cn_")
+    assert (note.amount, note.metadata["credit_note_id"]) == (2000, f"cn-{tenant_id}")
+    assert (note.invoice.status, note.invoice.amount_due) == ("open", 4134)
+    assert again.id == note.id  # the same key: the same credit note
+    assert (await g.retrieve_invoice(invoice.id)).amount_due == 4134
+    with pytest.raises(StripeInvalidRequest):
+        await g.credit_open_invoice(invoice.id, 4135, {}, f"credit-note:{tenant_id}:2")
+
+    # Credited in full: the invoice is settled without a charge.
+    rest = await g.credit_open_invoice(invoice.id, 4134, {}, f"credit-note:{tenant_id}:3")
+    assert (rest.invoice.status, rest.invoice.amount_due) == ("paid", 0)
+    assert await gateway.succeeded_charges(customer_id) == 0
+    with pytest.raises(StripeInvalidRequest):
+        await g.credit_open_invoice(invoice.id, 1, {}, f"credit-note:{tenant_id}:4")
+
+
+async def test_the_payment_after_a_credit_note_collects_what_is_left(
+    gateway: GatewayUnderTest, tenant_id: str
+) -> None:
+    g = gateway.gateway
+    customer_id = await _customer_with_card(gateway, tenant_id, "pm_card_visa")
+    invoice = await g.create_invoice(customer_id, LINES, {}, f"invoice:credit-pay-{tenant_id}")
+    await g.credit_open_invoice(invoice.id, 1134, {}, f"credit-note:{tenant_id}:pay")
+    paid = await g.pay_invoice(invoice.id, f"pay:credit-pay-{tenant_id}:1")
+    assert paid.succeeded
+    assert (paid.invoice.status, paid.invoice.amount_paid) == ("paid", 5000)
