@@ -266,6 +266,9 @@ class Catalog:
     currency: str
     metrics: Mapping[str, MetricDefinition]
     plans: Mapping[str, Plan]
+    # Whether a tenant's own `billing.manage` key may add one-off charges to its subscription
+    # (ADR 0022); operators always may.
+    tenant_charges: bool = False
 
     def __post_init__(self) -> None:
         # The catalog is shared by the whole process: make accidental mutation impossible.
@@ -293,6 +296,7 @@ class Catalog:
 # --- Parsing -------------------------------------------------------------------------------------
 
 _TOP_KEYS = ("currency", "metrics", "plans")
+_OPTIONAL_TOP_KEYS = ("tenant_charges",)
 _METRIC_KEYS = ("aggregation", "unit", "description")
 _PLAN_KEYS = ("name", "trial_days", "prices", "metrics")
 _ENTITLEMENT_KEYS = ("included", "cap", "overage_unit_price", "overage_unit_size")
@@ -420,8 +424,11 @@ def parse_catalog(data: Mapping[str, object]) -> Catalog:
     Raises `CatalogError` naming the first bad field by its dotted path.
     """
     top = _table(data, "")
-    _check_keys(top, "", _TOP_KEYS)
+    _check_keys({k: v for k, v in top.items() if k not in _OPTIONAL_TOP_KEYS}, "", _TOP_KEYS)
     currency = _currency(top["currency"], "currency")
+    tenant_charges = top.get("tenant_charges", False)
+    if not isinstance(tenant_charges, bool):
+        raise CatalogError("tenant_charges", "must be true or false")
 
     metrics_table = _table(top["metrics"], "metrics")
     if not metrics_table:
@@ -454,7 +461,7 @@ def parse_catalog(data: Mapping[str, object]) -> Catalog:
                 )
         plans[code] = _parse_plan_body(table, path, code, currency)
 
-    return Catalog(currency=currency, metrics=metrics, plans=plans)
+    return Catalog(currency=currency, metrics=metrics, plans=plans, tenant_charges=tenant_charges)
 
 
 def load_catalog(path: Path) -> Catalog:

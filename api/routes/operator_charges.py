@@ -9,9 +9,7 @@ from fastapi import APIRouter, status
 from api.auth import AuthFirstRoute, OperatorPrincipal, ServicesDep
 from api.commands import COMMAND_ERRORS
 from api.schemas import ChargeCreate, ChargeOut
-from services.commands import apply_before, command, live_subscription
-from workflows.subscription import SubscriptionWorkflow
-from workflows.subscription_io import AddChargeRequest
+from services import charges
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/api/billing/operator", tags=["operator"])
 
@@ -30,17 +28,9 @@ async def add_charge(
     line to the next invoice the subscription issues (the first after a trial, or the renewal).
     The same `idempotency_key` again adds nothing. 404 without a live subscription, 409 when
     the subscription takes no charges (paused or canceled)."""
-    live = await live_subscription(services, tenant_id)
-    request = AddChargeRequest(
-        key=body.idempotency_key,
-        description=body.description,
-        amount=body.amount,
-        invoice_now=body.invoice == "now",
-        actor=principal.actor,
+    result = await charges.add(
+        services, tenant_id, key=body.idempotency_key, description=body.description,
+        amount=body.amount, invoice_now=body.invoice == "now", actor=principal.actor,
         reason=body.reason,
-        apply_before=apply_before(services),
-    )
-    result = await command(
-        services, tenant_id, live.workflow_id, SubscriptionWorkflow.add_charge, request
-    )
+    )  # fmt: skip
     return ChargeOut.model_validate(result, from_attributes=True)

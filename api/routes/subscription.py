@@ -16,6 +16,8 @@ from api.commands import COMMAND_ERRORS, line_out, preview_for
 from api.errors import NotFound, error_responses
 from api.schemas import (
     ChangeOut,
+    ChargeCreate,
+    ChargeOut,
     DiscountApply,
     LifecycleOut,
     PauseIn,
@@ -26,7 +28,7 @@ from api.schemas import (
     SubscriptionCreate,
     SubscriptionOut,
 )
-from services import coupons, subscriptions
+from services import charges, coupons, subscriptions
 from services.commands import apply_before, command, live_subscription
 from workflows.subscription import SubscriptionWorkflow
 from workflows.subscription_io import (
@@ -243,3 +245,26 @@ async def subscription_history(principal: ReadPrincipal, services: ServicesDep) 
 
 
 __all__ = ["router"]
+
+
+@router.post(
+    "/charges",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChargeOut,
+    responses=COMMAND_ERRORS,
+)
+async def add_charge(
+    body: ChargeCreate, principal: ManagePrincipal, services: ServicesDep
+) -> ChargeOut:
+    """A one-off charge on the tenant's own subscription (ADR 0022), when the catalog allows it
+    (`tenant_charges = true`; 403 `forbidden` otherwise): `invoice: now` issues and collects an
+    invoice of its own, `invoice: next` adds a line to the next invoice. The same
+    `idempotency_key` again adds nothing (the key is kept as `tenant:{key}`, apart from the
+    operators')."""
+    key = charges.tenant_key(services, body.idempotency_key)
+    result = await charges.add(
+        services, principal.require_tenant(), key=key, description=body.description,
+        amount=body.amount, invoice_now=body.invoice == "now", actor=principal.actor,
+        reason=body.reason,
+    )  # fmt: skip
+    return ChargeOut.model_validate(result, from_attributes=True)

@@ -11,6 +11,7 @@ deciding workflow as actor. Then the audit export returns those rows for the tim
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -266,6 +267,13 @@ async def test_every_state_changing_route_writes_an_audit_row_with_before_and_af
         action="subscription.charge_added", actor=operator, in_request=False,
         json={"amount": 100, "description": "Correction", "invoice": "next",
               "idempotency_key": "audit-charge-1", "reason": "audit"},
+    )  # fmt: skip
+    services.catalog = dataclasses.replace(services.catalog, tenant_charges=True)
+    await walk.call(
+        "POST", f"{SUB}/charges", headers=tenant.headers, action="subscription.charge_added",
+        actor=me, in_request=False,
+        json={"amount": 100, "description": "Add-on", "invoice": "next",
+              "idempotency_key": "audit-charge-2"},
     )  # fmt: skip
     await walk.call(
         "POST", f"{ops}/coupons", headers=op, action="coupon.created", actor=operator,

@@ -5,6 +5,7 @@ renewal, once."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -147,3 +148,36 @@ async def test_charges_are_refused_without_a_billing_subscription(
     refused = await api.post(_url(tenant), json=body, headers=op)
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"]["code"] == "invalid_transition"
+
+
+@pytest.mark.usefixtures("workers")
+async def test_tenants_add_charges_only_when_the_catalog_allows_it(
+    api: httpx.AsyncClient, dbs: Databases, workflow_env: WorkflowEnvironment, services: Services
+) -> None:
+    tenant = await _active_standard(api, dbs, workflow_env, services)
+    body = {"amount": 1500, "description": "Extra workspace", "invoice": "next",
+            "idempotency_key": "addon-1"}  # fmt: skip
+    url = "/api/billing/subscription/charges"
+    refused = await api.post(url, json=body, headers=tenant.headers)
+    assert refused.status_code == 403, refused.text
+    assert "tenant_charges" in refused.json()["error"]["message"]
+
+    services.catalog = dataclasses.replace(services.catalog, tenant_charges=True)
+    added = await api.post(url, json=body, headers=tenant.headers)
+    assert added.status_code == 201, added.text
+    assert (added.json()["key"], added.json()["added"]) == ("tenant:addon-1", True)
+    again = await api.post(url, json=body, headers=tenant.headers)
+    assert (again.status_code, again.json()["added"]) == (201, False)
+    # The operators' keys are apart: the same key from an operator is a charge of its own.
+    op = await operator_headers(dbs)
+    operator = await api.post(_url(tenant), json=body, headers=op)
+    assert (operator.status_code, operator.json()["added"]) == (201, True)
+    upcoming = (await api.get("/api/billing/invoices/upcoming", headers=tenant.headers)).json()
+    lines = [(x["description"], x["amount"]) for x in upcoming["next_invoice_lines"]]
+    assert lines.count(("Extra workspace", 1500)) == 2
+    read_only = await api.post(
+        f"/api/billing/operator/tenants/{tenant.id}/api-keys",
+        json={"name": "reader", "scopes": ["billing.read"]}, headers=op,
+    )  # fmt: skip
+    reader = {"Authorization": f"Bearer {read_only.json()['key']}"}
+    assert (await api.post(url, json=body, headers=reader)).status_code == 403

@@ -423,3 +423,19 @@ def test_errors_survive_pickling(error: BillingError) -> None:
     assert type(restored) is type(error)
     assert str(restored) == str(error)
     assert vars(restored) == vars(error)
+
+
+def test_tenant_charges_is_optional_and_a_boolean() -> None:
+    """ADR 0022: whether tenants' own keys may add one-off charges; the shipped catalog says no,
+    a catalog without the key says no, and only true/false are accepted."""
+    assert parse_catalog(shipped_document()).tenant_charges is False
+    without = shipped_document()
+    del without["tenant_charges"]
+    assert parse_catalog(without).tenant_charges is False
+    assert parse_catalog({**shipped_document(), "tenant_charges": True}).tenant_charges is True
+    with pytest.raises(CatalogError, match="tenant_charges"):
+        parse_catalog({**shipped_document(), "tenant_charges": "yes"})
+    # Allowing tenant charges sells nothing new: no plan gets a new version.
+    assert _fingerprints({**shipped_document(), "tenant_charges": True}) == _fingerprints(
+        shipped_document()
+    )
