@@ -195,6 +195,11 @@ def build_workers(
                 db, sender, dispatcher, gauges, export_dir, client, dispute_policy
             ),
             max_cached_workflows=max_cached_workflows,
+            # Nearly every activity here holds a Postgres connection: no more run at once
+            # than the pool has, so a burst (2,000 webhooks' workflows at once) waits in
+            # Temporal's queue instead of failing on the pool's timeout.
+            max_concurrent_activities=db.connections,
+            max_concurrent_local_activities=db.connections,
         ),
         # Stripe calls get their own queue so the server can cap their rate for every worker
         # together: a billing day with thousands of renewals queues instead of hitting 429s.

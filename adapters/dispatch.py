@@ -1,6 +1,11 @@
 """Starting the workflows behind the two outboxes: Stripe inbox events (`stripe_event`) and
 notification deliveries (`notification_delivery`).
 
+An accepted Stripe event about an invoice the engine has is routed first (ADR 0024,
+`billing.stripe_events.route_event`): one that echoes what the engine already knows is settled
+without Temporal, one that needs action is one signal to its subscription; the rest (and every
+replay, and every re-dispatch) start the `stripe_event` workflow.
+
 Every start uses a business id with USE_EXISTING + REJECT_DUPLICATE, so starting twice (the
 endpoint and the re-dispatcher racing, a replayed request) runs the work once. The re-dispatcher
 is a plain loop, not a Temporal schedule: it exists for the times Temporal was unreachable.
@@ -10,20 +15,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
+from adapters import metrics
 from adapters.db import notification_deliveries as deliveries_repo
 from adapters.db import webhook_inbox as inbox
 from adapters.db.session import Database
+from billing.stripe_events import (
+    EventHandling,
+    EventRefs,
+    KnownInvoice,
+    Route,
+    event_object,
+    event_refs,
+    handling_for,
+    route_event,
+)
 from config import Settings
 from workflows import notification_delivery, stripe_event
 from workflows.notification_io import NotificationDeliveryInput
 from workflows.shared_io import RetrySchedule
 from workflows.stripe_event_io import StripeEventInput
+from workflows.subscription_io import StripeEventSignal
 
 log = logging.getLogger("billing.dispatch")
 
@@ -84,15 +105,61 @@ class Dispatcher:
         except WorkflowAlreadyStartedError:
             pass  # already ran to completion under this id: nothing to start
 
-    async def dispatch_stripe_event(self, event_id: str, replay: int = 0) -> bool:
-        """Start the workflow; False (row left `received` for the re-dispatcher) when Temporal
-        is unavailable. Never raises for Temporal trouble. The workflow's first step marks the
+    async def dispatch_stripe_event(
+        self, event_id: str, replay: int = 0, event: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Route the event (when its body is at hand and it is no replay), else start the
+        workflow; False (row left `received` for the re-dispatcher) when Temporal or Postgres
+        is unavailable. Never raises for their trouble. The workflow's first step marks the
         row `dispatched`; until then the re-dispatcher may start the same id again, a no-op."""
         try:
+            if replay == 0 and event is not None and await self._route(event_id, event):
+                return True
             await self.start_stripe_event(event_id, replay)
         except Exception as exc:  # noqa: BLE001 - any Temporal failure means "later"
             log.warning("could not start stripe_event for %s: %r", event_id, exc)
             return False
+        return True
+
+    async def _route(self, event_id: str, event: Mapping[str, Any]) -> bool:
+        """True when the event was settled (no action) or signalled to its subscription;
+        False when it takes the workflow. A duplicate signal (the re-dispatcher racing this)
+        is applied once: the subscription remembers the event ids it has applied."""
+        event_type = str(event.get("type"))
+        if handling_for(event_type) is not EventHandling.SIGNAL:
+            return False
+        refs = event_refs(event_type, event_object(event))
+        pool = await self._db.raw_pool("dispatch")  # never the pool requests wait for
+        async with pool.acquire() as connection:
+            known = await inbox.known_invoice(
+                connection, _uuid(refs.invoice_id), refs.stripe_invoice_id
+            )
+            routing = route_event(event_type, refs, known)
+            if routing.route is Route.NO_ACTION and known is not None:
+                await inbox.settle_routed(
+                    connection, event_id, tenant_id=UUID(known.tenant_id), detail=routing.detail
+                )
+        if routing.route is Route.WORKFLOW or known is None or known.subscription_id is None:
+            return False
+        if routing.route is Route.SIGNAL:
+            signal = _signal(event_id, event_type, refs, known, reread=routing.reread)
+            target = stripe_event.subscription_workflow_id(known.subscription_id)
+            try:
+                await asyncio.wait_for(
+                    self._client.get_workflow_handle(target).signal(
+                        stripe_event.SUBSCRIPTION_SIGNAL, signal
+                    ),
+                    timeout=self._config.start_timeout_seconds,
+                )
+            except RPCError as error:
+                if error.status is RPCStatusCode.NOT_FOUND:
+                    return False  # not running: the workflow records what became of it
+                raise
+            async with pool.acquire() as connection:
+                await inbox.settle_routed(
+                    connection, event_id, tenant_id=UUID(known.tenant_id), detail=None
+                )
+        metrics.WEBHOOKS_PROCESSED.labels(event_type, inbox.PROCESSED).inc()
         return True
 
     async def start_notification(self, delivery_id: str) -> None:
@@ -160,6 +227,31 @@ class Dispatcher:
                 pass
 
 
+def _uuid(value: str | None) -> UUID | None:
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def _signal(
+    event_id: str, event_type: str, refs: EventRefs, known: KnownInvoice, *, reread: bool
+) -> StripeEventSignal:
+    return StripeEventSignal(
+        event_id=event_id,
+        event_type=event_type,
+        stripe_object_id=refs.object_id,
+        invoice_id=known.invoice_id,
+        stripe_invoice_id=refs.stripe_invoice_id,
+        invoice_status=refs.invoice_status,
+        amount_paid=refs.amount_paid,
+        hosted_invoice_url=refs.hosted_invoice_url,
+        stripe_payment_method_id=refs.stripe_payment_method_id,
+        failure_message=refs.failure_message,
+        reread=reread,
+    )
+
+
 @dataclass(frozen=True)
 class Replayed:
     event_id: str
@@ -183,11 +275,14 @@ class DispatchQueue:
     def __init__(self, dispatcher: Dispatcher, concurrency: int = 16, capacity: int = 20_000):
         self._dispatcher = dispatcher
         self._concurrency = concurrency
-        self._queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue(capacity)
+        self._queue: asyncio.Queue[tuple[str, int, Mapping[str, Any] | None]] = asyncio.Queue(
+            capacity
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
-    def submit(self, event_id: str, replay: int) -> bool:
-        """Queue the start; False when the queue is full (the re-dispatcher will start it)."""
+    def submit(self, event_id: str, replay: int, event: Mapping[str, Any] | None = None) -> bool:
+        """Queue the dispatch (`event`: the verified body, for routing); False when the queue is
+        full (the re-dispatcher will start it)."""
         # Workers stop after IDLE_SECONDS without work and are started again on demand, so an
         # idle process (or a test's app that is gone) keeps no task waiting forever.
         self._tasks = [t for t in self._tasks if not t.done()]
@@ -196,7 +291,7 @@ class DispatchQueue:
                 asyncio.create_task(self._work(), name=f"webhook-dispatch-{len(self._tasks)}")
             )
         try:
-            self._queue.put_nowait((event_id, replay))
+            self._queue.put_nowait((event_id, replay, event))
         except asyncio.QueueFull:
             log.warning("dispatch queue full: %s left to the re-dispatcher", event_id)
             return False
@@ -205,11 +300,11 @@ class DispatchQueue:
     async def _work(self) -> None:
         while True:
             try:
-                event_id, replay = await asyncio.wait_for(self._queue.get(), IDLE_SECONDS)
+                event_id, replay, event = await asyncio.wait_for(self._queue.get(), IDLE_SECONDS)
             except TimeoutError:
                 return
             try:
-                await self._dispatcher.dispatch_stripe_event(event_id, replay)
+                await self._dispatcher.dispatch_stripe_event(event_id, replay, event)
             finally:
                 self._queue.task_done()
 

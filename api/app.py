@@ -140,16 +140,18 @@ def create_app(
     app.add_middleware(logs.RequestIds)
     if tracing is not None:
         tracing.instrument_app(app)
+    # Routes are matched in this order, one by one (a quarter of a webhook's CPU went to
+    # matching when its router came tenth): the high-volume ones first.
+    app.include_router(webhooks.router)
+    app.include_router(usage.router)
     app.include_router(health.router)
     app.include_router(operator.router)
     app.include_router(subscription.router)
     app.include_router(invoices.router)
     app.include_router(payment_methods.router)
     app.include_router(account.router)
-    app.include_router(usage.router)
     app.include_router(usage_operator.router)
     app.include_router(grace_operator.router)
-    app.include_router(webhooks.router)
     app.include_router(operator_webhooks.router)
     app.include_router(operator_reports.router)
     app.include_router(operator_rate_limits.router)

@@ -19,5 +19,9 @@ def build() -> FastAPI:
         await request.body()
         return {"received": True}
 
+    # Matched first, as the webhook route is (routes are tried in order): the baseline pays
+    # no route matching the webhook does not.
+    app.router.routes.insert(0, app.router.routes.pop())
+
     settle_heap()  # as `billing api` does before serving
     return app

@@ -192,6 +192,72 @@ def event_object(event: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj if isinstance(obj, Mapping) else {}
 
 
+# Routing at acceptance (ADR 0024): most events a billing day brings echo the engine's own calls
+# and need nothing; those that need action reach their subscription in one signal.
+
+# A collection failed: an echo when the engine made an attempt itself (it knows the outcome).
+FAILURE_EVENTS = frozenset(
+    {"invoice.payment_failed", "charge.failed", "payment_intent.payment_failed"}
+)
+# The invoice is paid, whatever arrives later (a paid invoice never becomes unpaid).
+PAID_INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_succeeded"})
+SETTLED_STATUSES = frozenset({"paid", "void"})
+
+
+class Route(StrEnum):
+    # Stored and acknowledged: the engine already knows what it reports.
+    NO_ACTION = "no_action"
+    # One signal to the invoice's subscription workflow.
+    SIGNAL = "signal"
+    # The `stripe_event` workflow: resolve, project, re-read, signal, retry, dead-letter.
+    WORKFLOW = "workflow"
+
+
+@dataclass(frozen=True)
+class KnownInvoice:
+    """The engine's invoice an event names (by the engine's metadata or the Stripe id)."""
+
+    invoice_id: str
+    tenant_id: str
+    subscription_id: str | None
+    status: str
+    attempt_count: int
+
+
+@dataclass(frozen=True)
+class Routing:
+    route: Route
+    # SIGNAL: the snapshot may be stale (Stripe does not order deliveries): the subscription
+    # re-reads the invoice from Stripe before acting on it, if it would act.
+    reread: bool = False
+    detail: str | None = None
+
+
+def route_event(event_type: str, refs: EventRefs, known: KnownInvoice | None) -> Routing:
+    """Where an accepted event goes. Only invoice and payment events about an invoice the
+    engine has are routed here; everything else (cards, refunds, disputes, events the engine
+    cannot place) goes through the `stripe_event` workflow as before."""
+    if handling_for(event_type) is not EventHandling.SIGNAL or known is None:
+        return Routing(Route.WORKFLOW)
+    if refs.tenant_id is not None and refs.tenant_id != known.tenant_id:
+        return Routing(Route.WORKFLOW)  # metadata that disagrees with the books: resolve it
+    if known.subscription_id is None:
+        return Routing(Route.WORKFLOW)
+    if known.status in SETTLED_STATUSES:
+        return Routing(Route.NO_ACTION, detail=f"no action: the invoice is already {known.status}")
+    if event_type in PAID_INVOICE_EVENTS or refs.invoice_status == "paid":
+        return Routing(Route.SIGNAL)
+    if event_type in FAILURE_EVENTS:
+        if known.attempt_count > 0:
+            return Routing(
+                Route.NO_ACTION, detail="no action: the engine's own collection attempt failed"
+            )
+        return Routing(Route.SIGNAL, reread=True)
+    if event_type in INVOICE_EVENTS:
+        return Routing(Route.NO_ACTION, detail="no action: the invoice event reports no payment")
+    return Routing(Route.SIGNAL, reread=True)  # a payment succeeded: is the invoice paid?
+
+
 @dataclass(frozen=True)
 class ChargeRefund:
     """One refund listed on a refunded charge."""

@@ -1316,6 +1316,30 @@ def _dunning_finished(s: SubscriptionState, e: DunningFinished, now: datetime) -
     return s, effects
 
 
+def reread_needed(s: SubscriptionState, e: StripeEvent) -> bool:
+    """Whether an event's snapshot must be checked against Stripe before the machine acts on
+    it (ADR 0024): a new event about an invoice still open here whose snapshot does not say
+    paid; a payment may have overtaken it (Stripe does not order deliveries). A paid snapshot
+    is final, and an event about an invoice settled here changes nothing."""
+    if e.event_id in s.seen_event_ids or e.event_type in PAYMENT_METHOD_EVENTS:
+        return False
+    if e.event_type in PAID_EVENTS or e.invoice_status == "paid":
+        return False
+    return _open_invoice(s, e) is not None
+
+
+def _open_invoice(s: SubscriptionState, e: StripeEvent) -> OpenInvoice | None:
+    return next(
+        (
+            i
+            for i in s.open_invoices
+            if (e.invoice_id and i.invoice_id == e.invoice_id)
+            or (e.stripe_invoice_id and i.stripe_invoice_id == e.stripe_invoice_id)
+        ),
+        None,
+    )
+
+
 def _stripe_event(s: SubscriptionState, e: StripeEvent, now: datetime) -> Step:
     if e.event_id in s.seen_event_ids:
         return s, []
@@ -1325,15 +1349,7 @@ def _stripe_event(s: SubscriptionState, e: StripeEvent, now: datetime) -> Step:
             ForwardCardUpdate(i, e.event_id, e.payment_method_id) for i in s.dunning
         ]
         return replace(s, has_payment_method=True), forwards
-    invoice = next(
-        (
-            i
-            for i in s.open_invoices
-            if (e.invoice_id and i.invoice_id == e.invoice_id)
-            or (e.stripe_invoice_id and i.stripe_invoice_id == e.stripe_invoice_id)
-        ),
-        None,
-    )
+    invoice = _open_invoice(s, e)
     if invoice is None:
         return s, []  # not open here: already settled (a late failure changes nothing)
     paid = e.event_type in PAID_EVENTS or e.invoice_status == "paid"

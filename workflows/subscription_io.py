@@ -177,7 +177,8 @@ class StripeEventSignal:
     """A verified Stripe event, routed to the subscription workflow it concerns (signal
     `stripe_event`). The receiver remembers `event_id`s it has applied, so a replayed or
     duplicated event changes nothing. Object fields were re-read from Stripe where order
-    matters (e.g. the invoice's current status), so a late event cannot move state backwards."""
+    matters (e.g. the invoice's current status), so a late event cannot move state backwards:
+    by the `stripe_event` workflow before it signals, or (`reread`) by the receiver."""
 
     event_id: str
     event_type: str
@@ -185,12 +186,16 @@ class StripeEventSignal:
     # Engine invoice id (from the metadata the engine wrote on the Stripe invoice).
     invoice_id: str | None = None
     stripe_invoice_id: str | None = None
-    # The invoice's status as re-read from Stripe when the event was processed.
+    # The invoice's status as re-read from Stripe when the event was processed (the event's
+    # own snapshot when `reread`).
     invoice_status: str | None = None
     amount_paid: int | None = None
     hosted_invoice_url: str | None = None
     stripe_payment_method_id: str | None = None
     failure_message: str | None = None
+    # Sent straight from acceptance with the event's own snapshot (ADR 0024): the receiver
+    # re-reads the invoice from Stripe before acting on a snapshot that may be stale.
+    reread: bool = False
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ class Database:
         self._set_role = text(f"SET LOCAL ROLE {scoped_role}") if scoped_role else None
         self._pool_size = pool_size
         self._application_name = application_name
-        self._raw_pool: Any = None
+        self._raw_pools: dict[str, Any] = {}
         self._raw_pool_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(
             url,
@@ -79,6 +79,12 @@ class Database:
             await conn.execute(SET_TENANT, {"tenant_id": str(tenant_id)})
             yield conn
 
+    @property
+    def connections(self) -> int:
+        """How many connections the engine's pool hands out at most (its size and overflow):
+        more concurrent users than this wait for one, and fail after `pool_timeout`."""
+        return 2 * self._pool_size
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -87,14 +93,16 @@ class Database:
         """This role's URL as a plain asyncpg DSN (for connections outside SQLAlchemy)."""
         return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
-    async def raw_pool(self) -> Any:
-        """A small asyncpg pool beside the SQLAlchemy engine, for the one hot single-statement
-        read (the quota check): SQLAlchemy's checkout, greenlet hop and reset-on-return cost more
-        than the query (ADR 0003). Created on first use; nothing may leave session state on
-        these connections, so release skips asyncpg's reset round trip."""
+    async def raw_pool(self, purpose: str = "requests") -> Any:
+        """A small asyncpg pool beside the SQLAlchemy engine, for hot single-statement work (the
+        quota check, the webhook insert): SQLAlchemy's checkout, greenlet hop and reset-on-return
+        cost more than the query (ADR 0003). One pool per `purpose`, so background work (the
+        webhook dispatch queue's routing, ADR 0024) never holds the connections a request waits
+        for. Created on first use; nothing may leave session state on these connections, so
+        release skips asyncpg's reset round trip."""
         async with self._raw_pool_lock:
-            if self._raw_pool is None:
-                self._raw_pool = await asyncpg.create_pool(
+            if purpose not in self._raw_pools:
+                self._raw_pools[purpose] = await asyncpg.create_pool(
                     self.asyncpg_dsn(),
                     min_size=1,
                     max_size=self._pool_size,
@@ -102,12 +110,12 @@ class Database:
                     reset=_no_reset,
                     timeout=CONNECT_TIMEOUT_SECONDS,
                 )
-        return self._raw_pool
+        return self._raw_pools[purpose]
 
     async def dispose(self) -> None:
-        if self._raw_pool is not None:
-            await self._raw_pool.close()
-            self._raw_pool = None
+        pools, self._raw_pools = self._raw_pools, {}
+        for pool in pools.values():
+            await pool.close()
         await self.engine.dispose()
 
 

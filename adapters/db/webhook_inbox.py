@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.tables import webhook_events
+from billing.stripe_events import KnownInvoice
 
 RECEIVED = "received"
 DISPATCHED = "dispatched"
@@ -125,6 +126,58 @@ async def mark_dispatched(conn: AsyncConnection, event_id: str) -> None:
         .where(webhook_events.c.stripe_event_id == event_id, webhook_events.c.status == RECEIVED)
         .values(status=DISPATCHED, dispatched_at=func.now(), updated_at=func.now())
     )
+
+
+# Routing at acceptance (ADR 0024): the invoice an event names, and the row settled, each one
+# statement on the bare asyncpg pool (the dispatch queue's hot path, as the insert is). A
+# cross-tenant read by the worker role, as the `stripe_event` workflow's resolve step does.
+_INVOICE_BY_ID = """
+SELECT id, tenant_id, subscription_id, status, attempt_count, stripe_invoice_id
+FROM invoices WHERE id = $1
+"""
+_INVOICE_BY_STRIPE_ID = """
+SELECT id, tenant_id, subscription_id, status, attempt_count, stripe_invoice_id
+FROM invoices WHERE stripe_invoice_id = $1
+"""
+_SETTLE_ROUTED = """
+UPDATE webhook_events
+SET status = 'processed', tenant_id = $2, attempts = attempts + 1, last_error = $3,
+    processed_at = now(), updated_at = now()
+WHERE stripe_event_id = $1 AND status IN ('received', 'dispatched')
+"""
+
+
+async def known_invoice(
+    connection: Any, invoice_id: UUID | None, stripe_invoice_id: str | None
+) -> KnownInvoice | None:
+    """The engine's invoice an event names, by the engine's id (its metadata) or the Stripe
+    id; both must agree when both are given. `connection`: a bare asyncpg connection."""
+    if invoice_id is not None:
+        row = await connection.fetchrow(_INVOICE_BY_ID, invoice_id)
+    elif stripe_invoice_id is not None:
+        row = await connection.fetchrow(_INVOICE_BY_STRIPE_ID, stripe_invoice_id)
+    else:
+        return None
+    if row is None:
+        return None
+    if stripe_invoice_id is not None and row["stripe_invoice_id"] not in (None, stripe_invoice_id):
+        return None  # metadata naming another invoice than the Stripe object: not placed
+    return KnownInvoice(
+        invoice_id=str(row["id"]),
+        tenant_id=str(row["tenant_id"]),
+        subscription_id=str(row["subscription_id"]) if row["subscription_id"] else None,
+        status=row["status"],
+        attempt_count=row["attempt_count"],
+    )
+
+
+async def settle_routed(
+    connection: Any, event_id: str, *, tenant_id: UUID, detail: str | None
+) -> None:
+    """An event routed at acceptance: `processed`, with its tenant and what became of it;
+    only from `received`/`dispatched` (a workflow run that raced it keeps its own outcome).
+    `connection`: a bare asyncpg connection."""
+    await connection.execute(_SETTLE_ROUTED, event_id, tenant_id, detail)
 
 
 async def claim_undispatched(

@@ -128,11 +128,12 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
         # Settled at acceptance (needs no action): it never reaches a workflow to count it.
         metrics.WEBHOOKS_PROCESSED.labels(event_type, stored.status).inc()
     if stored.status == inbox.RECEIVED:
-        # Committed: from here on the event cannot be lost. The workflow is started by the
-        # process's bounded dispatch queue, so Stripe's request never waits on Temporal (or on
-        # its timeout when Temporal is down); if this process dies first, or the queue is
-        # full, the re-dispatcher starts it.
-        dispatch_queue(services).submit(event_id, stored.replay_count)
+        # Committed: from here on the event cannot be lost. The process's bounded dispatch
+        # queue routes it (settled if it needs no action, one signal if it does, else the
+        # workflow; ADR 0024), so Stripe's request never waits on Temporal (or on its timeout
+        # when Temporal is down); if this process dies first, or the queue is full, the
+        # re-dispatcher starts its workflow.
+        dispatch_queue(services).submit(event_id, stored.replay_count, event)
     return JSONResponse(
         {"received": True, "duplicate": not stored.inserted, "status": stored.status},
         status_code=200,

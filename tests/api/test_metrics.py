@@ -131,6 +131,9 @@ async def test_the_counters_follow_a_scripted_flow(
         lambda b: [i["status"] for i in b["data"]] == ["paid", "paid"],
         "/api/billing/invoices",
     )
+    # The recovery is recorded after the invoice (dunning finishes, then tells the
+    # subscription): wait for it too before reading the counters.
+    await _until(api, tenant, lambda b: b["status"] == "active")
     assert subscription["plan_code"] == "standard"
 
     after = await _samples(scrape)

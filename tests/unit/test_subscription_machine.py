@@ -729,3 +729,7 @@ def test_a_repeating_coupon_discounts_exactly_n_periods_whatever_happens(
     for invoice in h.invoices:
         if invoice.reason in ("subscription_create", "subscription_cycle"):
             assert (_off(invoice) > 0) == (invoice.period[0] in covered), invoice
+    # Every amount the machine billed, discounts and prorations included, is an int.
+    for invoice in h.invoices:
+        assert type(invoice.draft.total) is int
+        assert all(type(x.amount) is int for x in invoice.draft.lines), invoice

@@ -23,6 +23,8 @@ class StandinState:
     applied: list[StripeEventSignal] = field(default_factory=list)
     # Per invoice: the status as last applied; a paid invoice stays paid.
     invoice_status: dict[str, str] = field(default_factory=dict)
+    # Every signal received, duplicates included (a benchmark counts what was sent twice).
+    deliveries: int = 0
 
 
 @workflow.defn(name="subscription")
@@ -31,6 +33,7 @@ class StandinSubscriptionWorkflow:
         self._applied: list[StripeEventSignal] = []
         self._seen: set[str] = set()
         self._status: dict[str, str] = {}
+        self._deliveries = 0
 
     @workflow.run
     async def run(self, input: StandinInput) -> None:
@@ -38,6 +41,7 @@ class StandinSubscriptionWorkflow:
 
     @workflow.signal(name="stripe_event")
     def stripe_event(self, signal: StripeEventSignal) -> None:
+        self._deliveries += 1
         if signal.event_id in self._seen:
             return
         self._seen.add(signal.event_id)
@@ -48,7 +52,7 @@ class StandinSubscriptionWorkflow:
 
     @workflow.query(name="standin_state")
     def state(self) -> StandinState:
-        return StandinState(list(self._applied), dict(self._status))
+        return StandinState(list(self._applied), dict(self._status), self._deliveries)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.dunning import DunningWorkflow, dunning_workflow_id
     from workflows.dunning_io import InvoicePaid, PaymentMethodUpdated
     from workflows.payment_grace import resolve_payment_grace, start_payment_grace
-    from workflows.retry import DUNNING, db_activity, lane, stripe_write
-    from workflows.shared_io import StripeInvoiceRead
+    from workflows.retry import DUNNING, db_activity, lane, stripe_read, stripe_write
+    from workflows.shared_io import RereadInvoiceInput, StripeInvoiceRead
 
 MISSING_CARD = "stripe_payment_method_missing"
 
@@ -66,6 +66,23 @@ class Interpreter:
             if follow is not None:
                 await self._step(follow, self.business_now())
         return effects
+
+    async def reread(self, event: m.StripeEvent) -> m.StripeEvent:
+        """The event with its invoice's current state in Stripe (a late or out-of-order
+        delivery cannot move the subscription backwards)."""
+        if event.stripe_invoice_id is None:
+            return event
+        current: StripeInvoiceRead = await call(
+            refs.REREAD_STRIPE_INVOICE,
+            RereadInvoiceInput(event.stripe_invoice_id),
+            **stripe_read(self.input.stripe_task_queue, "re-read the invoice", self.priority),
+        )
+        return replace(
+            event,
+            invoice_status=current.status,
+            amount_paid=current.amount_paid,
+            hosted_invoice_url=current.hosted_invoice_url or event.hosted_invoice_url,
+        )
 
     async def start(self) -> None:
         inp = self.input

@@ -51,6 +51,8 @@ DUNNING_WIRING = "dunning-wiring"
 PAYMENT_GRACE_WIRING = "payment-grace-wiring"
 # Guards ending a trial that has a cancellation at period end pending, unbilled (ADR 0009).
 TRIAL_CANCEL_AT_END = "trial-cancel-at-end"
+# Guards the Stripe re-read a webhook signalled straight from acceptance may need (ADR 0024).
+REREAD_IN_SUBSCRIPTION = "reread-in-subscription"
 
 
 def workflow_id(subscription_id: str) -> str:
@@ -276,7 +278,18 @@ class SubscriptionWorkflow:
     async def stripe_event(self, event: io.StripeEventSignal) -> None:
         async with self._lock:
             self._m.priority = self._lane(DEFAULT)
-            await self._m.handle(carry.stripe_event_in(event))
+            e = carry.stripe_event_in(event)
+            # Sent straight from acceptance (ADR 0024): the snapshot is checked against Stripe
+            # here, and only when the machine would act on it. Signals from `stripe_event`
+            # runs carry no `reread` (they re-read before signalling), so older histories
+            # never reach the patch.
+            if (
+                event.reread
+                and m.reread_needed(self._m.state, e)
+                and workflow.patched(REREAD_IN_SUBSCRIPTION)
+            ):
+                e = await self._m.reread(e)
+            await self._m.handle(e)
 
     # ------------------------------------------------------------------------------ queries
 
