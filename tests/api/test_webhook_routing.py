@@ -20,6 +20,7 @@ from tests.api.test_billing_api import _until
 from tests.api.test_credit_notes import _open_charge, _stripe_invoice_id
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, invoice_object, stripe_event
 from tests.harness import Databases
+from tests.replay.recording import record
 from tests.webhooks.test_stripe_webhooks import post_event
 
 ORDERS = {
@@ -105,3 +106,40 @@ async def test_action_events_reach_their_subscription_once_and_echoes_start_noth
     for name, why in (("failed", "own collection attempt failed"), ("finalized", "no payment")):
         detail = rows[events[name]["id"]][2]
         assert why in detail or "already paid" in detail, (name, detail)
+
+
+@pytest.mark.usefixtures("workers")
+async def test_a_payment_event_is_checked_against_stripe_in_the_subscription(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    """`charge.succeeded` says nothing of the invoice: it is signalled with `reread`, and the
+    subscription, which still has the invoice open, re-reads it from Stripe (paid) and settles
+    it through its dunning run."""
+    services.settings = services.settings.model_copy(
+        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
+    )
+    tenant, _, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
+    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
+    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
+    sub = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
+    assert (await stripe_fake.pay_invoice(stripe_invoice_id, "hosted-page")).succeeded
+    reads_before = sum(1 for c in stripe_fake.calls if c.method == "retrieve_invoice")
+    charge = {"id": "ch_hosted", "object": "charge", "invoice": stripe_invoice_id,
+              "customer": account["stripe_customer_id"], "amount": 25000}  # fmt: skip
+    event = stripe_event("charge.succeeded", charge)
+    assert (await post_event(api, event)).status_code == 200
+
+    await _until(api, tenant, lambda b: b["status"] == "active")
+    invoice = (await api.get(f"/api/billing/invoices/{invoice_id}", headers=tenant.headers)).json()
+    assert invoice["status"] == "paid"
+    assert not await _workflow_exists(workflow_env, f"stripe-event:{event['id']}")
+    # The subscription re-read the invoice (and its dunning run did, on being told).
+    assert sum(1 for c in stripe_fake.calls if c.method == "retrieve_invoice") >= reads_before + 2
+    await record(
+        workflow_env.client.get_workflow_handle(f"subscription:{sub['id']}"),
+        "subscription_reread_in_subscription",
+    )

@@ -2,7 +2,8 @@
 sweep, the audit retention purge, a tenant export that ran to expiry, a tenant erasure, the
 purge of an erased tenant's books, a credit note's refund, a credit note that lowered an open
 invoice, a Stripe event that opened a dispute, a subscription that billed a one-off charge on
-its renewal, one signed up with a coupon) replay against today's
+its renewal, one signed up with a coupon, one that re-read a webhook's invoice from Stripe
+itself) replay against today's
 code: a change that would break running ones fails here (then use `workflow.patched`).
 Re-record on purpose only, with `BILLING_RECORD_HISTORIES=1` on the tests that write them
 (tests/replay/recording.py)."""
@@ -34,6 +35,7 @@ NAMES = [
     "stripe_event_dispute_opened",
     "subscription_one_off_charge",
     "subscription_with_coupon",
+    "subscription_reread_in_subscription",
 ]
 
 
