@@ -20,7 +20,6 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -31,7 +30,11 @@ from adapters.temporal import start_payment_grace
 from config import Settings
 from services.context import Services
 from tests.api.test_billing_api import SUB, _until, align_clock
-from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, signed_request, stripe_event
+from tests.factories.stripe_events import (
+    accept_test_webhooks,
+    signed_request,
+    stripe_event,
+)
 from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
 from tests.harness import Databases
 from tests.webhooks.conftest import settle_api
@@ -312,9 +315,7 @@ async def test_every_state_changing_route_writes_an_audit_row_with_before_and_af
     )  # fmt: skip
 
     # A Stripe event that changes the card: the row is the event's.
-    services.settings = services.settings.model_copy(
-        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
-    )
+    accept_test_webhooks(services)
     account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
     card = account["default_payment_method"]
     event = stripe_event(

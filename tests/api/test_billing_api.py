@@ -364,3 +364,26 @@ async def test_no_worker_is_503_and_nothing_applies_later(
         await asyncio.gather(*(w.shutdown() for w in workers))
         await asyncio.gather(*tasks, return_exceptions=True)
         await env.shutdown()
+
+
+async def pay_with_new_card(
+    api: httpx.AsyncClient,
+    services: Services,
+    workflow_env: WorkflowEnvironment,
+    tenant: TenantWithKey,
+    invoice_id: str,
+) -> None:
+    """The tenant adds a card that works: dunning retries at once and the invoice is paid,
+    and the subscription is active again."""
+    await align_clock(services, workflow_env)
+    card = await api.post(
+        "/api/billing/payment-methods", json={"payment_method_id": "pm_card_visa"},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert card.status_code in (200, 201), card.text
+    await _until(
+        api, tenant,
+        lambda b: any(i["id"] == invoice_id and i["status"] == "paid" for i in b["data"]),
+        "/api/billing/invoices",
+    )  # fmt: skip
+    await _until(api, tenant, lambda b: b["status"] == "active")

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from adapters.stripe_fake import FakeStripeGateway
 from services.context import Services
-from tests.api.test_billing_api import _active_standard, _until, align_clock
+from tests.api.test_billing_api import _active_standard, _until, pay_with_new_card
 from tests.factories.tenants import TenantWithKey, operator_headers
 from tests.harness import Databases
 from tests.replay.recording import record
@@ -84,18 +84,7 @@ async def test_a_declined_charge_is_chased_by_dunning_and_paid_with_a_new_card(
     assert charge.status_code == 201, charge.text
     invoice_id = charge.json()["invoice_id"]
     await _until(api, tenant, lambda b: b["status"] == "past_due")
-    await align_clock(services, workflow_env)
-    card = await api.post(
-        "/api/billing/payment-methods", json={"payment_method_id": "pm_card_visa"},
-        headers=tenant.headers,
-    )  # fmt: skip
-    assert card.status_code in (200, 201), card.text
-    await _until(
-        api, tenant,
-        lambda b: any(i["id"] == invoice_id and i["status"] == "paid" for i in b["data"]),
-        "/api/billing/invoices",
-    )  # fmt: skip
-    await _until(api, tenant, lambda b: b["status"] == "active")
+    await pay_with_new_card(api, services, workflow_env, tenant, invoice_id)
     detail = (await api.get(f"/api/billing/invoices/{invoice_id}", headers=tenant.headers)).json()
     assert detail["attempt_count"] >= 2  # declined once, then paid by dunning's retry
 

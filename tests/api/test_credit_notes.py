@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from pypdf import PdfReader
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
@@ -22,8 +21,8 @@ from adapters.db.tables import audit_log, credit_notes
 from adapters.stripe_fake import FakeStripeGateway
 from billing.payments import StripeRefund
 from services.context import Services
-from tests.api.test_billing_api import _active_standard, _until, align_clock
-from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, stripe_event
+from tests.api.test_billing_api import _active_standard, _until, pay_with_new_card
+from tests.factories.stripe_events import accept_test_webhooks, stripe_event
 from tests.factories.tenants import TenantWithKey, operator_headers
 from tests.harness import Databases
 from tests.replay.recording import record
@@ -89,9 +88,7 @@ async def test_refunds_never_exceed_what_was_paid_and_each_is_made_once(
     assert len(stripe_fake.refunds) == 1
 
     # A refund made in the Stripe dashboard (1,000), and the engine's own, in charge.refunded.
-    services.settings = services.settings.model_copy(
-        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
-    )
+    accept_test_webhooks(services)
     account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
     stripe_invoice_id = await _stripe_invoice_id(dbs, invoice["id"])
     charge = {
@@ -388,18 +385,7 @@ async def test_a_credit_note_lowers_an_open_invoice_and_the_next_payment_collect
     assert over.json()["error"]["code"] == "credit_refused"
 
     # A new card: dunning's retry collects what is left, 15,000.
-    await align_clock(services, workflow_env)
-    card = await api.post(
-        "/api/billing/payment-methods", json={"payment_method_id": "pm_card_visa"},
-        headers=tenant.headers,
-    )  # fmt: skip
-    assert card.status_code in (200, 201), card.text
-    await _until(
-        api, tenant,
-        lambda b: any(i["id"] == invoice_id and i["status"] == "paid" for i in b["data"]),
-        "/api/billing/invoices",
-    )  # fmt: skip
-    await _until(api, tenant, lambda b: b["status"] == "active")
+    await pay_with_new_card(api, services, workflow_env, tenant, invoice_id)
     paid = await _invoice(api, tenant, invoice_id)
     assert (paid["amount_due"], paid["amount_paid"]) == (15000, 15000)
     assert stripe_fake.charges[-1].amount == 15000

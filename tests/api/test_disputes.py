@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -20,7 +19,7 @@ from adapters.stripe_fake import FakeStripeGateway
 from config import Settings
 from services.context import Services
 from tests.api.test_billing_api import _active_standard
-from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, stripe_event
+from tests.factories.stripe_events import accept_test_webhooks, stripe_event
 from tests.factories.tenants import TenantWithKey
 from tests.harness import Databases, running_workers
 from tests.replay.recording import record
@@ -59,9 +58,7 @@ async def _disputed_tenant(
         stripe_invoice_id = await conn.scalar(
             select(invoices.c.stripe_invoice_id).where(invoices.c.id == invoice["id"])
         )
-    services.settings = services.settings.model_copy(
-        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
-    )
+    accept_test_webhooks(services)
     return tenant, invoice, stripe.payment_intent_of(str(stripe_invoice_id))
 
 
@@ -179,9 +176,7 @@ async def test_without_the_suspend_policy_a_lost_dispute_is_recorded_and_access_
 async def test_a_dispute_of_a_payment_no_engine_invoice_made_is_ignored(
     api: httpx.AsyncClient, workflow_env: WorkflowEnvironment, services: Services
 ) -> None:
-    services.settings = services.settings.model_copy(
-        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
-    )
+    accept_test_webhooks(services)
     event = stripe_event("charge.dispute.created", _dispute("pi_unknown", "needs_response"))
     assert (await post_event(api, event)).status_code == 200
     result = await processed(workflow_env.client, event["id"])

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -28,7 +27,11 @@ from config import Settings
 from services.context import Services
 from tests.api.metrics_probe import MetricsProbe
 from tests.api.test_billing_api import _active_standard, _until, align_clock
-from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, signed_request, stripe_event
+from tests.factories.stripe_events import (
+    accept_test_webhooks,
+    signed_request,
+    stripe_event,
+)
 from tests.factories.subscriptions import make_subscription
 from tests.factories.tenants import make_tenant
 from tests.harness import Databases, free_port
@@ -97,9 +100,7 @@ async def test_the_counters_follow_a_scripted_flow(
     reason = check.json()["reason"]
 
     # A webhook Stripe signed (no action needed: stored and settled as ignored at once).
-    services.settings = services.settings.model_copy(
-        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
-    )
+    accept_test_webhooks(services)
     hook_event = stripe_event("customer.updated", {"id": "cus_x"})
     body, headers = signed_request(hook_event)
     hook = await api.post("/api/billing/webhooks/stripe", content=body, headers=headers)

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -18,7 +17,11 @@ from adapters.stripe_fake import FakeStripeGateway
 from services.context import Services
 from tests.api.test_billing_api import _until
 from tests.api.test_credit_notes import _open_charge, _stripe_invoice_id
-from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, invoice_object, stripe_event
+from tests.factories.stripe_events import (
+    accept_test_webhooks,
+    invoice_object,
+    stripe_event,
+)
 from tests.harness import Databases
 from tests.replay.recording import record
 from tests.webhooks.test_stripe_webhooks import post_event
@@ -51,9 +54,7 @@ async def test_action_events_reach_their_subscription_once_and_echoes_start_noth
     services: Services,
     stripe_fake: FakeStripeGateway,
 ) -> None:
-    services.settings = services.settings.model_copy(
-        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
-    )
+    accept_test_webhooks(services)
     # A declined one-off charge: its invoice is open, the engine attempted it, dunning chases it.
     tenant, _, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
     stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
@@ -119,9 +120,7 @@ async def test_a_payment_event_is_checked_against_stripe_in_the_subscription(
     """`charge.succeeded` says nothing of the invoice: it is signalled with `reread`, and the
     subscription, which still has the invoice open, re-reads it from Stripe (paid) and settles
     it through its dunning run."""
-    services.settings = services.settings.model_copy(
-        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
-    )
+    accept_test_webhooks(services)
     tenant, _, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
     stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
     account = (await api.get("/api/billing/account", headers=tenant.headers)).json()

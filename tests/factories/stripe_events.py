@@ -11,6 +11,17 @@ from collections.abc import Mapping
 from typing import Any
 
 TEST_WEBHOOK_SECRET = "whsec_test_current"  # noqa: S105 - test-only secret
+
+
+def accept_test_webhooks(services: Any) -> None:
+    """Let the API behind `services` verify events signed with `TEST_WEBHOOK_SECRET`."""
+    from pydantic import SecretStr
+
+    services.settings = services.settings.model_copy(
+        update={"stripe_webhook_secrets": [SecretStr(TEST_WEBHOOK_SECRET)]}
+    )
+
+
 OLD_WEBHOOK_SECRET = "whsec_test_previous"  # noqa: S105 - test-only secret
 
 _ids = itertools.count(1)
