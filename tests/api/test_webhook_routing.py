@@ -24,7 +24,7 @@ from tests.factories.stripe_events import (
 )
 from tests.harness import Databases
 from tests.replay.recording import record
-from tests.webhooks.test_stripe_webhooks import post_event
+from tests.webhooks.test_stripe_webhooks import post_event, processed
 
 ORDERS = {
     # The payment's events first, then the echoes of the engine's failed attempt.
@@ -142,3 +142,31 @@ async def test_a_payment_event_is_checked_against_stripe_in_the_subscription(
         workflow_env.client.get_workflow_handle(f"subscription:{sub['id']}"),
         "subscription_reread_in_subscription",
     )
+
+
+@pytest.mark.usefixtures("workers")
+async def test_an_event_for_a_subscription_that_is_not_running_takes_the_workflow(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    """The signal finds no running subscription (NOT_FOUND): the event goes down the
+    `stripe_event` workflow, which records why nothing was applied; nothing is lost."""
+    accept_test_webhooks(services)
+    tenant, _, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
+    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
+    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
+    sub = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
+    await workflow_env.client.get_workflow_handle(f"subscription:{sub['id']}").terminate("test")
+    paid = invoice_object(
+        stripe_invoice_id, customer=account["stripe_customer_id"], status="paid",
+        tenant_id=str(tenant.id), subscription_id=sub["id"], invoice_id=invoice_id,
+        amount_paid=25000,
+    )  # fmt: skip
+    event = stripe_event("invoice.paid", paid)
+    assert (await post_event(api, event)).status_code == 200
+    result = await processed(workflow_env.client, event["id"])
+    assert result.status == "processed"
+    assert "not running" in (result.detail or "")
