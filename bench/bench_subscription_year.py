@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -23,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 
-from baseline_workflow import TwelveTimers  # noqa: E402
+from baseline_workflow import NoopActivities, TwelveTimers, noop  # noqa: E402
 from temporalio import activity  # noqa: E402
-from temporalio.api.enums.v1 import IndexedValueType  # noqa: E402
+from temporalio.api.enums.v1 import EventType, IndexedValueType  # noqa: E402
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
@@ -134,8 +135,9 @@ async def main(n: int) -> None:
             Worker(
                 env.client,
                 task_queue="bench",
-                workflows=[SubscriptionWorkflow, TwelveTimers],
+                workflows=[SubscriptionWorkflow, TwelveTimers, NoopActivities],
                 activities=[
+                    noop,
                     store.record_stripe_customer,
                     store.project_subscription,
                     store.compute_period_overage,
@@ -172,8 +174,9 @@ async def main(n: int) -> None:
         baseline = time.perf_counter() - t0
 
         # Subscriptions: 12 periods billed each (the start, then 11 renewals).
+        handles = []
         for i in range(n):
-            await env.client.start_workflow(
+            handle = await env.client.start_workflow(
                 SubscriptionWorkflow.run,
                 SubscriptionInput(
                     subscription_id=str(uuid.uuid4()),
@@ -191,7 +194,17 @@ async def main(n: int) -> None:
                 id=f"subscription:bench-{i}-{uuid.uuid4()}",
                 task_queue="bench",
             )
+            handles.append(handle)
         subscriptions = await _run_year(env, lambda: len(gateway.charges) >= 12 * n)
+        # Per-period Temporal cost of one subscription year (every run, across
+        # continue-as-new), beside a workflow running as many no-op activities.
+        cost = await _history_counts(env.client, handles[0].id, handles[0].first_execution_run_id)
+        activities = cost["EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"]
+        base = await env.client.start_workflow(
+            NoopActivities.run, activities, id=f"baseline-noop:{uuid.uuid4()}", task_queue="bench"
+        )
+        await base.result()
+        base_cost = await _history_counts(env.client, base.id, base.first_execution_run_id)
         assert len(store.invoices) == 12 * n, len(store.invoices)
         assert len(set(gateway.keys_for("create_invoice"))) == 12 * n
         for w in workers:
@@ -206,6 +219,41 @@ async def main(n: int) -> None:
         f"{'subscription year (12 billed periods)':<42}{n:>5}{subscriptions:>10.2f}"
         f"{subscriptions / n:>14.3f}{subscriptions / baseline:>8.1f}"
     )
+    print()  # noqa: T201
+    header = f"{'Temporal cost per billed period':<42}{'subscription':>14}{'no-op baseline':>16}"
+    print(f"{header}{'ratio':>8}")  # noqa: T201
+    for label, key in (
+        ("activities", "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"),
+        ("workflow tasks", "EVENT_TYPE_WORKFLOW_TASK_COMPLETED"),
+        ("history events", "events"),
+        ("runs (continue-as-new + 1)", "runs"),
+    ):
+        ours, theirs = cost[key] / 12, base_cost[key] / 12
+        print(f"{label:<42}{ours:>14.1f}{theirs:>16.1f}{ours / theirs:>8.2f}")  # noqa: T201
+    kinds = sorted((k for k in cost if k.startswith("activity ")), key=lambda k: -cost[k])
+    print(
+        "activities per billed period: " + ", ".join(f"{k[9:]} {cost[k] / 12:.2f}" for k in kinds)
+    )  # noqa: T201, E501
+
+
+async def _history_counts(client: Client, workflow_id: str, run_id: str | None) -> Counter[str]:
+    """Event counts by type over every run of the workflow (following continue-as-new),
+    with `events` and `runs` totals."""
+    counts: Counter[str] = Counter()
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        counts["runs"] += 1
+        run_id = None
+        for event in history.events:
+            counts[EventType.Name(event.event_type)] += 1
+            counts["events"] += 1
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                name = event.activity_task_scheduled_event_attributes.activity_type.name
+                counts[f"activity {name}"] += 1
+            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                attrs = event.workflow_execution_continued_as_new_event_attributes
+                run_id = attrs.new_execution_run_id
+    return counts
 
 
 if __name__ == "__main__":
