@@ -216,6 +216,8 @@ class InvoiceOut(BaseModel):
 
 class InvoiceDetailOut(InvoiceOut):
     items: list[InvoiceItemOut]
+    # Every credit note issued against the invoice (ADR 0020), newest first.
+    credit_notes: list[CreditNoteOut] = []
 
 
 class InvoicePage(BaseModel):

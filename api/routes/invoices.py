@@ -11,10 +11,12 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Response, status
 
 from adapters.db import billing_reads
+from adapters.db import credit_notes as credit_notes_repo
 from api.auth import AuthFirstRoute, ManagePrincipal, ReadPrincipal, ServicesDep
 from api.commands import preview_for
 from api.errors import NotFound, ServiceError, error_responses
 from api.schemas import (
+    CreditNoteOut,
     InvoiceDetailOut,
     InvoiceItemOut,
     InvoiceOut,
@@ -83,6 +85,10 @@ async def _invoice(
         row["items"] = [
             InvoiceItemOut.model_validate(i)
             for i in await billing_reads.invoice_lines(conn, invoice_id)
+        ]
+        row["credit_notes"] = [
+            CreditNoteOut.model_validate(n)
+            for n in await credit_notes_repo.list_all(conn, invoice_id)
         ]
     return row
 

@@ -369,6 +369,10 @@ async def test_a_credit_note_lowers_an_open_invoice_and_the_next_payment_collect
     assert stripe_fake.invoice(stripe_invoice_id).amount_due == 15000
     lowered = await _invoice(api, tenant, invoice_id)
     assert (lowered["status"], lowered["amount_due"]) == ("open", 15000)
+    # The invoice lists its credit notes.
+    assert [(n["number"], n["amount"], n["method"]) for n in lowered["credit_notes"]] == [
+        (note["number"], 10000, "reduce_amount_due")
+    ]
 
     # The same request again: the same credit note; a refund of an open invoice, or more than
     # is still due, is refused.
