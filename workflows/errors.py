@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from billing.errors import BillingError
 
@@ -23,6 +23,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 def to_application_error(error: BillingError) -> ApplicationError:
     # The retry policies' list derives from the same flag (billing.errors.non_retryable_codes).
     return ApplicationError(str(error), type=error.code, non_retryable=not error.retryable)
+
+
+def refusal_reason(err: ActivityError) -> str:
+    """Why an activity failed for good, in words: its application error's message (a Stripe
+    refusal, say), or the error itself."""
+    cause = err.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(err)
 
 
 def domain_errors(fn: F) -> F:

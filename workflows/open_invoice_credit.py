@@ -9,11 +9,12 @@ subscription is told as the `invoice.paid` webhook would have told it, so dunnin
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.activity_refs as refs
     from workflows.activity_refs import call
+    from workflows.errors import refusal_reason
     from workflows.reconcile_stripe import send_invoice_finding
     from workflows.refund_io import (
         OpenInvoiceCredited,
@@ -51,8 +52,7 @@ class OpenInvoiceCreditWorkflow:
         except ActivityError as err:
             # Stripe refused for good (the invoice was paid or voided meanwhile, say): the
             # credit note says so, and no longer counts against what is due.
-            cause = err.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(err)
+            reason = refusal_reason(err)
             workflow.logger.warning("credit note %s refused: %s", input.credit_note_id, reason)
         status = "succeeded" if made is not None else "failed"
         stripe_credit_note_id = made.stripe_credit_note_id if made is not None else ""

@@ -7,11 +7,12 @@ against what is left to refund) before this workflow started."""
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.activity_refs as refs
     from workflows.activity_refs import call
+    from workflows.errors import refusal_reason
     from workflows.refund_io import (
         RecordRefundInput,
         RefundInput,
@@ -45,8 +46,7 @@ class CreditNoteRefundWorkflow:
         except ActivityError as err:
             # Stripe refused for good (retries are the activity's): the credit note says so,
             # and no longer counts against what is left to refund.
-            cause = err.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(err)
+            reason = refusal_reason(err)
             workflow.logger.warning("refund of %s refused: %s", input.credit_note_id, reason)
             made = RefundMade("", input.amount, "failed")
         await call(

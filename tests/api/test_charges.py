@@ -32,6 +32,29 @@ async def _one_off_lines(
     return [(i["description"], i["amount"]) for i in detail["items"] if i["kind"] == "one_off"]
 
 
+async def declined_charge(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> tuple[TenantWithKey, dict[str, str], str]:
+    """A tenant whose one-off charge of 25,000 was declined: the invoice is open, in dunning."""
+    tenant = await _active_standard(api, dbs, workflow_env, services)
+    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
+    stripe_fake.decline_next(account["stripe_customer_id"])
+    op = await operator_headers(dbs)
+    charge = await api.post(
+        _url(tenant),
+        json={"amount": 25000, "description": "Data migration services", "invoice": "now",
+              "idempotency_key": "services-1"},
+        headers=op,
+    )  # fmt: skip
+    assert charge.status_code == 201, charge.text
+    await _until(api, tenant, lambda b: b["status"] == "past_due")
+    return tenant, op, str(charge.json()["invoice_id"])
+
+
 @pytest.mark.usefixtures("workers")
 async def test_a_setup_fee_invoiced_now_is_collected_once(
     api: httpx.AsyncClient, dbs: Databases, workflow_env: WorkflowEnvironment, services: Services
@@ -71,19 +94,7 @@ async def test_a_declined_charge_is_chased_by_dunning_and_paid_with_a_new_card(
     services: Services,
     stripe_fake: FakeStripeGateway,
 ) -> None:
-    tenant = await _active_standard(api, dbs, workflow_env, services)
-    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
-    stripe_fake.decline_next(account["stripe_customer_id"])
-    op = await operator_headers(dbs)
-    charge = await api.post(
-        _url(tenant),
-        json={"amount": 25000, "description": "Data migration services", "invoice": "now",
-              "idempotency_key": "services-1"},
-        headers=op,
-    )  # fmt: skip
-    assert charge.status_code == 201, charge.text
-    invoice_id = charge.json()["invoice_id"]
-    await _until(api, tenant, lambda b: b["status"] == "past_due")
+    tenant, _, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
     await pay_with_new_card(api, services, workflow_env, tenant, invoice_id)
     detail = (await api.get(f"/api/billing/invoices/{invoice_id}", headers=tenant.headers)).json()
     assert detail["attempt_count"] >= 2  # declined once, then paid by dunning's retry

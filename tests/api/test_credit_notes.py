@@ -22,6 +22,7 @@ from adapters.stripe_fake import FakeStripeGateway
 from billing.payments import StripeRefund
 from services.context import Services
 from tests.api.test_billing_api import _active_standard, _until, pay_with_new_card
+from tests.api.test_charges import declined_charge
 from tests.factories.stripe_events import accept_test_webhooks, stripe_event
 from tests.factories.tenants import TenantWithKey, operator_headers
 from tests.harness import Databases
@@ -309,29 +310,6 @@ async def _stripe_invoice_id(dbs: Databases, invoice_id: str) -> str:
     return found
 
 
-async def _open_charge(
-    api: httpx.AsyncClient,
-    dbs: Databases,
-    workflow_env: WorkflowEnvironment,
-    services: Services,
-    stripe_fake: FakeStripeGateway,
-) -> tuple[TenantWithKey, dict[str, str], str]:
-    """A tenant whose one-off charge of 25,000 was declined: the invoice is open, in dunning."""
-    tenant = await _active_standard(api, dbs, workflow_env, services)
-    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
-    stripe_fake.decline_next(account["stripe_customer_id"])
-    op = await operator_headers(dbs)
-    charge = await api.post(
-        f"/api/billing/operator/tenants/{tenant.id}/charges",
-        json={"amount": 25000, "description": "Data migration services", "invoice": "now",
-              "idempotency_key": "services-1"},
-        headers=op,
-    )  # fmt: skip
-    assert charge.status_code == 201, charge.text
-    await _until(api, tenant, lambda b: b["status"] == "past_due")
-    return tenant, op, str(charge.json()["invoice_id"])
-
-
 async def _invoice(api: httpx.AsyncClient, tenant: TenantWithKey, invoice_id: str) -> Any:
     return (await api.get(f"/api/billing/invoices/{invoice_id}", headers=tenant.headers)).json()
 
@@ -344,7 +322,7 @@ async def test_a_credit_note_lowers_an_open_invoice_and_the_next_payment_collect
     services: Services,
     stripe_fake: FakeStripeGateway,
 ) -> None:
-    tenant, op, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
+    tenant, op, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
     url = _url(tenant, invoice_id)
     body = {"amount": 10000, "reason": "migration took half the time", "idempotency_key": "o-1"}
 
@@ -423,7 +401,7 @@ async def test_an_open_invoice_credited_in_full_is_settled_and_its_dunning_stops
     services: Services,
     stripe_fake: FakeStripeGateway,
 ) -> None:
-    tenant, op, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
+    tenant, op, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
     charges_before = len(stripe_fake.charges)
     body = {"amount": 25000, "reason": "waived: our outage", "idempotency_key": "waive-1"}
     answer = await api.post(_url(tenant, invoice_id), json=body, headers=op)

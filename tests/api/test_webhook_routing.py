@@ -16,7 +16,8 @@ from adapters.db.tables import webhook_events
 from adapters.stripe_fake import FakeStripeGateway
 from services.context import Services
 from tests.api.test_billing_api import _until
-from tests.api.test_credit_notes import _open_charge, _stripe_invoice_id
+from tests.api.test_charges import declined_charge
+from tests.api.test_credit_notes import _stripe_invoice_id
 from tests.factories.stripe_events import (
     accept_test_webhooks,
     invoice_object,
@@ -56,7 +57,7 @@ async def test_action_events_reach_their_subscription_once_and_echoes_start_noth
 ) -> None:
     accept_test_webhooks(services)
     # A declined one-off charge: its invoice is open, the engine attempted it, dunning chases it.
-    tenant, _, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
+    tenant, _, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
     stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
     account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
     sub = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
@@ -121,7 +122,7 @@ async def test_a_payment_event_is_checked_against_stripe_in_the_subscription(
     subscription, which still has the invoice open, re-reads it from Stripe (paid) and settles
     it through its dunning run."""
     accept_test_webhooks(services)
-    tenant, _, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
+    tenant, _, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
     stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
     account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
     sub = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
@@ -155,7 +156,7 @@ async def test_an_event_for_a_subscription_that_is_not_running_takes_the_workflo
     """The signal finds no running subscription (NOT_FOUND): the event goes down the
     `stripe_event` workflow, which records why nothing was applied; nothing is lost."""
     accept_test_webhooks(services)
-    tenant, _, invoice_id = await _open_charge(api, dbs, workflow_env, services, stripe_fake)
+    tenant, _, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
     stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
     account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
     sub = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
