@@ -26,7 +26,11 @@ from tests.replay.recording import record
 from workflows.audit_retention import AuditRetentionWorkflow
 from workflows.audit_retention_io import RetentionInput
 
-NOW = datetime.now(UTC)
+
+@pytest.fixture
+def now() -> datetime:
+    """The test's instant, read when the test runs (never at import: a long run would age it)."""
+    return datetime.now(UTC)
 
 
 async def _row(dbs: Databases, tenant: UUID | None, action: str, at: datetime, actor: str) -> None:
@@ -40,21 +44,24 @@ async def _row(dbs: Databases, tenant: UUID | None, action: str, at: datetime, a
 
 
 @pytest.fixture
-async def seeded(dbs: Databases) -> tuple[TenantWithKey, TenantWithKey]:
+async def seeded(dbs: Databases, now: datetime) -> tuple[TenantWithKey, TenantWithKey]:
     a, b = await make_tenant(dbs), await make_tenant(dbs)
-    await _row(dbs, a.id, "test.old", NOW - timedelta(days=10), "api_key:a")
-    await _row(dbs, a.id, "test.recent", NOW - timedelta(hours=1), "api_key:a")
-    await _row(dbs, b.id, "test.recent", NOW - timedelta(hours=2), "api_key:b")
-    await _row(dbs, None, "test.operator", NOW - timedelta(hours=3), "api_key:op")
+    await _row(dbs, a.id, "test.old", now - timedelta(days=10), "api_key:a")
+    await _row(dbs, a.id, "test.recent", now - timedelta(hours=1), "api_key:a")
+    await _row(dbs, b.id, "test.recent", now - timedelta(hours=2), "api_key:b")
+    await _row(dbs, None, "test.operator", now - timedelta(hours=3), "api_key:op")
     return a, b
 
 
 async def test_operators_filter_page_and_export_the_trail(
-    api: httpx.AsyncClient, dbs: Databases, seeded: tuple[TenantWithKey, TenantWithKey]
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    seeded: tuple[TenantWithKey, TenantWithKey],
+    now: datetime,
 ) -> None:
     a, b = seeded
     op = await operator_headers(dbs)
-    since = (NOW - timedelta(days=1)).isoformat()
+    since = (now - timedelta(days=1)).isoformat()
     recent = await api.get(
         "/api/billing/operator/audit", params={"action": "test.recent", "since": since}, headers=op
     )
@@ -78,7 +85,7 @@ async def test_operators_filter_page_and_export_the_trail(
     )
     assert not {r["id"] for r in first.json()["data"]} & {r["id"] for r in second.json()["data"]}
 
-    window = {"since": since, "until": NOW.isoformat(), "action": "test.recent"}
+    window = {"since": since, "until": now.isoformat(), "action": "test.recent"}
     lines = await api.get(
         "/api/billing/operator/audit/export", params={**window, "format": "jsonl"}, headers=op
     )
@@ -96,9 +103,9 @@ async def test_operators_filter_page_and_export_the_trail(
 
 
 @pytest.mark.usefixtures("seeded")
-def test_the_cli_exports_a_time_range(settings: Settings) -> None:
+def test_the_cli_exports_a_time_range(settings: Settings, now: datetime) -> None:
     out = io.BytesIO()
-    since = (NOW - timedelta(days=1)).isoformat()
+    since = (now - timedelta(days=1)).isoformat()
     code = audit_export(
         settings, fmt="jsonl", tenant=None, actor=None, action="test.recent",
         since=since, until=None, out=out,
@@ -191,9 +198,11 @@ async def test_the_retention_purge_removes_only_rows_past_the_retention_period(
     assert purge[0].actor.startswith("system:audit-retention-")
 
 
-async def test_no_role_deletes_or_updates_audit_rows_outside_the_purge(dbs: Databases) -> None:
+async def test_no_role_deletes_or_updates_audit_rows_outside_the_purge(
+    dbs: Databases, now: datetime
+) -> None:
     tenant = await make_tenant(dbs)
-    await _row(dbs, tenant.id, "test.row", NOW, "api_key:a")
+    await _row(dbs, tenant.id, "test.row", now, "api_key:a")
     for db in (dbs.admin, dbs.worker):
         with pytest.raises(DBAPIError):
             async with db.transaction() as conn:

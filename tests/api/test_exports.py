@@ -28,11 +28,11 @@ from tests.harness import Databases
 from tests.replay.recording import record
 
 EXTRA_EVENTS = 2_500  # more than one streaming batch
-NOW = datetime.now(UTC)
 
 
 async def _two_seeded_tenants(dbs: Databases) -> tuple[UUID, UUID]:
     a, b = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
     async with dbs.admin.transaction() as conn:
         plan_id = (await conn.execute(select(t.plans.c.id).limit(1))).scalar_one()
         await _seed(conn, a, plan_id)
@@ -41,7 +41,7 @@ async def _two_seeded_tenants(dbs: Databases) -> tuple[UUID, UUID]:
             insert(t.usage_events),
             [
                 {"tenant_id": a, "metric": "api_calls", "quantity": n,
-                 "occurred_at": NOW, "idempotency_key": f"bulk-{n}"}
+                 "occurred_at": now, "idempotency_key": f"bulk-{n}"}
                 for n in range(EXTRA_EVENTS)
             ],
         )  # fmt: skip
