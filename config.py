@@ -53,8 +53,13 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "billing"
     stripe_task_queue: str = "billing-stripe"
-    # Server-enforced cap on Stripe activities per second (Stripe test mode allows 25 ops/s).
+    # Server-enforced cap on Stripe activities per second, for every worker together: it keeps
+    # the billing day's backlog in Temporal, where priority and fairness order it (ADR 0014).
     stripe_activities_per_second: float = Field(default=20.0, gt=0)
+    # Cap on Stripe HTTP requests per second, per process (ADR 0025): what Stripe's rate limit
+    # counts (test mode allows 25/s, live 100/s), and one activity can make several requests.
+    # With several worker processes, give each its share of the account's limit.
+    stripe_requests_per_second: float = Field(default=20.0, gt=0)
     # How long the API waits for a workflow Update before answering 503.
     update_timeout_seconds: float = Field(default=10.0, gt=0)
 

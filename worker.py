@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -169,6 +170,7 @@ def build_workers(
     task_queue: str,
     stripe_task_queue: str,
     stripe_activities_per_second: float,
+    stripe_requests_per_second: float | None = None,
     gauges: Sequence[str] | None = None,
     dispatch: DispatchConfig | None = None,
     sender: NotificationSender | None = None,
@@ -208,6 +210,13 @@ def build_workers(
             task_queue=stripe_task_queue,
             activities=stripe_queue_activities(gateway),
             max_task_queue_activities_per_second=stripe_activities_per_second,
+            # About a second of requests in hand (ADR 0025): the gateway paces requests, and
+            # what waits beyond that waits in Temporal, where priority and fairness order it.
+            max_concurrent_activities=(
+                max(2, math.ceil(stripe_requests_per_second))
+                if stripe_requests_per_second is not None
+                else None
+            ),
         ),
     ]
 
@@ -235,6 +244,7 @@ async def run_worker(settings: Settings) -> None:
         task_queue=settings.task_queue,
         stripe_task_queue=settings.stripe_task_queue,
         stripe_activities_per_second=settings.stripe_activities_per_second,
+        stripe_requests_per_second=settings.stripe_requests_per_second,
         gauges=gauge_metrics(settings.catalog_path),
         dispatch=dispatch,
         sender=sender,

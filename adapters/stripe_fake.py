@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ from billing.payments import (
     invoice_item_key,
     unusable_payment_method_message,
 )
+
+if TYPE_CHECKING:
+    from adapters.stripe_pacing import RequestPacer
 
 T = TypeVar("T")
 
@@ -199,10 +203,20 @@ class FakeStripeGateway:
         }
     )
 
-    def __init__(self, *, latency_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        latency_seconds: float = 0.0,
+        latency: Callable[[], float] | None = None,
+        pacer: RequestPacer | None = None,
+    ) -> None:
         # Every call yields to the event loop (at least once), like a network round trip, so
         # concurrency tests interleave for real.
         self._latency_seconds = latency_seconds
+        self.model_network(latency=latency, pacer=pacer)
+        # Each request as Stripe would count it (one per keyed write, replays included, and one
+        # per read): (instant it left, in the pacer's clock or monotonic ns; method).
+        self.requests: list[tuple[int, str]] = []
         self.calls: list[FakeCall] = []
         self.charges: list[FakeCharge] = []
         self._ids: dict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
@@ -222,6 +236,15 @@ class FakeStripeGateway:
         self._faults = _Faults()
 
     # ---------------------------------------------------------------- scripting (sync, for tests)
+
+    def model_network(
+        self, *, latency: Callable[[], float] | None, pacer: RequestPacer | None
+    ) -> None:
+        """From now on, each request waits its turn under `pacer` (the engine's, ADR 0025)
+        and then `latency()` seconds (drawn per request) instead of the fixed latency. The
+        billing-day bench sets up its customers first, then models the network."""
+        self._latency = latency
+        self._pacer = pacer
 
     def decline_next(
         self,
@@ -584,7 +607,9 @@ class FakeStripeGateway:
         self.calls.append(FakeCall(method, key, cast(Mapping[str, object], _normalise(params))))
         if key is not None:
             check_idempotency_key(key)
-        await self._network()
+            await self._network()  # the keyed requests themselves are made in `_once`
+        else:
+            await self._request(method)  # a read is one request
         if self._faults.outage:
             raise StripeTransientError("Stripe is unavailable (scripted outage)", http_status=503)
         if self._faults.fail_next[method] > 0:
@@ -593,6 +618,15 @@ class FakeStripeGateway:
 
     async def _network(self) -> None:
         await asyncio.sleep(self._latency_seconds)
+
+    async def _request(self, method: str) -> None:
+        """One request on the wire: its turn under the pacer, then its round trip."""
+        if self._pacer is not None:
+            sent = await self._pacer.acquire()
+        else:
+            sent = time.monotonic_ns()
+        self.requests.append((sent, method))
+        await asyncio.sleep(self._latency() if self._latency else self._latency_seconds)
 
     async def _once(
         self, method: str, key: str, params: Mapping[str, object], effect: Callable[[], T]
@@ -603,10 +637,11 @@ class FakeStripeGateway:
             remembered = self._remembered.get(key)
             if remembered is None:
                 # The round trip happens inside the lock: duplicates in flight wait for it.
-                await self._network()
+                await self._request(method)
                 result = effect()
                 self._remembered[key] = _Remembered(method, normalised, result)
                 return result
+        await self._request(method)  # a replayed request still reaches Stripe
         if remembered.method != method or remembered.params != normalised:
             raise StripeIdempotencyError(
                 f"Keys for idempotent requests can only be used with the same parameters they "

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import stripe
 
+from adapters.stripe_pacing import RequestPacer
 from billing.payments import (
     CardDetails,
     InvoiceLine,
@@ -200,6 +201,24 @@ def _keyed(idempotency_key: str) -> stripe.RequestOptions:
     return {"idempotency_key": idempotency_key}
 
 
+class PacedHTTPXClient(stripe.HTTPXClient):
+    """The SDK's async HTTP client, every request paced (ADR 0025): Stripe's rate limit counts
+    requests, and one gateway call can make several."""
+
+    def __init__(self, pacer: RequestPacer, *, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._pacer = pacer
+
+    async def request_async(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        await self._pacer.acquire()
+        result: tuple[bytes, int, Mapping[str, str]] = await super().request_async(
+            method, url, headers, post_data
+        )
+        return result
+
+
 class StripeSdkGateway:
     """`StripeGateway` over `stripe.StripeClient`. Close it with `aclose()`."""
 
@@ -211,12 +230,19 @@ class StripeSdkGateway:
         *,
         http_client: stripe.HTTPClient | None = None,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        pacer: RequestPacer | None = None,
     ) -> None:
         if not api_key:
             raise StripeAuthenticationError("a Stripe API key is required")
         # An explicit async HTTP client: the gateway only uses the *_async methods, and tests
         # pass a recording subclass to check what goes over the wire.
-        self._http_client = http_client or stripe.HTTPXClient(timeout=timeout_seconds)
+        if http_client is None:
+            http_client = (
+                PacedHTTPXClient(pacer, timeout=timeout_seconds)
+                if pacer is not None
+                else stripe.HTTPXClient(timeout=timeout_seconds)
+            )
+        self._http_client = http_client
         self._client = stripe.StripeClient(
             api_key,
             stripe_version=api_version,
@@ -592,7 +618,9 @@ def build_gateway(settings: Settings) -> StripeGateway:
     if settings.stripe_api_key is None:
         raise SystemExit("BILLING_STRIPE_API_KEY is not set (run through `billing dev`)")
     return StripeSdkGateway(
-        api_key=settings.stripe_api_key.get_secret_value(), api_base=settings.stripe_api_base
+        api_key=settings.stripe_api_key.get_secret_value(),
+        api_base=settings.stripe_api_base,
+        pacer=RequestPacer(settings.stripe_requests_per_second),
     )
 
 

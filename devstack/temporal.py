@@ -60,8 +60,11 @@ class TemporalDevServer:
         db_file: Path | None = None,
         namespace: str = "default",
         log_level: str = "warn",
+        fairness: bool = True,
     ) -> None:
         self.host = "127.0.0.1"
+        # Off only for the billing-day bench's comparison (ADR 0014): the engine runs with it.
+        self.fairness = fairness
         self.port = port
         self.ui_port = ui_port
         self.db_file = Path(db_file).absolute() if db_file is not None else None
@@ -69,6 +72,10 @@ class TemporalDevServer:
         self.log_level = log_level
         self._executable = temporal_executable()
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def address(self) -> str:
@@ -91,7 +98,7 @@ class TemporalDevServer:
         else:
             # The news feed is fetched from the internet; a dev box may have none.
             argv += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
-        return argv + search_attributes.cli_flags() + FAIRNESS_FLAGS
+        return argv + search_attributes.cli_flags() + (FAIRNESS_FLAGS if self.fairness else [])
 
     def child_spec(self, name: str = "temporal") -> ChildSpec:
         return ChildSpec(name=name, argv=self.argv(), quiet_stop=True)
