@@ -20,8 +20,10 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCAL_ACTIVITY = "marker core_local_activity"
 sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
 
 from baseline_workflow import NoopActivities, TwelveTimers, noop  # noqa: E402
@@ -199,7 +201,8 @@ async def main(n: int) -> None:
         # Per-period Temporal cost of one subscription year (every run, across
         # continue-as-new), beside a workflow running as many no-op activities.
         cost = await _history_counts(env.client, handles[0].id, handles[0].first_execution_run_id)
-        activities = cost["EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"]
+        # The baseline runs every step (activity or local activity) as a regular activity.
+        activities = cost["EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"] + cost[LOCAL_ACTIVITY]
         base = await env.client.start_workflow(
             NoopActivities.run, activities, id=f"baseline-noop:{uuid.uuid4()}", task_queue="bench"
         )
@@ -223,17 +226,24 @@ async def main(n: int) -> None:
     header = f"{'Temporal cost per billed period':<42}{'subscription':>14}{'no-op baseline':>16}"
     print(f"{header}{'ratio':>8}")  # noqa: T201
     for label, key in (
-        ("activities", "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"),
+        ("activities (on a task queue)", "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"),
+        ("local activities", LOCAL_ACTIVITY),
         ("workflow tasks", "EVENT_TYPE_WORKFLOW_TASK_COMPLETED"),
         ("history events", "events"),
         ("runs (continue-as-new + 1)", "runs"),
     ):
         ours, theirs = cost[key] / 12, base_cost[key] / 12
-        print(f"{label:<42}{ours:>14.1f}{theirs:>16.1f}{ours / theirs:>8.2f}")  # noqa: T201
+        ratio = f"{ours / theirs:>8.2f}" if theirs else f"{'-':>8}"
+        print(f"{label:<42}{ours:>14.1f}{theirs:>16.1f}{ratio}")  # noqa: T201
     kinds = sorted((k for k in cost if k.startswith("activity ")), key=lambda k: -cost[k])
     print(
         "activities per billed period: " + ", ".join(f"{k[9:]} {cost[k] / 12:.2f}" for k in kinds)
     )  # noqa: T201, E501
+    local = sorted((k for k in cost if k.startswith("local ")), key=lambda k: -cost[k])
+    print(
+        "local activities per billed period: "
+        + ", ".join(f"{k[6:]} {cost[k] / 12:.2f}" for k in local)
+    )  # noqa: T201
 
 
 async def _history_counts(client: Client, workflow_id: str, run_id: str | None) -> Counter[str]:
@@ -247,6 +257,11 @@ async def _history_counts(client: Client, workflow_id: str, run_id: str | None) 
         for event in history.events:
             counts[EventType.Name(event.event_type)] += 1
             counts["events"] += 1
+            if event.HasField("marker_recorded_event_attributes"):
+                marker = event.marker_recorded_event_attributes
+                counts[f"marker {marker.marker_name}"] += 1
+                if marker.marker_name == "core_local_activity":
+                    counts[f"local {_local_activity_type(marker)}"] += 1
             if event.HasField("activity_task_scheduled_event_attributes"):
                 name = event.activity_task_scheduled_event_attributes.activity_type.name
                 counts[f"activity {name}"] += 1
@@ -254,6 +269,19 @@ async def _history_counts(client: Client, workflow_id: str, run_id: str | None) 
                 attrs = event.workflow_execution_continued_as_new_event_attributes
                 run_id = attrs.new_execution_run_id
     return counts
+
+
+def _local_activity_type(marker: Any) -> str:
+    """The activity type a local-activity marker records (in its `data` payloads)."""
+    import json
+
+    payloads = marker.details.get("data")
+    if payloads is None or not payloads.payloads:
+        return "?"
+    try:
+        return str(json.loads(payloads.payloads[0].data).get("activity_type", "?"))
+    except ValueError:
+        return "?"
 
 
 if __name__ == "__main__":

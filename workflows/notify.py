@@ -31,23 +31,30 @@ with workflow.unsafe.imports_passed_through():
         SUBSCRIPTION_TRIAL_ENDING,
         TENANT_SUSPENDED,
     )
-    from workflows.activity_refs import call
+    from workflows.activity_refs import call, call_local
     from workflows.notification_io import SendNotificationInput, SendNotificationResult
     from workflows.retry import DB_RETRY
 
 
 async def notify(
-    tenant_id: str, event_type: str, message_id: str, payload: dict[str, Any]
+    tenant_id: str,
+    event_type: str,
+    message_id: str,
+    payload: dict[str, Any],
+    *,
+    local: bool = False,
 ) -> SendNotificationResult:
-    """Call from workflow code only."""
-    result: SendNotificationResult = await call(
+    """Call from workflow code only. `local`: as a local activity (ADR 0025; the subscription
+    workflow's runs since then), idempotent by `message_id` like the activity."""
+    arg = SendNotificationInput(tenant_id, event_type, message_id, payload)
+    run = call_local if local else call
+    return await run(
         refs.SEND_NOTIFICATION,
-        SendNotificationInput(tenant_id, event_type, message_id, payload),
+        arg,
         start_to_close_timeout=timedelta(seconds=30),
         retry_policy=DB_RETRY,
         summary=f"notify {event_type}",
     )
-    return result
 
 
 __all__ = [

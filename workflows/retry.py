@@ -71,6 +71,18 @@ def db_activity(summary: str, priority: Priority | None = None) -> dict[str, Any
     )
 
 
+def local_db_activity(summary: str) -> dict[str, Any]:
+    """The option set of a Postgres step run as a local activity (ADR 0025): in the worker
+    that holds the workflow task, recorded as a marker, no task queue (so no priority). Only
+    for short writes that are idempotent by an id or a version the workflow chose, since a
+    worker that dies before the task completes runs them again."""
+    return {
+        "start_to_close_timeout": ACTIVITY_TIMEOUT,
+        "retry_policy": DB_RETRY,
+        "summary": summary,
+    }
+
+
 def stripe_read(task_queue: str, summary: str, priority: Priority | None = None) -> dict[str, Any]:
     """A Stripe call that cannot take effect twice (a read, or a write idempotent by state), on
     the rate-limited Stripe queue."""

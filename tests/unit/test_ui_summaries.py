@@ -15,8 +15,8 @@ WORKFLOW_FILES = sorted(
     p for p in (ROOT / "workflows").rglob("*.py") if not p.name.endswith("_io.py")
 )
 # The option sets of workflows/retry.py: each takes the summary as an argument.
-OPTION_SETS = {"db_activity", "stripe_read", "stripe_write"}
-ACTIVITY_CALLS = {"call", "call_local", "execute_activity", "execute_local_activity"}
+OPTION_SETS = {"db_activity", "local_db_activity", "stripe_read", "stripe_write"}
+ACTIVITY_CALLS = {"call", "call_local", "run", "execute_activity", "execute_local_activity"}
 
 
 def _name(node: ast.expr) -> str:

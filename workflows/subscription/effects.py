@@ -5,12 +5,14 @@ outcome (an invoice opened, a collection paid or failed) steps the machine again
 steps it after the effects before it.
 
 Every call here schedules what the workflow scheduled before the machine existed, in the same
-order, so recorded histories replay unchanged (ADR 0009)."""
+order, so recorded histories replay unchanged (ADR 0009). Postgres steps are local activities
+in runs started since ADR 0025 (the `local-db-steps` patch), activities in runs before it."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import Priority
@@ -25,14 +27,24 @@ with workflow.unsafe.imports_passed_through():
     import workflows.subscription.carry as carry
     import workflows.subscription_io as io
     from billing.invoicing import Line
-    from workflows.activity_refs import call
+    from workflows.activity_refs import ActivityRef, call, call_local
     from workflows.dunning import DunningWorkflow, dunning_workflow_id
     from workflows.dunning_io import InvoicePaid, PaymentMethodUpdated
     from workflows.payment_grace import resolve_payment_grace, start_payment_grace
-    from workflows.retry import DUNNING, db_activity, lane, stripe_read, stripe_write
+    from workflows.retry import (
+        DUNNING,
+        db_activity,
+        lane,
+        local_db_activity,
+        stripe_read,
+        stripe_write,
+    )
     from workflows.shared_io import RereadInvoiceInput, StripeInvoiceRead
 
 MISSING_CARD = "stripe_payment_method_missing"
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 class Interpreter:
@@ -44,6 +56,16 @@ class Interpreter:
         # The lane of what is being handled (ADR 0014): the workflow sets it per event; None
         # inherits the workflow's own priority.
         self.priority: Priority | None = None
+        # Postgres steps run as local activities (ADR 0025); the workflow sets it from its
+        # patch at the start of each run, so a run recorded before keeps regular activities.
+        self.local_db = False
+
+    async def _db(self, ref: ActivityRef[A, R], arg: A, summary: str) -> R:
+        """One Postgres step: a local activity in the worker holding the workflow task, or
+        (runs recorded before ADR 0025) an activity on the main queue in the event's lane."""
+        if self.local_db:
+            return await call_local(ref, arg, **local_db_activity(summary))
+        return await call(ref, arg, **db_activity(summary, self.priority))
 
     def business_now(self) -> datetime:
         return self.state.clock.business_at(workflow.now())
@@ -93,10 +115,10 @@ class Interpreter:
             ),
             **stripe_write(inp.stripe_task_queue, "ensure Stripe customer", self.priority),
         )
-        await call(
+        await self._db(
             refs.RECORD_STRIPE_CUSTOMER,
             io.RecordCustomerInput(inp.tenant_id, customer.customer_id),
-            **db_activity("record Stripe customer", self.priority),
+            "record Stripe customer",
         )
         await self.handle(m.CustomerCreated(customer.customer_id))
         if inp.payment_method_id:
@@ -118,10 +140,10 @@ class Interpreter:
             io.AttachPaymentMethodInput(inp.tenant_id, customer_id, payment_method_id),
             **stripe_write(inp.stripe_task_queue, "attach payment method", self.priority),
         )
-        await call(
+        await self._db(
             refs.RECORD_PAYMENT_METHOD,
             io.RecordPaymentMethodInput(inp.tenant_id, card),
-            **db_activity("record payment method", self.priority),
+            "record payment method",
         )
         return card
 
@@ -129,10 +151,10 @@ class Interpreter:
         """Overage of the window's usage so far, priced by the usage side (period counters plus
         the tenant's entitlement overrides)."""
         plan = carry.plan_out(self.state.plan).definition
-        result = await call(
+        result = await self._db(
             refs.COMPUTE_PERIOD_OVERAGE,
             io.PeriodOverageInput(self.input.tenant_id, window[0].isoformat(), plan),
-            **db_activity("close period: price usage overage", self.priority),
+            "close period: price usage overage",
         )
         return carry.overage_in(result, window)
 
@@ -152,31 +174,33 @@ class Interpreter:
                 row = carry.invoice_projection(
                     inp, self._bump("invoice_version"), effect, workflow.now()
                 )
-                await call(
+                await self._db(
                     refs.PROJECT_INVOICE,
                     row,
-                    **db_activity(f"project invoice {effect.status}", self.priority),
+                    f"project invoice {effect.status}",
                 )
             case m.RecordChange():
                 change = carry.change_row(inp, self._bump("change_seq"), effect, self.issued)
-                await call(
+                await self._db(
                     refs.RECORD_SUBSCRIPTION_CHANGE,
                     change,
-                    **db_activity(f"record change {effect.kind}", self.priority),
+                    f"record change {effect.kind}",
                 )
             case m.Project():
                 # The UI's view (search attributes, details) moves with the Postgres projection.
                 publish(inp, s)
                 projected = carry.subscription_projection(inp, self._bump("version"))
-                await call(
+                await self._db(
                     refs.PROJECT_SUBSCRIPTION,
                     projected,
-                    **db_activity(f"project status {s.status.value}", self.priority),
+                    f"project status {s.status.value}",
                 )
             case m.Publish():
                 publish(inp, s)
             case m.Notify(event_type=kind, message_id=message_id, payload=payload):
-                await notice.notify(inp.tenant_id, kind, message_id, dict(payload))
+                await notice.notify(
+                    inp.tenant_id, kind, message_id, dict(payload), local=self.local_db
+                )
             case m.StartDunning():
                 await self._start_dunning(effect)
             case m.ForwardCardUpdate(invoice_id=invoice_id):
@@ -206,10 +230,10 @@ class Interpreter:
         inp, invoice_id = self.input, str(workflow.uuid4())
         s = self._bump("invoice_version")
         record = carry.invoice_record(inp, s, invoice_id, effect)
-        await call(
+        await self._db(
             refs.RECORD_INVOICE,
             record,
-            **db_activity(f"record invoice ({effect.reason})", self.priority),
+            f"record invoice ({effect.reason})",
         )
         mirror = carry.stripe_invoice(inp, s, invoice_id, effect.draft)
         read = await call(

@@ -53,6 +53,9 @@ PAYMENT_GRACE_WIRING = "payment-grace-wiring"
 TRIAL_CANCEL_AT_END = "trial-cancel-at-end"
 # Guards the Stripe re-read a webhook signalled straight from acceptance may need (ADR 0024).
 REREAD_IN_SUBSCRIPTION = "reread-in-subscription"
+# Guards running the Postgres steps as local activities (ADR 0025): set at the start of a run,
+# so a run recorded with them as activities replays with them as activities.
+LOCAL_DB_STEPS = "local-db-steps"
 
 
 def workflow_id(subscription_id: str) -> str:
@@ -87,6 +90,7 @@ class SubscriptionWorkflow:
         notices = workflow.patched(DUNNING_WIRING)
         grace = notices and workflow.patched(PAYMENT_GRACE_WIRING)
         trial_cancel = workflow.patched(TRIAL_CANCEL_AT_END)
+        self._m.local_db = workflow.patched(LOCAL_DB_STEPS)
         s = self._m.state
         terms = replace(s.terms, notices=notices, grace=grace, trial_cancel_at_end=trial_cancel)
         self._m.state = replace(s, terms=terms)
