@@ -43,7 +43,16 @@ class Database:
     ):
         if scoped_role is not None and not _ROLE_NAME.match(scoped_role):
             raise ValueError(f"not a role name: {scoped_role!r}")
-        self._set_role = text(f"SET LOCAL ROLE {scoped_role}") if scoped_role else None
+        # One statement, one round trip: `set_config('role', ...)` is `SET LOCAL ROLE`, checked
+        # the same way (the login must be a member of the role).
+        self._enter_tenant = (
+            text(
+                "SELECT set_config('role', :role, true), "
+                "set_config('app.tenant_id', :tenant_id, true)"
+            ).bindparams(role=scoped_role)
+            if scoped_role
+            else SET_TENANT
+        )
         self._pool_size = pool_size
         self._application_name = application_name
         self._raw_pools: dict[str, Any] = {}
@@ -74,9 +83,7 @@ class Database:
     @asynccontextmanager
     async def tenant_transaction(self, tenant_id: UUID) -> AsyncIterator[AsyncConnection]:
         async with self.engine.begin() as conn:
-            if self._set_role is not None:
-                await conn.execute(self._set_role)
-            await conn.execute(SET_TENANT, {"tenant_id": str(tenant_id)})
+            await conn.execute(self._enter_tenant, {"tenant_id": str(tenant_id)})
             yield conn
 
     @property

@@ -29,8 +29,8 @@ class CountingPacer(RequestPacer):
         return sent
 
 
-async def test_requests_leave_at_least_one_interval_apart_in_the_order_they_asked() -> None:
-    pacer = RequestPacer(400)
+async def test_no_second_ever_holds_more_requests_than_the_rate_in_the_order_asked() -> None:
+    pacer = RequestPacer(100)
     order: list[int] = []
 
     async def request(n: int) -> int:
@@ -38,18 +38,22 @@ async def test_requests_leave_at_least_one_interval_apart_in_the_order_they_aske
         order.append(n)
         return sent
 
-    sent = await asyncio.gather(*(request(n) for n in range(40)))
+    sent = await asyncio.gather(*(request(n) for n in range(250)))
 
-    assert order == list(range(40))
-    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
-    assert min(gaps) >= 2_500_000  # 1/400 s in ns: never two in one interval
-    # So no one-second window holds more than the rate: here 40 requests span 39 intervals.
-    assert sent[-1] - sent[0] >= 39 * 2_500_000
+    assert order == list(range(250))
+    # Sliding windows: the 101st request after any one leaves a full second later or more.
+    assert all(b - a >= 1_000_000_000 for a, b in zip(sent, sent[100:], strict=False))
+    # The first second's budget is used at once, so 250 requests take two seconds, not 2.5.
+    assert sent[99] - sent[0] < 500_000_000
+    assert sent[-1] - sent[0] < 2_900_000_000
 
 
-def test_the_interval_is_rounded_up_so_a_second_never_holds_one_more() -> None:
-    # 1e9 / 3 is not whole: rounding down would let a fourth request into the second.
-    assert RequestPacer(3)._interval_ns * 3 >= 1_000_000_000
+def test_a_fractional_rate_rounds_down_and_a_slow_one_spaces_requests() -> None:
+    assert (RequestPacer(20.5).capacity, RequestPacer(20.5).window_ns) == (20, 1_000_000_000)
+    # 1e9 / 3 * 10 is not whole: the spacing is rounded up, never down.
+    slow = RequestPacer(0.3)
+    assert slow.capacity == 1
+    assert slow.window_ns * 0.3 >= 1_000_000_000
     with pytest.raises(ValueError, match="positive"):
         RequestPacer(0)
 
