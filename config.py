@@ -61,11 +61,6 @@ class Settings(BaseSettings):
     # on a billing day is most of the worker's CPU; each kept one costs memory (see
     # docs/benchmarks.md). Size it to the subscriptions one worker renews at once.
     worker_max_cached_workflows: int = Field(default=1000, gt=0)
-    # How long a cached workflow's next task waits for the worker that has it before another
-    # worker takes it and rebuilds the workflow from its history (ADR 0025). A backlog longer
-    # than this (a billing day) makes every task a rebuild; a worker that dies leaves its
-    # workflows waiting this long.
-    worker_sticky_timeout_seconds: float = Field(default=10.0, gt=0)
     # Cap on Stripe HTTP requests per second, per process (ADR 0025): what Stripe's rate limit
     # counts (test mode allows 25/s, live 100/s), and one activity can make several requests.
     # With several worker processes, give each its share of the account's limit.

@@ -8,7 +8,6 @@ import logging
 import math
 import signal
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -177,7 +176,6 @@ def build_workers(
     sender: NotificationSender | None = None,
     workflows: Sequence[type] = WORKFLOWS,
     max_cached_workflows: int = 1000,
-    sticky_timeout_seconds: float = 10.0,
     export_dir: Path | None = None,
     dispute_policy: DisputePolicy = "none",
 ) -> list[Worker]:
@@ -199,9 +197,6 @@ def build_workers(
                 db, sender, dispatcher, gauges, export_dir, client, dispute_policy
             ),
             max_cached_workflows=max_cached_workflows,
-            # How long a cached workflow's next task waits for this worker before any worker
-            # may take it, rebuilding the workflow from its whole history (ADR 0025).
-            sticky_queue_schedule_to_start_timeout=timedelta(seconds=sticky_timeout_seconds),
             # Nearly every activity here holds a Postgres connection: no more run at once
             # than the pool has, so a burst (2,000 webhooks' workflows at once) waits in
             # Temporal's queue instead of failing on the pool's timeout.
@@ -251,7 +246,6 @@ async def run_worker(settings: Settings) -> None:
         stripe_activities_per_second=settings.stripe_activities_per_second,
         stripe_requests_per_second=settings.stripe_requests_per_second,
         max_cached_workflows=settings.worker_max_cached_workflows,
-        sticky_timeout_seconds=settings.worker_sticky_timeout_seconds,
         gauges=gauge_metrics(settings.catalog_path),
         dispatch=dispatch,
         sender=sender,

@@ -134,7 +134,6 @@ async def run_phase(
     latency_ms: tuple[float, float],
     seed: int,
     cache: int,
-    sticky: float,
 ) -> Result:
     from alembic import command
     from sqlalchemy import insert, text
@@ -284,7 +283,6 @@ async def run_phase(
             stripe_activities_per_second=phase.limit,
             stripe_requests_per_second=phase.limit,
             max_cached_workflows=cache,
-            sticky_timeout_seconds=sticky,
         )
         baseline_worker = Worker(
             client, task_queue="bench-baseline", workflows=[NoopActivities], activities=[noop]
@@ -506,12 +504,6 @@ async def main() -> None:
         default=0,
         help="workflows the worker keeps cached (BILLING_WORKER_MAX_CACHED_WORKFLOWS); "
         "default: the number of subscriptions, at least 1,000",
-    )
-    parser.add_argument(
-        "--sticky-seconds",
-        type=float,
-        default=10.0,
-        help="BILLING_WORKER_STICKY_TIMEOUT_SECONDS for the bench's worker",
     )
     args = parser.parse_args()
     n = args.subscriptions
