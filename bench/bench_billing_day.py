@@ -533,7 +533,6 @@ async def main() -> None:
                     (low, high),
                     args.seed,
                     args.cache or max(1_000, n),
-                    args.sticky_seconds,
                 )  # fmt: skip
             )
     finally:
