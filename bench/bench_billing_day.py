@@ -187,7 +187,7 @@ async def run_phase(
     rng.shuffle(owners)  # renewals of every tenant interleave in the instant's queue
     gateway = FakeStripeGateway()
     # T: the instant every period ends, a little after the last workflow has started.
-    at = (datetime.now(UTC) + timedelta(seconds=20 + n / 150)).replace(microsecond=0)
+    at = (datetime.now(UTC) + timedelta(seconds=30 + n / 50)).replace(microsecond=0)
     anchor = add_months(at, -1)
     assert period_bounds(anchor, "month", 0)[1] == at, "pick an instant whose day exists"
     subs: list[tuple[str, SubscriptionInput]] = []
