@@ -535,6 +535,7 @@ async def main() -> None:
                     args.cache or max(1_000, n),
                 )  # fmt: skip
             )
+            report(results[-1:], (low, high))  # each phase as it ends: a full run takes long
     finally:
         postgres.stop()
         shutil.rmtree(base, ignore_errors=True)
