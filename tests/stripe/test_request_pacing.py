@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pydantic import SecretStr
 
 from adapters.stripe_fake import FakeStripeGateway
 from adapters.stripe_pacing import RequestPacer
-from adapters.stripe_sdk import PacedHTTPXClient, StripeSdkGateway
+from adapters.stripe_sdk import PacedHTTPXClient, StripeSdkGateway, build_gateway
 from billing.payments import InvoiceLine
+from config import Settings
 from devstack.localstripe import LocalStripeServer
 
 from .conftest import LOCALSTRIPE_API_KEY
@@ -87,3 +89,20 @@ async def test_the_sdk_gateway_paces_each_http_request(localstripe: LocalStripeS
 
     # One paced request per line, one for the invoice, one to finalise it.
     assert len(pacer.granted) - before == len(LINES) + 2
+
+
+async def test_every_gateway_the_processes_build_is_paced_at_the_configured_rate() -> None:
+    # build_gateway is the one place the worker, the API and the CLI get their Stripe client.
+    settings = Settings(
+        stripe_api_key=SecretStr("sk_test_pacing"),
+        stripe_api_base="http://127.0.0.1:9",
+        stripe_requests_per_second=7,
+    )
+    gateway = build_gateway(settings)
+    assert isinstance(gateway, StripeSdkGateway)
+    try:
+        client = gateway._http_client
+        assert isinstance(client, PacedHTTPXClient)
+        assert client._pacer.requests_per_second == 7
+    finally:
+        await gateway.aclose()
