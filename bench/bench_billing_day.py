@@ -340,14 +340,15 @@ async def run_phase(
         result.p99_per_second = int(_quantile([float(c) for c in per_second], 0.99))
 
         # --- time to paid, by tenant size ------------------------------------------------------
-        size_of = {tid: size for tid, size in ((t, s) for t, s in owners)}
+        size_of = dict(owners)
         small, large = [], []
         for tenant_id, paid_at in rows:
             waited = (paid_at - at).total_seconds()
             size = size_of[str(tenant_id)]
-            (large if size == sizes[0] else small if size <= small_threshold(n) else []).append(
-                waited
-            )
+            if size == sizes[0]:
+                large.append(waited)
+            elif size <= small_threshold(n):
+                small.append(waited)
         result.wall_s = max((paid_at - at).total_seconds() for _, paid_at in rows)
         result.small_p50, result.small_p99 = _quantile(small, 0.5), _quantile(small, 0.99)
         result.large_p50, result.large_p99 = _quantile(large, 0.5), _quantile(large, 0.99)

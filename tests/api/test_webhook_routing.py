@@ -23,6 +23,7 @@ from tests.factories.stripe_events import (
     invoice_object,
     stripe_event,
 )
+from tests.factories.tenants import TenantWithKey
 from tests.harness import Databases
 from tests.replay.recording import record
 from tests.webhooks.test_stripe_webhooks import post_event, processed
@@ -45,6 +46,24 @@ async def _workflow_exists(env: WorkflowEnvironment, workflow_id: str) -> bool:
     return True
 
 
+async def _chased_invoice(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> tuple[TenantWithKey, str, str, str, dict[str, Any]]:
+    """Test-signed webhooks accepted, and a declined one-off charge: its invoice is open, the
+    engine attempted it, dunning chases it. (tenant, invoice id, Stripe invoice id, Stripe
+    customer id, the subscription as the API shows it)."""
+    accept_test_webhooks(services)
+    tenant, _, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
+    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
+    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
+    sub = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
+    return tenant, invoice_id, stripe_invoice_id, account["stripe_customer_id"], sub
+
+
 @pytest.mark.parametrize("order", sorted(ORDERS))
 @pytest.mark.usefixtures("workers")
 async def test_action_events_reach_their_subscription_once_and_echoes_start_nothing(
@@ -55,19 +74,16 @@ async def test_action_events_reach_their_subscription_once_and_echoes_start_noth
     services: Services,
     stripe_fake: FakeStripeGateway,
 ) -> None:
-    accept_test_webhooks(services)
-    # A declined one-off charge: its invoice is open, the engine attempted it, dunning chases it.
-    tenant, _, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
-    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
-    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
-    sub = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
+    tenant, invoice_id, stripe_invoice_id, customer_id, sub = await _chased_invoice(
+        api, dbs, workflow_env, services, stripe_fake
+    )
     # The tenant pays it on Stripe's hosted page, outside the engine.
     assert (await stripe_fake.pay_invoice(stripe_invoice_id, "hosted-page")).succeeded
     charges = len(stripe_fake.charges)
 
     def obj(status: str) -> dict[str, Any]:
         return invoice_object(
-            stripe_invoice_id, customer=account["stripe_customer_id"], status=status,
+            stripe_invoice_id, customer=customer_id, status=status,
             tenant_id=str(tenant.id), subscription_id=sub["id"], invoice_id=invoice_id,
             amount_paid=25000 if status == "paid" else 0,
         )  # fmt: skip
@@ -121,15 +137,13 @@ async def test_a_payment_event_is_checked_against_stripe_in_the_subscription(
     """`charge.succeeded` says nothing of the invoice: it is signalled with `reread`, and the
     subscription, which still has the invoice open, re-reads it from Stripe (paid) and settles
     it through its dunning run."""
-    accept_test_webhooks(services)
-    tenant, _, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
-    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
-    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
-    sub = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
+    tenant, invoice_id, stripe_invoice_id, customer_id, sub = await _chased_invoice(
+        api, dbs, workflow_env, services, stripe_fake
+    )
     assert (await stripe_fake.pay_invoice(stripe_invoice_id, "hosted-page")).succeeded
     reads_before = sum(1 for c in stripe_fake.calls if c.method == "retrieve_invoice")
     charge = {"id": "ch_hosted", "object": "charge", "invoice": stripe_invoice_id,
-              "customer": account["stripe_customer_id"], "amount": 25000}  # fmt: skip
+              "customer": customer_id, "amount": 25000}  # fmt: skip
     event = stripe_event("charge.succeeded", charge)
     assert (await post_event(api, event)).status_code == 200
 
@@ -155,14 +169,12 @@ async def test_an_event_for_a_subscription_that_is_not_running_takes_the_workflo
 ) -> None:
     """The signal finds no running subscription (NOT_FOUND): the event goes down the
     `stripe_event` workflow, which records why nothing was applied; nothing is lost."""
-    accept_test_webhooks(services)
-    tenant, _, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
-    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
-    account = (await api.get("/api/billing/account", headers=tenant.headers)).json()
-    sub = (await api.get("/api/billing/subscription", headers=tenant.headers)).json()
+    tenant, invoice_id, stripe_invoice_id, customer_id, sub = await _chased_invoice(
+        api, dbs, workflow_env, services, stripe_fake
+    )
     await workflow_env.client.get_workflow_handle(f"subscription:{sub['id']}").terminate("test")
     paid = invoice_object(
-        stripe_invoice_id, customer=account["stripe_customer_id"], status="paid",
+        stripe_invoice_id, customer=customer_id, status="paid",
         tenant_id=str(tenant.id), subscription_id=sub["id"], invoice_id=invoice_id,
         amount_paid=25000,
     )  # fmt: skip
