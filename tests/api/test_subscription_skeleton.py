@@ -52,9 +52,15 @@ async def test_create_subscription_runs_the_workflow(
     assert {c.idempotency_key for c in customer_calls} == {f"customer:{tenant.id}"}
 
     handle = workflow_env.client.get_workflow_handle(sub["workflow_id"])
-    desc = await handle.describe()
-    attrs = desc.typed_search_attributes
     from workflows import search_attributes as sa
+
+    # Postgres steps are local activities (ADR 0025): the row says "active" while the workflow
+    # task that upserts the search attributes is still completing, so wait for that task.
+    for _ in range(100):
+        attrs = (await handle.describe()).typed_search_attributes
+        if attrs.get(sa.SUBSCRIPTION_STATUS) == "active":
+            break
+        await asyncio.sleep(0.05)
 
     assert attrs.get(sa.TENANT_ID) == str(tenant.id)
     assert attrs.get(sa.PLAN_CODE) == "free"
