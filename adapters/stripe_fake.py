@@ -222,7 +222,8 @@ class FakeStripeGateway:
         self._ids: dict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
         self._customers: dict[str, _Customer] = {}
         self._payment_methods: dict[str, _PaymentMethod] = {}
-        self._items: dict[str, _InvoiceItem] = {}
+        # Each customer's invoice items no invoice has swept in yet, in creation order.
+        self._pending_items: dict[str, dict[str, _InvoiceItem]] = defaultdict(dict)
         self._invoices: dict[str, _Invoice] = {}
         # The payment intent of each successful charge -> the invoice it paid.
         self.payment_intents: dict[str, str] = {}
@@ -414,7 +415,7 @@ class FakeStripeGateway:
             def create_item(line: InvoiceLine = line) -> str:
                 self._customer(customer_id)
                 item = _InvoiceItem(self._next_id("ii"), customer_id, line)
-                self._items[item.id] = item
+                self._pending_items[customer_id][item.id] = item
                 return item.id
 
             await self._once(
@@ -427,9 +428,7 @@ class FakeStripeGateway:
         def create() -> StripeInvoice:
             # Like Stripe's pending_invoice_items_behavior="include": every pending item of
             # the customer is swept in, not only the ones created just above.
-            pending = [
-                i for i in self._items.values() if i.customer_id == customer_id and not i.invoice_id
-            ]
+            pending = list(self._pending_items.get(customer_id, {}).values())
             if any(i.line.currency != currency for i in pending):
                 raise StripeInvalidRequest("pending invoice items mix currencies")
             inv = _Invoice(
@@ -442,6 +441,7 @@ class FakeStripeGateway:
             )
             for item in pending:
                 item.invoice_id = inv.id
+            self._pending_items.pop(customer_id, None)
             self._invoices[inv.id] = inv
             return self._snapshot(inv)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import shutil
@@ -87,6 +88,12 @@ class Result:
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     server_rss_end_mb: float = 0.0
+    # From the instant until the last invoice is paid: CPU used, as a share of one core.
+    cpu_share: float = 0.0
+    server_cpu_share: float = 0.0
+    # Garbage collections of the oldest generation in that window, and the longest pause.
+    full_collections: int = 0
+    longest_gc_pause_s: float = 0.0
 
 
 def tenant_sizes(n: int) -> list[int]:
@@ -107,6 +114,40 @@ def tenant_sizes(n: int) -> list[int]:
 def small_threshold(n: int) -> int:
     """Tenants with at most this many subscriptions are "small" (1 % of the billing day)."""
     return max(1, n // 100)
+
+
+def _cpu_seconds(pid: int | str = "self") -> float:
+    """User plus system CPU time of a process so far (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class GcPauses:
+    """Counts this process's full garbage collections and times the longest pause."""
+
+    def __init__(self) -> None:
+        self.full = 0
+        self.longest = 0.0
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._began
+        self.longest = max(self.longest, pause)
+        if info["generation"] == 2:
+            self.full += 1
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
 
 
 def _rss_mb(pid: int | str = "self") -> float:
@@ -152,7 +193,7 @@ async def run_phase(
     from config import WORKER_ROLE, WORKER_SCOPED_ROLE, Settings
     from devstack.temporal import TemporalDevServer
     from tests.harness import free_port
-    from worker import build_workers
+    from worker import build_workers, freeze_startup_heap
     from workflows.subscription_io import (
         PaymentMethodResult,
         PlanSnapshot,
@@ -288,6 +329,7 @@ async def run_phase(
             client, task_queue="bench-baseline", workflows=[NoopActivities], activities=[noop]
         )
         running = [*workers, baseline_worker]
+        freeze_startup_heap()  # as run_worker does
         tasks = [asyncio.create_task(w.run()) for w in running]
 
         handles = []
@@ -309,7 +351,13 @@ async def run_phase(
         await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
         gateway.requests.clear()
         gateway.requests.append((time.monotonic_ns(), "instant"))
-        rows = await _wait_paid(admin, n, at, phase)
+        cpu, server_cpu = _cpu_seconds(), _cpu_seconds(temporal.pid or 0)
+        with GcPauses() as pauses:
+            rows = await _wait_paid(admin, n, at, phase)
+        window = (datetime.now(UTC) - at).total_seconds()
+        result.cpu_share = (_cpu_seconds() - cpu) / window
+        result.server_cpu_share = (_cpu_seconds(temporal.pid or 0) - server_cpu) / window
+        result.full_collections, result.longest_gc_pause_s = pauses.full, pauses.longest
         result.rss_end_mb = _rss_mb()
         result.server_rss_end_mb = _rss_mb(temporal.pid) if temporal.pid else float("nan")
 
@@ -480,6 +528,14 @@ def report(results: list[Result], latency_ms: tuple[float, float]) -> None:
     row("  no-op baseline: history events", lambda r: f"{r.baseline_cost['events']:.1f}")
     row("worker process RSS start/end MB", lambda r: f"{r.rss_start_mb:.0f} / {r.rss_end_mb:.0f}")
     row("dev server RSS at end, MB", lambda r: f"{r.server_rss_end_mb:.0f}")
+    row(
+        "CPU, cores: worker process / server",
+        lambda r: f"{r.cpu_share:.2f} / {r.server_cpu_share:.2f}",
+    )
+    row(
+        "  full GCs / longest GC pause, s",
+        lambda r: f"{r.full_collections} / {r.longest_gc_pause_s:.2f}",
+    )
     on = next((r for r in results if r.phase.fairness and r.phase.limit == 25), None)
     off = next((r for r in results if not r.phase.fairness and r.phase.limit == 25), None)
     if on and off:
