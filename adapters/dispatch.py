@@ -76,6 +76,25 @@ class DispatchConfig:
         )
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """What the webhook endpoint learnt about an event it just stored: its type, what it
+    points at (only for events that may be routed), and the engine's invoice it names, read
+    by the insert itself (`webhook_inbox.store_event`)."""
+
+    event_type: str
+    refs: EventRefs | None = None
+    known: KnownInvoice | None = None
+
+    @classmethod
+    def refs_of(cls, event: Mapping[str, Any]) -> EventRefs | None:
+        """The references routing needs, for events that may be routed (ADR 0024)."""
+        event_type = str(event.get("type"))
+        if handling_for(event_type) is not EventHandling.SIGNAL:
+            return None
+        return event_refs(event_type, event_object(event))
+
+
 class Dispatcher:
     def __init__(self, db: Database, client: Client, config: DispatchConfig) -> None:
         self._db = db
@@ -106,14 +125,14 @@ class Dispatcher:
             pass  # already ran to completion under this id: nothing to start
 
     async def dispatch_stripe_event(
-        self, event_id: str, replay: int = 0, event: Mapping[str, Any] | None = None
+        self, event_id: str, replay: int = 0, accepted: Accepted | None = None
     ) -> bool:
-        """Route the event (when its body is at hand and it is no replay), else start the
+        """Route the event (when it was just accepted and is no replay), else start the
         workflow; False (row left `received` for the re-dispatcher) when Temporal or Postgres
         is unavailable. Never raises for their trouble. The workflow's first step marks the
         row `dispatched`; until then the re-dispatcher may start the same id again, a no-op."""
         try:
-            if replay == 0 and event is not None and await self._route(event_id, event):
+            if replay == 0 and accepted is not None and await self._route(event_id, accepted):
                 return True
             await self.start_stripe_event(event_id, replay)
         except Exception as exc:  # noqa: BLE001 - any Temporal failure means "later"
@@ -121,26 +140,17 @@ class Dispatcher:
             return False
         return True
 
-    async def _route(self, event_id: str, event: Mapping[str, Any]) -> bool:
+    async def _route(self, event_id: str, accepted: Accepted) -> bool:
         """True when the event was settled (no action) or signalled to its subscription;
         False when it takes the workflow. A duplicate signal (the re-dispatcher racing this)
         is applied once: the subscription remembers the event ids it has applied."""
-        event_type = str(event.get("type"))
-        if handling_for(event_type) is not EventHandling.SIGNAL:
+        event_type, refs, known = accepted.event_type, accepted.refs, accepted.known
+        if refs is None or known is None or known.subscription_id is None:
             return False
-        refs = event_refs(event_type, event_object(event))
+        routing = route_event(event_type, refs, known)
+        if routing.route is Route.WORKFLOW:
+            return False
         pool = await self._db.raw_pool("dispatch")  # never the pool requests wait for
-        async with pool.acquire() as connection:
-            known = await inbox.known_invoice(
-                connection, _uuid(refs.invoice_id), refs.stripe_invoice_id
-            )
-            routing = route_event(event_type, refs, known)
-            if routing.route is Route.NO_ACTION and known is not None:
-                await inbox.settle_routed(
-                    connection, event_id, tenant_id=UUID(known.tenant_id), detail=routing.detail
-                )
-        if routing.route is Route.WORKFLOW or known is None or known.subscription_id is None:
-            return False
         if routing.route is Route.SIGNAL:
             signal = _signal(event_id, event_type, refs, known, reread=routing.reread)
             target = stripe_event.subscription_workflow_id(known.subscription_id)
@@ -155,10 +165,10 @@ class Dispatcher:
                 if error.status is RPCStatusCode.NOT_FOUND:
                     return False  # not running: the workflow records what became of it
                 raise
-            async with pool.acquire() as connection:
-                await inbox.settle_routed(
-                    connection, event_id, tenant_id=UUID(known.tenant_id), detail=None
-                )
+        async with pool.acquire() as connection:
+            await inbox.settle_routed(
+                connection, event_id, tenant_id=UUID(known.tenant_id), detail=routing.detail
+            )
         metrics.WEBHOOKS_PROCESSED.labels(event_type, inbox.PROCESSED).inc()
         return True
 
@@ -227,13 +237,6 @@ class Dispatcher:
                 pass
 
 
-def _uuid(value: str | None) -> UUID | None:
-    try:
-        return UUID(value) if value else None
-    except ValueError:
-        return None
-
-
 def _signal(
     event_id: str, event_type: str, refs: EventRefs, known: KnownInvoice, *, reread: bool
 ) -> StripeEventSignal:
@@ -275,14 +278,12 @@ class DispatchQueue:
     def __init__(self, dispatcher: Dispatcher, concurrency: int = 32, capacity: int = 20_000):
         self._dispatcher = dispatcher
         self._concurrency = concurrency
-        self._queue: asyncio.Queue[tuple[str, int, Mapping[str, Any] | None]] = asyncio.Queue(
-            capacity
-        )
+        self._queue: asyncio.Queue[tuple[str, int, Accepted | None]] = asyncio.Queue(capacity)
         self._tasks: list[asyncio.Task[None]] = []
 
-    def submit(self, event_id: str, replay: int, event: Mapping[str, Any] | None = None) -> bool:
-        """Queue the dispatch (`event`: the verified body, for routing); False when the queue is
-        full (the re-dispatcher will start it)."""
+    def submit(self, event_id: str, replay: int, accepted: Accepted | None = None) -> bool:
+        """Queue the dispatch (`accepted`: what acceptance learnt, for routing); False when the
+        queue is full (the re-dispatcher will start it)."""
         # Workers stop after IDLE_SECONDS without work and are started again on demand, so an
         # idle process (or a test's app that is gone) keeps no task waiting forever.
         self._tasks = [t for t in self._tasks if not t.done()]
@@ -291,7 +292,7 @@ class DispatchQueue:
                 asyncio.create_task(self._work(), name=f"webhook-dispatch-{len(self._tasks)}")
             )
         try:
-            self._queue.put_nowait((event_id, replay, event))
+            self._queue.put_nowait((event_id, replay, accepted))
         except asyncio.QueueFull:
             log.warning("dispatch queue full: %s left to the re-dispatcher", event_id)
             return False
@@ -300,11 +301,11 @@ class DispatchQueue:
     async def _work(self) -> None:
         while True:
             try:
-                event_id, replay, event = await asyncio.wait_for(self._queue.get(), IDLE_SECONDS)
+                event_id, replay, accepted = await asyncio.wait_for(self._queue.get(), IDLE_SECONDS)
             except TimeoutError:
                 return
             try:
-                await self._dispatcher.dispatch_stripe_event(event_id, replay, event)
+                await self._dispatcher.dispatch_stripe_event(event_id, replay, accepted)
             finally:
                 self._queue.task_done()
 

@@ -59,11 +59,16 @@ class Stored:
     # The row's status after the insert (the existing row's when it was a duplicate).
     status: str
     replay_count: int
+    # The engine's invoice the event names, read by the same statement (ADR 0024): None when
+    # the event names none the engine has, or none was asked for.
+    known: KnownInvoice | None = None
 
 
 # One statement, its own transaction (the endpoint's whole write): insert unless the id is in
-# the inbox already, and answer with the row's status either way. The payload is stored as
-# Stripe sent it (the verified body; jsonb normalizes it).
+# the inbox already, and answer with the row's status either way, and with the engine's invoice
+# the event names ($8: the engine's id from metadata, else $9: the Stripe id), so routing needs
+# no second round trip. The payload is stored as Stripe sent it (the verified body; jsonb
+# normalizes it).
 _STORE = """
 WITH ins AS (
   INSERT INTO webhook_events
@@ -71,11 +76,21 @@ WITH ins AS (
   VALUES ($1, $2, $3, $4, $5::jsonb, $6, CASE WHEN $7 THEN now() END)
   ON CONFLICT (stripe_event_id) DO NOTHING
   RETURNING status, replay_count
+), stored AS (
+  SELECT true AS inserted, status, replay_count FROM ins
+  UNION ALL
+  SELECT false, status, replay_count FROM webhook_events
+  WHERE stripe_event_id = $1 AND NOT EXISTS (SELECT 1 FROM ins)
+), known AS (
+  (SELECT id, tenant_id, subscription_id, status, attempt_count, stripe_invoice_id
+   FROM invoices WHERE id = $8::uuid)
+  UNION ALL
+  (SELECT id, tenant_id, subscription_id, status, attempt_count, stripe_invoice_id
+   FROM invoices WHERE $8::uuid IS NULL AND stripe_invoice_id = $9::text)
 )
-SELECT true, status, replay_count FROM ins
-UNION ALL
-SELECT false, status, replay_count FROM webhook_events
-WHERE stripe_event_id = $1 AND NOT EXISTS (SELECT 1 FROM ins)
+SELECT s.inserted, s.status, s.replay_count, k.id, k.tenant_id, k.subscription_id,
+       k.status AS invoice_status, k.attempt_count, k.stripe_invoice_id
+FROM stored s LEFT JOIN known k ON true
 """
 _EXISTING = "SELECT false, status, replay_count FROM webhook_events WHERE stripe_event_id = $1"
 
@@ -89,12 +104,17 @@ async def store_event(
     livemode: bool,
     body: bytes,
     status: str,
+    invoice_id: str | None = None,
+    stripe_invoice_id: str | None = None,
 ) -> Stored:
-    """Insert the event unless its id is already in the inbox (Stripe delivers at least once).
+    """Insert the event unless its id is already in the inbox (Stripe delivers at least once),
+    and read the engine's invoice it names (`invoice_id`: the engine's id from the metadata,
+    `stripe_invoice_id`: Stripe's; see `known_invoice`).
 
     `connection`: a bare asyncpg connection outside any transaction (`Database.raw_pool()`):
     the webhook endpoint's hot path, one round trip instead of BEGIN/INSERT/COMMIT through
     SQLAlchemy. `body` is the verified request body, valid JSON."""
+    engine_id = _uuid(invoice_id)
     row = await connection.fetchrow(
         _STORE,
         event_id,
@@ -104,12 +124,28 @@ async def store_event(
         body.decode(),
         status,
         status in FINAL_STATUSES,
+        engine_id,
+        stripe_invoice_id,
     )
     if row is None:
         # A concurrent delivery of the same event inserted it after this statement's snapshot:
         # ON CONFLICT waited for it to commit; a new statement sees it.
-        row = await connection.fetchrow(_EXISTING, event_id)
-    return Stored(row[0], row[1], row[2])
+        existing = await connection.fetchrow(_EXISTING, event_id)
+        known = await known_invoice(connection, engine_id, stripe_invoice_id)
+        return Stored(existing[0], existing[1], existing[2], known)
+    found = (
+        None
+        if row["id"] is None
+        else {
+            "id": row["id"],
+            "tenant_id": row["tenant_id"],
+            "subscription_id": row["subscription_id"],
+            "status": row["invoice_status"],
+            "attempt_count": row["attempt_count"],
+            "stripe_invoice_id": row["stripe_invoice_id"],
+        }
+    )
+    return Stored(row[0], row[1], row[2], _known(found, stripe_invoice_id))
 
 
 async def get_event(conn: AsyncConnection, event_id: str) -> InboxEvent | None:
@@ -158,6 +194,10 @@ async def known_invoice(
         row = await connection.fetchrow(_INVOICE_BY_STRIPE_ID, stripe_invoice_id)
     else:
         return None
+    return _known(row, stripe_invoice_id)
+
+
+def _known(row: Mapping[str, Any] | None, stripe_invoice_id: str | None) -> KnownInvoice | None:
     if row is None:
         return None
     if stripe_invoice_id is not None and row["stripe_invoice_id"] not in (None, stripe_invoice_id):
@@ -169,6 +209,13 @@ async def known_invoice(
         status=row["status"],
         attempt_count=row["attempt_count"],
     )
+
+
+def _uuid(value: str | None) -> UUID | None:
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
 
 
 async def settle_routed(

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from adapters import metrics
 from adapters.db import errors as db_errors
 from adapters.db import webhook_inbox as inbox
-from adapters.dispatch import DispatchConfig, Dispatcher, DispatchQueue
+from adapters.dispatch import Accepted, DispatchConfig, Dispatcher, DispatchQueue
 from adapters.stripe_webhooks import WebhookRejected, verify_stripe_event
 from api.auth import AuthFirstRoute, ServicesDep
 from api.errors import error_body, error_responses
@@ -93,6 +93,7 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
     event_type: str = event["type"]
     handling = handling_for(event_type)
     api_version: Any = event.get("api_version")
+    refs = Accepted.refs_of(event)
     try:
         pool = await services.system_db.raw_pool()
         async with pool.acquire() as connection:
@@ -104,6 +105,8 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
                 livemode=event.get("livemode") is True,
                 body=body,
                 status=_INITIAL_STATUS[handling],
+                invoice_id=refs.invoice_id if refs else None,
+                stripe_invoice_id=refs.stripe_invoice_id if refs else None,
             )
     except db_errors.DataError as exc:
         # Valid, signed JSON that jsonb still refuses (e.g. a number past numeric's range):
@@ -133,7 +136,8 @@ async def receive_stripe_event(request: Request, services: ServicesDep) -> JSONR
         # workflow; ADR 0024), so Stripe's request never waits on Temporal (or on its timeout
         # when Temporal is down); if this process dies first, or the queue is full, the
         # re-dispatcher starts its workflow.
-        dispatch_queue(services).submit(event_id, stored.replay_count, event)
+        accepted = Accepted(event_type, refs, stored.known)
+        dispatch_queue(services).submit(event_id, stored.replay_count, accepted)
     return JSONResponse(
         {"received": True, "duplicate": not stored.inserted, "status": stored.status},
         status_code=200,
