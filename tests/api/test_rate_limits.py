@@ -5,7 +5,9 @@ overrides, audited with before and after."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -17,6 +19,7 @@ from adapters.db import rate_limits as repo
 from adapters.db.tables import audit_log
 from api.app import create_app
 from services.context import Services
+from services.errors import RateLimited
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, signed_request, stripe_event
 from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
 from tests.harness import Databases
@@ -147,3 +150,29 @@ async def test_a_database_outage_lets_requests_through_the_limiter(
     monkeypatch.setattr(repo, "lease", refused)
     for _ in range(3):
         assert (await api.get(READ, headers=tenant.headers)).status_code == 200
+
+
+async def test_concurrent_requests_get_the_whole_limit_and_no_more(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests that find the process's lease empty at once share the next lease: each used to
+    lease a chunk of its own and keep only its own count, which spent the shared window many
+    times faster than requests came (the webhook bench got 429 at a tenth of its limit)."""
+    from services import rate_limits
+
+    # One window for the whole test, whatever the clock does meanwhile.
+    monkeypatch.setattr(rate_limits.time, "time", lambda: 1_900_000_000.0)
+    limiter = rate_limits.RateLimiter(window_seconds=60, cache_seconds=1)
+    subject, limit = f"ip:test-{uuid.uuid4()}", 40  # leased two at a time (limit / 20)
+
+    async def one() -> bool:
+        try:
+            await limiter.take(services, subject, rate_limits.WEBHOOK, limit)
+        except RateLimited:
+            return False
+        return True
+
+    admitted = await asyncio.gather(*(one() for _ in range(64)))
+
+    assert admitted.count(True) == limit
+    assert admitted.count(False) == 64 - limit
