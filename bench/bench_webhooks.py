@@ -453,13 +453,15 @@ async def _drain(db: Any, table: Any, select: Any, func: Any, limit_s: float = 6
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000, help="acceptance: events per route")
+    # 2,000 action events: at 300 the processing window was about a second, and the first
+    # second (connections, dispatch workers) weighed more than the rate (docs/benchmarks.md).
     parser.add_argument(
-        "--process-events", type=int, default=300, help="processing: events that need action"
+        "--process-events", type=int, default=2000, help="processing: events that need action"
     )
     parser.add_argument(
         "--echo-events",
         type=int,
-        default=600,
+        default=4000,
         help="processing: events among them that need no action (echoes of the engine's calls)",
     )
     parser.add_argument("--concurrency", type=int, default=32)
