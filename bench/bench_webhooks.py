@@ -5,11 +5,12 @@ baseline measured in the same run on the same servers.
    on 127.0.0.1, verify + inbox insert + workflow start) vs the same bodies POSTed to a bare
    FastAPI route on the same server. Events/s and p99 latency, bounded concurrency.
 2. Processing: events/s from the first POST until the inbox has drained (every row final, each
-   signal applied once by a stand-in subscription workflow) vs raw Temporal signals sent to the
-   same stand-in until it has applied them all.
+   signal applied once by one of `--subscriptions` stand-in subscription workflows) vs raw
+   Temporal signals sent to as many stand-ins until they have applied them all.
 
 Embedded PostgreSQL and an in-memory Temporal dev server are started here and stopped by pid.
-Usage: python bench/bench_webhooks.py [--events N] [--process-events N] [--concurrency C]
+Usage: python bench/bench_webhooks.py [--events N] [--process-events N] [--subscriptions K]
+       [--concurrency C]
 """
 
 from __future__ import annotations
