@@ -86,8 +86,8 @@ class Accepted:
     refs: EventRefs | None = None
     known: KnownInvoice | None = None
 
-    @classmethod
-    def refs_of(cls, event: Mapping[str, Any]) -> EventRefs | None:
+    @staticmethod
+    def refs_of(event: Mapping[str, Any]) -> EventRefs | None:
         """The references routing needs, for events that may be routed (ADR 0024)."""
         event_type = str(event.get("type"))
         if handling_for(event_type) is not EventHandling.SIGNAL:
