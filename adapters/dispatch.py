@@ -275,7 +275,7 @@ class DispatchQueue:
     event is committed before it is queued: one that finds the queue full, or is still queued
     when the process stops, is started by the worker's re-dispatcher."""
 
-    def __init__(self, dispatcher: Dispatcher, concurrency: int = 32, capacity: int = 20_000):
+    def __init__(self, dispatcher: Dispatcher, concurrency: int = 64, capacity: int = 20_000):
         self._dispatcher = dispatcher
         self._concurrency = concurrency
         self._queue: asyncio.Queue[tuple[str, int, Accepted | None]] = asyncio.Queue(capacity)
