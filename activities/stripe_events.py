@@ -39,6 +39,7 @@ from billing.stripe_events import (
     event_object,
     event_refs,
     handling_for,
+    metadata_uuid,
 )
 from workflows.shared_io import RereadInvoiceInput, StripeInvoiceRead
 from workflows.stripe_event_io import (
@@ -55,15 +56,6 @@ from workflows.stripe_event_io import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def _uuid(value: str | None) -> UUID | None:
-    if value is None:
-        return None
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
 
 
 async def _load(conn: Connection, event_id: str) -> inbox.InboxEvent:
@@ -178,7 +170,7 @@ class StripeEventStore:
     ) -> ProjectStripeEventResult:
         """Local projections the event carries data for; idempotent (last write of the same facts
         wins, and a re-read is unnecessary: brand/last4/expiry only ever describe one card)."""
-        tenant_id = _uuid(input.tenant_id)
+        tenant_id = metadata_uuid(input.tenant_id)
         if tenant_id is None:
             return ProjectStripeEventResult(applied=False)
         async with self._db.transaction() as conn:  # the inbox row has no tenant yet
@@ -244,9 +236,9 @@ class StripeEventStore:
 
 async def _locate(conn: Connection, refs: EventRefs) -> tuple[UUID | None, ...]:
     """(tenant, subscription, invoice): the engine's metadata first, then lookups by Stripe id."""
-    tenant_id = _uuid(refs.tenant_id)
-    subscription_id = _uuid(refs.subscription_id)
-    invoice_id = _uuid(refs.invoice_id)
+    tenant_id = metadata_uuid(refs.tenant_id)
+    subscription_id = metadata_uuid(refs.subscription_id)
+    invoice_id = metadata_uuid(refs.invoice_id)
     if invoice_id is None and refs.stripe_invoice_id is not None:
         found = await invoices_repo.find_by_stripe_invoice(conn, refs.stripe_invoice_id)
         if found is not None:

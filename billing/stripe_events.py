@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 
 class EventHandling(StrEnum):
@@ -106,6 +107,15 @@ class CardFacts:
     last4: str | None
     exp_month: int | None
     exp_year: int | None
+
+
+def metadata_uuid(value: str | None) -> UUID | None:
+    """An engine id read from Stripe metadata: None when absent or not a UUID (metadata is
+    free text anyone with the Stripe account can edit)."""
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
 
 
 def _id(value: Any) -> str | None:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.db.tables import webhook_events
-from billing.stripe_events import KnownInvoice
+from billing.stripe_events import KnownInvoice, metadata_uuid
 
 RECEIVED = "received"
 DISPATCHED = "dispatched"
@@ -82,14 +82,14 @@ WITH ins AS (
   SELECT false, status, replay_count FROM webhook_events
   WHERE stripe_event_id = $1 AND NOT EXISTS (SELECT 1 FROM ins)
 ), known AS (
-  (SELECT id, tenant_id, subscription_id, status, attempt_count, stripe_invoice_id
+  (SELECT id, tenant_id, subscription_id, status AS invoice_status, attempt_count,
+          stripe_invoice_id
    FROM invoices WHERE id = $8::uuid)
   UNION ALL
   (SELECT id, tenant_id, subscription_id, status, attempt_count, stripe_invoice_id
    FROM invoices WHERE $8::uuid IS NULL AND stripe_invoice_id = $9::text)
 )
-SELECT s.inserted, s.status, s.replay_count, k.id, k.tenant_id, k.subscription_id,
-       k.status AS invoice_status, k.attempt_count, k.stripe_invoice_id
+SELECT s.inserted, s.status, s.replay_count, k.*
 FROM stored s LEFT JOIN known k ON true
 """
 _EXISTING = "SELECT false, status, replay_count FROM webhook_events WHERE stripe_event_id = $1"
@@ -114,7 +114,7 @@ async def store_event(
     `connection`: a bare asyncpg connection outside any transaction (`Database.raw_pool()`):
     the webhook endpoint's hot path, one round trip instead of BEGIN/INSERT/COMMIT through
     SQLAlchemy. `body` is the verified request body, valid JSON."""
-    engine_id = _uuid(invoice_id)
+    engine_id = metadata_uuid(invoice_id)
     row = await connection.fetchrow(
         _STORE,
         event_id,
@@ -133,19 +133,7 @@ async def store_event(
         existing = await connection.fetchrow(_EXISTING, event_id)
         known = await known_invoice(connection, engine_id, stripe_invoice_id)
         return Stored(existing[0], existing[1], existing[2], known)
-    found = (
-        None
-        if row["id"] is None
-        else {
-            "id": row["id"],
-            "tenant_id": row["tenant_id"],
-            "subscription_id": row["subscription_id"],
-            "status": row["invoice_status"],
-            "attempt_count": row["attempt_count"],
-            "stripe_invoice_id": row["stripe_invoice_id"],
-        }
-    )
-    return Stored(row[0], row[1], row[2], _known(found, stripe_invoice_id))
+    return Stored(row[0], row[1], row[2], _known(row, stripe_invoice_id))
 
 
 async def get_event(conn: AsyncConnection, event_id: str) -> InboxEvent | None:
@@ -168,11 +156,11 @@ async def mark_dispatched(conn: AsyncConnection, event_id: str) -> None:
 # statement on the bare asyncpg pool (the dispatch queue's hot path, as the insert is). A
 # cross-tenant read by the worker role, as the `stripe_event` workflow's resolve step does.
 _INVOICE_BY_ID = """
-SELECT id, tenant_id, subscription_id, status, attempt_count, stripe_invoice_id
+SELECT id, tenant_id, subscription_id, status AS invoice_status, attempt_count, stripe_invoice_id
 FROM invoices WHERE id = $1
 """
 _INVOICE_BY_STRIPE_ID = """
-SELECT id, tenant_id, subscription_id, status, attempt_count, stripe_invoice_id
+SELECT id, tenant_id, subscription_id, status AS invoice_status, attempt_count, stripe_invoice_id
 FROM invoices WHERE stripe_invoice_id = $1
 """
 _SETTLE_ROUTED = """
@@ -198,7 +186,8 @@ async def known_invoice(
 
 
 def _known(row: Mapping[str, Any] | None, stripe_invoice_id: str | None) -> KnownInvoice | None:
-    if row is None:
+    """The invoice columns of `row` (`id` None: the outer join found none)."""
+    if row is None or row["id"] is None:
         return None
     if stripe_invoice_id is not None and row["stripe_invoice_id"] not in (None, stripe_invoice_id):
         return None  # metadata naming another invoice than the Stripe object: not placed
@@ -206,16 +195,9 @@ def _known(row: Mapping[str, Any] | None, stripe_invoice_id: str | None) -> Know
         invoice_id=str(row["id"]),
         tenant_id=str(row["tenant_id"]),
         subscription_id=str(row["subscription_id"]) if row["subscription_id"] else None,
-        status=row["status"],
+        status=row["invoice_status"],
         attempt_count=row["attempt_count"],
     )
-
-
-def _uuid(value: str | None) -> UUID | None:
-    try:
-        return UUID(value) if value else None
-    except ValueError:
-        return None
 
 
 async def settle_routed(
