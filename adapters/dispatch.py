@@ -100,6 +100,7 @@ class Dispatcher:
         self._db = db
         self._client = client
         self._config = config
+        self._settlements: Settler | None = None
 
     async def start_stripe_event(self, event_id: str, replay: int = 0) -> None:
         """Start (or find) the event's workflow; raises when Temporal cannot be reached."""
@@ -150,7 +151,6 @@ class Dispatcher:
         routing = route_event(event_type, refs, known)
         if routing.route is Route.WORKFLOW:
             return False
-        pool = await self._db.raw_pool("dispatch")  # never the pool requests wait for
         if routing.route is Route.SIGNAL:
             signal = _signal(event_id, event_type, refs, known, reread=routing.reread)
             target = stripe_event.subscription_workflow_id(known.subscription_id)
@@ -165,12 +165,20 @@ class Dispatcher:
                 if error.status is RPCStatusCode.NOT_FOUND:
                     return False  # not running: the workflow records what became of it
                 raise
-        async with pool.acquire() as connection:
-            await inbox.settle_routed(
-                connection, event_id, tenant_id=UUID(known.tenant_id), detail=routing.detail
-            )
-        metrics.WEBHOOKS_PROCESSED.labels(event_type, inbox.PROCESSED).inc()
+        self._settler().add(
+            event_type, inbox.Settlement(event_id, UUID(known.tenant_id), routing.detail)
+        )
         return True
+
+    def _settler(self) -> Settler:
+        if self._settlements is None:
+            self._settlements = Settler(self._db)
+        return self._settlements
+
+    async def settled(self) -> None:
+        """Wait until every routed event handed to the settler has been written (or failed)."""
+        if self._settlements is not None:
+            await self._settlements.drain()
 
     async def start_notification(self, delivery_id: str) -> None:
         try:
@@ -237,6 +245,49 @@ class Dispatcher:
                 pass
 
 
+class Settler:
+    """Marks routed events `processed` in the background, many to a statement (ADR 0024).
+
+    Routing does not wait for it: the event was settled (no action) or signalled before it is
+    added, and the row only records that. A settlement still buffered when the process stops,
+    or whose statement fails, leaves the row `received`: the re-dispatcher starts the event's
+    workflow, which routes it again (an echo is settled again; a signal the subscription has
+    applied is applied once, by event id). At most `concurrency` statements are in flight, each
+    taking up to `batch` of what has gathered meanwhile: one statement per event was most of
+    the database work of a billing day's webhooks."""
+
+    def __init__(self, db: Database, *, batch: int = 500, concurrency: int = 2) -> None:
+        self._db = db
+        self._batch = batch
+        self._concurrency = concurrency
+        self._pending: list[tuple[str, inbox.Settlement]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    def add(self, event_type: str, settlement: inbox.Settlement) -> None:
+        self._pending.append((event_type, settlement))
+        if len(self._flushes) < self._concurrency:
+            task = asyncio.create_task(self._flush(), name="webhook-settle")
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            taken, self._pending = self._pending[: self._batch], self._pending[self._batch :]
+            try:
+                pool = await self._db.raw_pool("dispatch")  # never the pool requests wait for
+                async with pool.acquire() as connection:
+                    await inbox.settle_routed(connection, [s for _, s in taken])
+            except Exception as exc:  # noqa: BLE001 - the re-dispatcher settles them later
+                log.warning("%d routed events left to the re-dispatcher: %r", len(taken), exc)
+                continue
+            for event_type, _ in taken:
+                metrics.WEBHOOKS_PROCESSED.labels(event_type, inbox.PROCESSED).inc()
+
+    async def drain(self) -> None:
+        while self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+
 def _signal(
     event_id: str, event_type: str, refs: EventRefs, known: KnownInvoice, *, reread: bool
 ) -> StripeEventSignal:
@@ -266,6 +317,8 @@ class Replayed:
 
 # How long a dispatch worker waits for work before it stops.
 IDLE_SECONDS = 2.0
+# How long closing the queue waits for routed events' rows to be written.
+SETTLE_ON_CLOSE_SECONDS = 5.0
 
 
 class DispatchQueue:
@@ -310,14 +363,23 @@ class DispatchQueue:
                 self._queue.task_done()
 
     async def drain(self) -> None:
-        """Wait until every queued start has been tried (tests, shutdown)."""
+        """Wait until every queued start has been tried and every routed event's row written
+        (tests, shutdown)."""
         await self._queue.join()
+        await self._dispatcher.settled()
 
     async def close(self) -> None:
+        """Stop routing (what is still queued, the re-dispatcher starts) and write the rows of
+        what was routed, for a bounded time (what is not written, the re-dispatcher routes
+        again)."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        try:
+            await asyncio.wait_for(self._dispatcher.settled(), SETTLE_ON_CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning("routed events left unsettled at shutdown: the re-dispatcher settles them")
 
 
 async def replay_stripe_events(

@@ -164,10 +164,11 @@ SELECT id, tenant_id, subscription_id, status AS invoice_status, attempt_count, 
 FROM invoices WHERE stripe_invoice_id = $1
 """
 _SETTLE_ROUTED = """
-UPDATE webhook_events
-SET status = 'processed', tenant_id = $2, attempts = attempts + 1, last_error = $3,
-    processed_at = now(), updated_at = now()
-WHERE stripe_event_id = $1 AND status IN ('received', 'dispatched')
+UPDATE webhook_events AS w
+SET status = 'processed', tenant_id = s.tenant_id, attempts = w.attempts + 1,
+    last_error = s.detail, processed_at = now(), updated_at = now()
+FROM unnest($1::text[], $2::uuid[], $3::text[]) AS s(stripe_event_id, tenant_id, detail)
+WHERE w.stripe_event_id = s.stripe_event_id AND w.status IN ('received', 'dispatched')
 """
 
 
@@ -200,13 +201,26 @@ def _known(row: Mapping[str, Any] | None, stripe_invoice_id: str | None) -> Know
     )
 
 
-async def settle_routed(
-    connection: Any, event_id: str, *, tenant_id: UUID, detail: str | None
-) -> None:
-    """An event routed at acceptance: `processed`, with its tenant and what became of it;
-    only from `received`/`dispatched` (a workflow run that raced it keeps its own outcome).
-    `connection`: a bare asyncpg connection."""
-    await connection.execute(_SETTLE_ROUTED, event_id, tenant_id, detail)
+@dataclass(frozen=True)
+class Settlement:
+    """An event routed at acceptance: its tenant, and what became of it (None: signalled)."""
+
+    event_id: str
+    tenant_id: UUID
+    detail: str | None
+
+
+async def settle_routed(connection: Any, settled: Sequence[Settlement]) -> None:
+    """Events routed at acceptance: `processed`, each with its tenant and what became of it,
+    in one statement; only rows still `received`/`dispatched` (a workflow run that raced one
+    keeps its own outcome). `connection`: a bare asyncpg connection."""
+    ordered = sorted(settled, key=lambda s: s.event_id)  # rows locked in one order
+    await connection.execute(
+        _SETTLE_ROUTED,
+        [s.event_id for s in ordered],
+        [s.tenant_id for s in ordered],
+        [s.detail for s in ordered],
+    )
 
 
 async def claim_undispatched(
