@@ -11,7 +11,7 @@ from uuid import UUID
 from adapters.db import coupons as repo
 from adapters.db.audit import record_audit
 from billing.coupons import discount_of
-from services.commands import apply_before, command, live_subscription
+from services.commands import StillRunning, apply_before, command, live_subscription
 from services.context import Services
 from services.errors import Conflict, NotFound
 from workflows.subscription import SubscriptionWorkflow
@@ -88,7 +88,13 @@ async def apply(
         return await command(
             services, tenant_id, live.workflow_id, SubscriptionWorkflow.apply_discount, request
         )
+    except StillRunning:
+        # Accepted: the subscription applies the discount, so the redemption stands. (Given
+        # back here, a code limited to N could discount more than N subscriptions.)
+        raise
     except Exception:
+        # Refused, or never accepted (a request not accepted in time is refused by the
+        # workflow's deadline, ADR 0002): nothing was applied.
         async with services.tenant_db.tenant_transaction(tenant_id) as conn:
             await repo.give_back(conn, promotion_code, coupon["id"])
         raise

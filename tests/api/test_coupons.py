@@ -160,3 +160,39 @@ async def test_one_discount_at_a_time_applied_later_by_the_tenant_or_an_operator
         f"{OPS}/coupons", json={"code": "FOREVER5", "name": "x", "percent_off": 5}, headers=op
     )
     assert again.status_code == 409
+
+
+@pytest.mark.usefixtures("workers")
+async def test_a_discount_accepted_but_still_being_applied_keeps_its_redemption(
+    api: httpx.AsyncClient, dbs: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a discount the subscription refused, or never accepted, gives its redemption back:
+    one accepted and still running will be applied, so its redemption counts (given back, a
+    code limited to one could discount two subscriptions)."""
+    import services.coupons
+    from services.commands import StillRunning
+
+    op = await operator_headers(dbs)
+    await _coupon(api, op, code="SLOW10", name="10% once", percent_off=10, duration="once")
+    await _promo(api, op, "SLOW10", "SLOWPOKE", max_redemptions=1)
+    tenant = await make_tenant(dbs)
+    created = await api.post(
+        SUB, json={"plan_code": "standard", "payment_method_id": "pm_card_visa"},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert created.status_code == 201
+    await _until(api, tenant, lambda b: b["status"] == "trialing")
+
+    async def accepted_still_running(*_: object) -> object:
+        raise StillRunning("the change was accepted and is still being applied")
+
+    monkeypatch.setattr(services.coupons, "command", accepted_still_running)
+    answer = await api.post(
+        f"{SUB}/discount", json={"promotion_code": "SLOWPOKE"}, headers=tenant.headers
+    )
+    assert answer.status_code == 202, answer.text
+    async with dbs.admin.transaction() as conn:
+        redemptions = await conn.scalar(
+            select(promotion_codes.c.redemptions).where(promotion_codes.c.code == "SLOWPOKE")
+        )
+    assert redemptions == 1
