@@ -5,7 +5,6 @@ the re-dispatcher instead of raising into routing."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from uuid import UUID
 
@@ -15,24 +14,15 @@ from adapters.db import webhook_inbox as inbox
 from adapters.db.session import Database
 from adapters.db.tables import webhook_events
 from adapters.dispatch import Settler
+from tests.db.test_webhook_inbox_store import _store_as
 from tests.factories.tenants import make_tenant
 from tests.harness import Databases, free_port
 
 
 async def _received(dbs: Databases, n: int) -> list[str]:
     ids = [f"evt_{uuid.uuid4().hex}" for _ in range(n)]
-    pool = await dbs.worker.raw_pool()
-    async with pool.acquire() as connection:
-        for event_id in ids:
-            await inbox.store_event(
-                connection,
-                event_id=event_id,
-                event_type="invoice.finalized",
-                api_version=None,
-                livemode=False,
-                body=json.dumps({"id": event_id, "type": "invoice.finalized"}).encode(),
-                status=inbox.RECEIVED,
-            )
+    for event_id in ids:
+        await _store_as(dbs, event_id)
     return ids
 
 
@@ -64,7 +54,7 @@ async def test_routed_events_are_settled_in_batches_and_a_finished_run_keeps_its
 
     settler = Settler(dbs.worker, batch=2, concurrency=1)
     for n, event_id in enumerate(ids):
-        settler.add("invoice.finalized", inbox.Settlement(event_id, tenant.id, f"detail {n}"))
+        settler.add("invoice.paid", inbox.Settlement(event_id, tenant.id, f"detail {n}"))
     await settler.drain()
 
     rows = await _rows(dbs, ids)
@@ -83,7 +73,7 @@ async def test_a_failed_settlement_leaves_the_rows_to_the_redispatcher(dbs: Data
     try:
         settler = Settler(unreachable)
         for event_id in ids:
-            settler.add("invoice.finalized", inbox.Settlement(event_id, tenant.id, None))
+            settler.add("invoice.paid", inbox.Settlement(event_id, tenant.id, None))
         await settler.drain()  # does not raise
     finally:
         await unreachable.dispose()
