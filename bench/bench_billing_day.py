@@ -609,4 +609,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("BILLING_LOG_LEVEL", "warning")
-    asyncio.run(main())
+    from bench import stoppable
+
+    stoppable.run(main())

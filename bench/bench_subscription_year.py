@@ -285,4 +285,6 @@ def _local_activity_type(marker: Any) -> str:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10))
+    from bench import stoppable
+
+    stoppable.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10))

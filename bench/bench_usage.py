@@ -421,4 +421,6 @@ if __name__ == "__main__":
         default=None,
         help="BILLING_QUOTA_CACHE_SECONDS for the server (0: every check reads Postgres)",
     )
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    from bench import stoppable
+
+    sys.exit(stoppable.run(main(parser.parse_args())))

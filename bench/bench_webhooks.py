@@ -526,7 +526,9 @@ def main() -> None:
         "or an event type concerning no tenant (an unknown type measures the inbox alone)",
     )
     args = parser.parse_args()
-    rows = asyncio.run(run(args))
+    from bench import stoppable
+
+    rows = stoppable.run(run(args))
     header = ("measure", "webhooks", "baseline", "ratio")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     print(  # noqa: T201 - the benchmark's output
