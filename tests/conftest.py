@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,6 +35,17 @@ from tests.harness import (
     unique_database_name,
     with_database,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM ends the run as Ctrl-C does, so the session's fixtures stop the servers they
+    started (embedded PostgreSQL, the Temporal test servers) by pid; without it, `kill <pid>`
+    ended pytest at once and left them running."""
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
 
 
 @pytest.fixture(scope="session")
