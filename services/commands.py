@@ -14,6 +14,7 @@ An Update is first *admitted* by the server, then *accepted* by the workflow's v
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Coroutine
 from datetime import timedelta
@@ -32,6 +33,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from adapters.db import subscriptions as subscription_repo
 from adapters.db.subscriptions import SubscriptionRow
+from adapters.logs import REQUEST_ID
 from billing.error_registry import decode
 from billing.errors import BillingError, PaymentDeclined
 from billing.payments import (
@@ -67,6 +69,7 @@ async def run_update(
     type come from it, never from a string)."""
     timeout = services.settings.update_timeout_seconds
     handle = services.temporal.get_workflow_handle(workflow_id)
+    arg = _with_request_id(arg)
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
@@ -98,6 +101,19 @@ async def run_update(
             "the change was accepted and is still being applied; read the subscription to see "
             "when it is done"
         ) from error
+
+
+def _with_request_id(arg: A) -> A:
+    """The command stamped with the API request sending it (its X-Request-Id), when the
+    command's type carries a `request_id` that is not set yet: the workflow names it in the
+    audit row of the change the command makes (ADR 0019)."""
+    request_id = REQUEST_ID.get()
+    if request_id is None or not dataclasses.is_dataclass(arg) or isinstance(arg, type):
+        return arg
+    # A type without the field reads as "" here, a stamped command as its id: both unchanged.
+    if getattr(arg, "request_id", "") is not None:
+        return arg
+    return cast(A, dataclasses.replace(arg, request_id=request_id))
 
 
 def _domain(error: WorkflowUpdateFailedError) -> Exception:

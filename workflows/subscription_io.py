@@ -48,6 +48,9 @@ class ApplyDiscountRequest:
     actor: str
     apply_before: str | None = None
     reason: str | None = None
+    # The API request that sent the command (its X-Request-Id; set by `run_update`): the
+    # audit row of the change it makes names it.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,9 @@ class AddChargeRequest:
     # Wall-clock instant after which the command must not apply (the API's update timeout): an
     # update admitted while no worker ran is rejected by the validator if accepted too late.
     apply_before: str | None = None
+    # The API request that sent the command (its X-Request-Id; set by `run_update`): the
+    # audit row of the change it makes names it.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,9 @@ class AddCreditRequest:
     actor: str
     reason: str | None = None
     apply_before: str | None = None
+    # The API request that sent the command (its X-Request-Id; set by `run_update`): the
+    # audit row of the change it makes names it.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -331,6 +340,9 @@ class ChangePlanRequest:
     # Wall-clock instant after which the command must not apply (the API's update timeout): an
     # update admitted while no worker ran is rejected by the validator if accepted too late.
     apply_before: str | None = None
+    # The API request that sent the command (its X-Request-Id; set by `run_update`): the
+    # audit row of the change it makes names it.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -378,6 +390,9 @@ class CancelRequest:
     # Wall-clock instant after which the command must not apply (the API's update timeout): an
     # update admitted while no worker ran is rejected by the validator if accepted too late.
     apply_before: str | None = None
+    # The API request that sent the command (its X-Request-Id; set by `run_update`): the
+    # audit row of the change it makes names it.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +402,9 @@ class PauseRequest:
     # Wall-clock instant after which the command must not apply (the API's update timeout): an
     # update admitted while no worker ran is rejected by the validator if accepted too late.
     apply_before: str | None = None
+    # The API request that sent the command (its X-Request-Id; set by `run_update`): the
+    # audit row of the change it makes names it.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -397,6 +415,9 @@ class LifecycleRequest:
     # Wall-clock instant after which the command must not apply (the API's update timeout): an
     # update admitted while no worker ran is rejected by the validator if accepted too late.
     apply_before: str | None = None
+    # The API request that sent the command (its X-Request-Id; set by `run_update`): the
+    # audit row of the change it makes names it.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -416,6 +437,9 @@ class SetPaymentMethodRequest:
     # Wall-clock instant after which the command must not apply (the API's update timeout): an
     # update admitted while no worker ran is rejected by the validator if accepted too late.
     apply_before: str | None = None
+    # The API request that sent the command (its X-Request-Id; set by `run_update`): the
+    # audit row of the change it makes names it.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -495,6 +519,9 @@ class SubscriptionChange:
     from_plan_code: str | None = None
     to_plan_code: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # The API request that asked for the change (its X-Request-Id), for the audit row;
+    # None for the workflow's own decisions.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,7 @@ async def record_change(conn: AsyncConnection, change: SubscriptionChange) -> bo
         conn,
         actor=change.actor,
         action=f"subscription.{change.kind}",
+        request_id=change.request_id,
         subject_type="subscription",
         subject_id=change.subscription_id,
         tenant_id=UUID(change.tenant_id),

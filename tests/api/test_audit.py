@@ -213,3 +213,34 @@ async def test_no_role_deletes_or_updates_audit_rows_outside_the_purge(
     with pytest.raises(DBAPIError):
         async with dbs.app.tenant_transaction(tenant.id) as conn:
             await conn.execute(text("SELECT audit_log_purge(now(), 'me')"))
+
+
+@pytest.mark.usefixtures("workers")
+async def test_a_change_a_workflow_applies_names_the_request_that_sent_it(
+    api: httpx.AsyncClient, dbs: Databases
+) -> None:
+    """A command goes to the subscription workflow as an update, and the workflow writes the
+    change's audit row in the worker, outside the request: the command carries the request's
+    id there (ADR 0019)."""
+    from tests.api.test_billing_api import SUB, _until
+
+    tenant = await make_tenant(dbs)
+    created = await api.post(
+        SUB, json={"plan_code": "standard", "payment_method_id": "pm_card_visa"},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    await _until(api, tenant, lambda b: b["status"] == "trialing")
+    canceled = await api.delete(SUB, headers={**tenant.headers, "X-Request-Id": "req-cancel-1"})
+    assert canceled.status_code == 200, canceled.text
+    async with dbs.admin.transaction() as conn:
+        rows = (
+            await conn.execute(
+                select(audit_log.c.action, audit_log.c.request_id, audit_log.c.actor).where(
+                    audit_log.c.tenant_id == tenant.id,
+                    audit_log.c.action == "subscription.cancel_scheduled",
+                )
+            )
+        ).all()
+    assert [r.request_id for r in rows] == ["req-cancel-1"]
+    assert rows[0].actor.startswith("api_key:")

@@ -374,7 +374,11 @@ def invoice_projection(
 
 
 def change_row(
-    inp: SubscriptionInput, s: m.SubscriptionState, effect: m.RecordChange, issued: str | None
+    inp: SubscriptionInput,
+    s: m.SubscriptionState,
+    effect: m.RecordChange,
+    issued: str | None,
+    request_id: str | None = None,
 ) -> SubscriptionChange:
     details = dict(effect.details)
     if effect.with_invoice:
@@ -392,6 +396,7 @@ def change_row(
         from_plan_code=effect.from_plan,
         to_plan_code=effect.to_plan,
         details=details,
+        request_id=request_id,
     )
 
 

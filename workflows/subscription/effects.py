@@ -52,6 +52,9 @@ class Interpreter:
         self.input = inp
         self.state = state
         self.issued: str | None = None  # the invoice the last `handle` issued
+        # The API request behind what `handle` is carrying out (None: the workflow's own
+        # decision): the audit rows of the changes it records name it.
+        self.request_id: str | None = None
         self.continue_as_new = False
         # The lane of what is being handled (ADR 0014): the workflow sets it per event; None
         # inherits the workflow's own priority.
@@ -70,10 +73,12 @@ class Interpreter:
     def business_now(self) -> datetime:
         return self.state.clock.business_at(workflow.now())
 
-    async def handle(self, event: m.Event) -> list[m.Effect]:
+    async def handle(self, event: m.Event, request_id: str | None = None) -> list[m.Effect]:
         """Step the machine with `event` at the current business instant (usage priced first,
-        when the event bills some) and carry out what it decides; returns the step's effects."""
+        when the event bills some) and carry out what it decides; returns the step's effects.
+        `request_id`: the API request that sent the event, if one did."""
         self.issued = None
+        self.request_id = request_id
         now = self.business_now()
         window = m.usage_window(self.state, event, now)
         if window is not None:
@@ -180,7 +185,9 @@ class Interpreter:
                     f"project invoice {effect.status}",
                 )
             case m.RecordChange():
-                change = carry.change_row(inp, self._bump("change_seq"), effect, self.issued)
+                change = carry.change_row(
+                    inp, self._bump("change_seq"), effect, self.issued, self.request_id
+                )
                 await self._db(
                     refs.RECORD_SUBSCRIPTION_CHANGE,
                     change,

@@ -136,12 +136,12 @@ class SubscriptionWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(replace(self._input, carry=carry.carry_out(self._m.state)))
 
-    async def _command(self, event: m.Event) -> list[m.Effect]:
-        """Lock, check again, step and apply."""
+    async def _command(self, event: m.Event, request_id: str | None) -> list[m.Effect]:
+        """Lock, check again, step and apply (`request_id`: the API request that sent it)."""
         async with self._lock:
             self._recheck(event)
             self._m.priority = self._lane(CUSTOMER)
-            effects = await self._m.handle(event)
+            effects = await self._m.handle(event, request_id)
             self._generation += 1
             return effects
 
@@ -161,15 +161,15 @@ class SubscriptionWorkflow:
         _check_apply_before(apply_before)
         m.check(self._m.state, event, self._m.business_now())
 
-    async def _lifecycle(self, event: m.Event) -> io.LifecycleResult:
-        done = carry.outcome(await self._command(event))
+    async def _lifecycle(self, event: m.Event, request_id: str | None) -> io.LifecycleResult:
+        done = carry.outcome(await self._command(event, request_id))
         return carry.lifecycle_out(self._input, self._m.state, done, self._m.issued)
 
     # ------------------------------------------------------------------------------ updates
 
     @workflow.update(name="change_plan")
     async def change_plan(self, request: io.ChangePlanRequest) -> io.ChangePlanResult:
-        done = carry.outcome(await self._command(carry.event_of(request)))
+        done = carry.outcome(await self._command(carry.event_of(request), request.request_id))
         return carry.change_plan_out(self._input, self._m.state, done, self._m.issued)
 
     @change_plan.validator
@@ -179,7 +179,7 @@ class SubscriptionWorkflow:
 
     @workflow.update(name="cancel")
     async def cancel(self, request: io.CancelRequest) -> io.LifecycleResult:
-        return await self._lifecycle(carry.event_of(request))
+        return await self._lifecycle(carry.event_of(request), request.request_id)
 
     @cancel.validator
     @domain_errors
@@ -188,7 +188,7 @@ class SubscriptionWorkflow:
 
     @workflow.update(name="undo_cancel")
     async def undo_cancel(self, request: io.LifecycleRequest) -> io.LifecycleResult:
-        return await self._lifecycle(m.UndoCancel(request.actor))
+        return await self._lifecycle(m.UndoCancel(request.actor), request.request_id)
 
     @undo_cancel.validator
     @domain_errors
@@ -197,7 +197,7 @@ class SubscriptionWorkflow:
 
     @workflow.update(name="pause")
     async def pause(self, request: io.PauseRequest) -> io.LifecycleResult:
-        return await self._lifecycle(carry.event_of(request))
+        return await self._lifecycle(carry.event_of(request), request.request_id)
 
     @pause.validator
     @domain_errors
@@ -206,7 +206,7 @@ class SubscriptionWorkflow:
 
     @workflow.update(name="resume")
     async def resume(self, request: io.LifecycleRequest) -> io.LifecycleResult:
-        return await self._lifecycle(m.Resume(request.actor))
+        return await self._lifecycle(m.Resume(request.actor), request.request_id)
 
     @resume.validator
     @domain_errors
@@ -217,7 +217,7 @@ class SubscriptionWorkflow:
     async def add_charge(self, request: io.AddChargeRequest) -> io.ChargeResult:
         """A one-off charge (ADR 0022): invoiced now, or kept for the next invoice."""
         added = request.key not in self._m.state.charge_keys
-        done = carry.outcome(await self._command(carry.event_of(request)))
+        done = carry.outcome(await self._command(carry.event_of(request), request.request_id))
         issued = self._m.issued if request.invoice_now and added else None
         return carry.charge_out(self._input, self._m.state, request, done, issued, added)
 
@@ -229,7 +229,7 @@ class SubscriptionWorkflow:
     @workflow.update(name="apply_discount")
     async def apply_discount(self, request: io.ApplyDiscountRequest) -> io.LifecycleResult:
         """A coupon applied after sign-up (ADR 0023)."""
-        return await self._lifecycle(carry.event_of(request))
+        return await self._lifecycle(carry.event_of(request), request.request_id)
 
     @apply_discount.validator
     @domain_errors
@@ -240,7 +240,7 @@ class SubscriptionWorkflow:
     async def add_credit(self, request: io.AddCreditRequest) -> io.CreditResult:
         """A credit note's amount for the credit balance (ADR 0020)."""
         added = request.key not in self._m.state.credit_keys
-        await self._command(carry.event_of(request))
+        await self._command(carry.event_of(request), request.request_id)
         s = self._m.state
         return io.CreditResult(
             self._input.subscription_id, request.key, request.amount, s.credit_balance, added
@@ -259,7 +259,9 @@ class SubscriptionWorkflow:
             self._recheck(carry.event_of(request))
             self._m.priority = self._lane(CUSTOMER)
             card = await self._m.attach_card(request.payment_method_id)
-            await self._m.handle(m.PaymentMethodSet(carry.card_in(card), request.actor))
+            await self._m.handle(
+                m.PaymentMethodSet(carry.card_in(card), request.actor), request.request_id
+            )
             self._generation += 1
             return card
 
