@@ -217,7 +217,7 @@ async def test_no_role_deletes_or_updates_audit_rows_outside_the_purge(
 
 @pytest.mark.usefixtures("workers")
 async def test_a_change_a_workflow_applies_names_the_request_that_sent_it(
-    api: httpx.AsyncClient, dbs: Databases
+    api: httpx.AsyncClient, dbs: Databases, workflow_env: WorkflowEnvironment
 ) -> None:
     """A command goes to the subscription workflow as an update, and the workflow writes the
     change's audit row in the worker, outside the request: the command carries the request's
@@ -244,3 +244,5 @@ async def test_a_change_a_workflow_applies_names_the_request_that_sent_it(
         ).all()
     assert [r.request_id for r in rows] == ["req-cancel-1"]
     assert rows[0].actor.startswith("api_key:")
+    workflow_id = created.json()["workflow_id"]
+    await record(workflow_env.client.get_workflow_handle(workflow_id), "subscription_request_id")

@@ -3,7 +3,8 @@ sweep, the audit retention purge, a tenant export that ran to expiry, a tenant e
 purge of an erased tenant's books, a credit note's refund, a credit note that lowered an open
 invoice, a Stripe event that opened a dispute, a subscription that billed a one-off charge on
 its renewal, one signed up with a coupon, one that re-read a webhook's invoice from Stripe
-itself, one whose Postgres steps ran as local activities) replay against today's
+itself, one whose Postgres steps ran as local activities, one whose command carried its API
+request's id to the audit row) replay against today's
 code: a change that would break running ones fails here (then use `workflow.patched`).
 Re-record on purpose only, with `BILLING_RECORD_HISTORIES=1` on the tests that write them
 (tests/replay/recording.py)."""
@@ -37,6 +38,7 @@ NAMES = [
     "subscription_with_coupon",
     "subscription_reread_in_subscription",
     "subscription_local_db_steps",
+    "subscription_request_id",
 ]
 
 
