@@ -116,6 +116,7 @@ class BillingStore:
                     actor=system_actor(),
                     transition=transition,
                     number=number,
+                    request_id=input.request_id,
                 )
         if applied:  # a version writes once, so a retried activity does not count again
             metrics.count_invoice_outcome("subscription", input.status)

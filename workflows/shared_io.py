@@ -78,6 +78,8 @@ class InvoiceProjection:
     attempted_at: str | None = None
     # None only in histories recorded before the field existed (the row then says whose it is).
     tenant_id: str | None = None
+    # The API request whose command caused this write (ADR 0019); None for the workflow's own.
+    request_id: str | None = None
     # Queued in the same transaction, only when the write applies (dunning).
     notifications: list[DunningNotification] = field(default_factory=list)
     # Dunning's paid write: what recovered the invoice (retry, new_card, paid_out_of_band).

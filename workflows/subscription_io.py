@@ -472,6 +472,8 @@ class RecordInvoiceInput:
     period_start: str | None
     period_end: str | None
     version: int
+    # The API request whose command issued the invoice (ADR 0019); None for a renewal.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)

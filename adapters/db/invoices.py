@@ -57,6 +57,7 @@ async def insert_invoice(conn: AsyncConnection, inv: RecordInvoiceInput, actor: 
         subject_type="invoice",
         subject_id=inv.invoice_id,
         tenant_id=UUID(inv.tenant_id),
+        request_id=inv.request_id,
         before=None,
         after={
             "status": "draft",
@@ -146,6 +147,7 @@ async def audit_transition(
     actor: str,
     transition: Transition,
     number: str | None = None,
+    request_id: str | None = None,
 ) -> None:
     """One audit row when the projection changed status, amount paid or attempts (a write of
     Stripe document links alone is not a business change): `invoice.{status}` when the status
@@ -163,6 +165,7 @@ async def audit_transition(
         tenant_id=tenant_id,
         before=transition.before,
         after=after,
+        request_id=request_id,
     )
 
 

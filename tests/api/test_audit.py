@@ -215,13 +215,31 @@ async def test_no_role_deletes_or_updates_audit_rows_outside_the_purge(
             await conn.execute(text("SELECT audit_log_purge(now(), 'me')"))
 
 
+async def _actions_of_request(dbs: Databases, tenant: UUID, request_id: str) -> list[str]:
+    async with dbs.admin.transaction() as conn:
+        return list(
+            (
+                await conn.execute(
+                    select(audit_log.c.action)
+                    .where(audit_log.c.tenant_id == tenant, audit_log.c.request_id == request_id)
+                    .order_by(audit_log.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+
+
 @pytest.mark.usefixtures("workers")
-async def test_a_change_a_workflow_applies_names_the_request_that_sent_it(
+async def test_what_a_workflow_writes_for_a_command_names_the_request_that_sent_it(
     api: httpx.AsyncClient, dbs: Databases, workflow_env: WorkflowEnvironment
 ) -> None:
-    """A command goes to the subscription workflow as an update, and the workflow writes the
-    change's audit row in the worker, outside the request: the command carries the request's
-    id there (ADR 0019)."""
+    """A command goes to the subscription workflow as an update, and the workflow writes its
+    audit rows in the worker, outside the request: the command carries the request's id there
+    (ADR 0019), onto the change and onto the invoice it issues and every move of that
+    invoice; what the workflow does on its own (the sign-up's trial) names no request."""
+    import asyncio
+
     from tests.api.test_billing_api import SUB, _until
 
     tenant = await make_tenant(dbs)
@@ -231,18 +249,36 @@ async def test_a_change_a_workflow_applies_names_the_request_that_sent_it(
     )  # fmt: skip
     assert created.status_code == 201, created.text
     await _until(api, tenant, lambda b: b["status"] == "trialing")
+    op = {**(await operator_headers(dbs)), "X-Request-Id": "req-charge-1"}
+    charged = await api.post(
+        f"/api/billing/operator/tenants/{tenant.id}/charges",
+        json={"amount": 5000, "description": "Setup fee", "invoice": "now",
+              "idempotency_key": "setup-1"},
+        headers=op,
+    )  # fmt: skip
+    assert charged.status_code == 201, charged.text
+    for _ in range(200):  # the invoice is collected after the answer, at the latest
+        charge_rows = await _actions_of_request(dbs, tenant.id, "req-charge-1")
+        if "invoice.paid" in charge_rows:
+            break
+        await asyncio.sleep(0.05)
+    assert charge_rows == [
+        "invoice.issued", "invoice.open", "invoice.paid", "subscription.charge_added"
+    ]  # fmt: skip
     canceled = await api.delete(SUB, headers={**tenant.headers, "X-Request-Id": "req-cancel-1"})
     assert canceled.status_code == 200, canceled.text
+    assert await _actions_of_request(dbs, tenant.id, "req-cancel-1") == [
+        "subscription.cancel_scheduled"
+    ]
     async with dbs.admin.transaction() as conn:
-        rows = (
+        trial = (
             await conn.execute(
-                select(audit_log.c.action, audit_log.c.request_id, audit_log.c.actor).where(
+                select(audit_log.c.request_id, audit_log.c.actor).where(
                     audit_log.c.tenant_id == tenant.id,
-                    audit_log.c.action == "subscription.cancel_scheduled",
+                    audit_log.c.action == "subscription.trial_started",
                 )
             )
-        ).all()
-    assert [r.request_id for r in rows] == ["req-cancel-1"]
-    assert rows[0].actor.startswith("api_key:")
+        ).one()
+    assert trial.request_id is None
     workflow_id = created.json()["workflow_id"]
     await record(workflow_env.client.get_workflow_handle(workflow_id), "subscription_request_id")

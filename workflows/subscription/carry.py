@@ -318,7 +318,11 @@ def state_out(inp: SubscriptionInput, s: m.SubscriptionState, now: datetime) -> 
 
 
 def invoice_record(
-    inp: SubscriptionInput, s: m.SubscriptionState, invoice_id: str, effect: m.IssueInvoice
+    inp: SubscriptionInput,
+    s: m.SubscriptionState,
+    invoice_id: str,
+    effect: m.IssueInvoice,
+    request_id: str | None = None,
 ) -> RecordInvoiceInput:
     draft, period = effect.draft, effect.period
     return RecordInvoiceInput(
@@ -334,6 +338,7 @@ def invoice_record(
         period_start=period[0].isoformat(),
         period_end=period[1].isoformat(),
         version=s.invoice_version,
+        request_id=request_id,
     )
 
 
@@ -352,7 +357,11 @@ def stripe_invoice(
 
 
 def invoice_projection(
-    inp: SubscriptionInput, s: m.SubscriptionState, effect: m.ProjectInvoice, now: datetime
+    inp: SubscriptionInput,
+    s: m.SubscriptionState,
+    effect: m.ProjectInvoice,
+    now: datetime,
+    request_id: str | None = None,
 ) -> InvoiceProjection:
     receipt = effect.receipt
     return InvoiceProjection(
@@ -370,6 +379,7 @@ def invoice_projection(
         failure_message=effect.failure_message,
         attempted_at=now.isoformat() if effect.outcome else None,
         tenant_id=inp.tenant_id,
+        request_id=request_id,
     )
 
 

@@ -53,7 +53,7 @@ class Interpreter:
         self.state = state
         self.issued: str | None = None  # the invoice the last `handle` issued
         # The API request behind what `handle` is carrying out (None: the workflow's own
-        # decision): the audit rows of the changes it records name it.
+        # decision): the audit rows of the changes and invoices it writes name it.
         self.request_id: str | None = None
         self.continue_as_new = False
         # The lane of what is being handled (ADR 0014): the workflow sets it per event; None
@@ -177,7 +177,7 @@ class Interpreter:
                 return await self._collect(effect)
             case m.ProjectInvoice():
                 row = carry.invoice_projection(
-                    inp, self._bump("invoice_version"), effect, workflow.now()
+                    inp, self._bump("invoice_version"), effect, workflow.now(), self.request_id
                 )
                 await self._db(
                     refs.PROJECT_INVOICE,
@@ -236,7 +236,7 @@ class Interpreter:
         collects it)."""
         inp, invoice_id = self.input, str(workflow.uuid4())
         s = self._bump("invoice_version")
-        record = carry.invoice_record(inp, s, invoice_id, effect)
+        record = carry.invoice_record(inp, s, invoice_id, effect, self.request_id)
         await self._db(
             refs.RECORD_INVOICE,
             record,
