@@ -237,7 +237,8 @@ async def test_what_a_workflow_writes_for_a_command_names_the_request_that_sent_
     """A command goes to the subscription workflow as an update, and the workflow writes its
     audit rows in the worker, outside the request: the command carries the request's id there
     (ADR 0019), onto the change and onto the invoice it issues and every move of that
-    invoice; what the workflow does on its own (the sign-up's trial) names no request."""
+    invoice. The sign-up's first change is written by the run's start, which no command
+    carries: it names no request (ADR 0019 says how such rows are traced)."""
     import asyncio
 
     from tests.api.test_billing_api import SUB, _until
