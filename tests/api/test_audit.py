@@ -241,15 +241,9 @@ async def test_what_a_workflow_writes_for_a_command_names_the_request_that_sent_
     carries: it names no request (ADR 0019 says how such rows are traced)."""
     import asyncio
 
-    from tests.api.test_billing_api import SUB, _until
+    from tests.api.test_billing_api import SUB, subscribe_with_card
 
-    tenant = await make_tenant(dbs)
-    created = await api.post(
-        SUB, json={"plan_code": "standard", "payment_method_id": "pm_card_visa"},
-        headers=tenant.headers,
-    )  # fmt: skip
-    assert created.status_code == 201, created.text
-    await _until(api, tenant, lambda b: b["status"] == "trialing")
+    tenant = await subscribe_with_card(api, dbs)
     op = {**(await operator_headers(dbs)), "X-Request-Id": "req-charge-1"}
     charged = await api.post(
         f"/api/billing/operator/tenants/{tenant.id}/charges",
@@ -281,5 +275,5 @@ async def test_what_a_workflow_writes_for_a_command_names_the_request_that_sent_
             )
         ).one()
     assert trial.request_id is None
-    workflow_id = created.json()["workflow_id"]
+    workflow_id = (await api.get(SUB, headers=tenant.headers)).json()["workflow_id"]
     await record(workflow_env.client.get_workflow_handle(workflow_id), "subscription_request_id")

@@ -15,8 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from adapters.db.tables import coupons, promotion_codes
 from services.context import Services
-from tests.api.test_billing_api import SUB, _until, align_clock
-from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
+from tests.api.test_billing_api import SUB, _until, align_clock, subscribe_with_card
+from tests.factories.tenants import make_tenant, operator_headers
 from tests.harness import Databases
 from tests.replay.recording import record
 
@@ -40,18 +40,6 @@ async def _promo(
 async def _discount(api: httpx.AsyncClient, headers: dict[str, str], invoice_id: str) -> int:
     detail = (await api.get(f"/api/billing/invoices/{invoice_id}", headers=headers)).json()
     return -sum(i["amount"] for i in detail["items"] if i["kind"] == "discount")
-
-
-async def _trialing(api: httpx.AsyncClient, dbs: Databases) -> TenantWithKey:
-    """A new tenant whose subscription (no code) is in its trial."""
-    tenant = await make_tenant(dbs)
-    created = await api.post(
-        SUB, json={"plan_code": "standard", "payment_method_id": "pm_card_visa"},
-        headers=tenant.headers,
-    )  # fmt: skip
-    assert created.status_code == 201, created.text
-    await _until(api, tenant, lambda b: b["status"] == "trialing")
-    return tenant
 
 
 @pytest.mark.usefixtures("workers")
@@ -134,7 +122,7 @@ async def test_one_discount_at_a_time_applied_later_by_the_tenant_or_an_operator
     await _coupon(api, op, code="FOREVER5", name="5% forever", percent_off=5, duration="forever")
     await _promo(api, op, "FOREVER5", "LOYAL")
     await _promo(api, op, "FOREVER5", "LOYAL2")
-    tenant = await _trialing(api, dbs)
+    tenant = await subscribe_with_card(api, dbs)
     applied = await api.post(
         f"{SUB}/discount", json={"promotion_code": "LOYAL"}, headers=tenant.headers
     )
@@ -181,7 +169,7 @@ async def test_a_discount_accepted_but_still_being_applied_keeps_its_redemption(
     op = await operator_headers(dbs)
     await _coupon(api, op, code="SLOW10", name="10% once", percent_off=10, duration="once")
     await _promo(api, op, "SLOW10", "SLOWPOKE", max_redemptions=1)
-    tenant = await _trialing(api, dbs)
+    tenant = await subscribe_with_card(api, dbs)
 
     async def accepted_still_running(*_: object) -> object:
         raise StillRunning("the change was accepted and is still being applied")
