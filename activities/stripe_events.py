@@ -30,6 +30,7 @@ from billing.notifications import INVOICE_DISPUTE_CLOSED, INVOICE_DISPUTED
 from billing.payments import StripeGateway
 from billing.stripe_events import (
     CHARGE_REFUNDED,
+    CREDIT_NOTE_CREATED,
     CUSTOMER_DELETED,
     DISPUTE_EVENTS,
     PAYMENT_METHOD_EVENTS,
@@ -40,6 +41,7 @@ from billing.stripe_events import (
     event_refs,
     handling_for,
     metadata_uuid,
+    prepayment_credit_note,
 )
 from workflows.shared_io import RereadInvoiceInput, StripeInvoiceRead
 from workflows.stripe_event_io import (
@@ -202,6 +204,9 @@ class StripeEventStore:
             if event.type == CHARGE_REFUNDED:
                 created = await _credit_dashboard_refunds(conn, tenant_id, event, obj, refs)
                 return ProjectStripeEventResult(applied=created > 0)
+            if event.type == CREDIT_NOTE_CREATED:
+                credited = await _credit_dashboard_credit_note(conn, tenant_id, event, obj)
+                return ProjectStripeEventResult(applied=credited)
             if event.type == CUSTOMER_DELETED and refs.object_id:
                 cleared = await tenant_repo.clear_stripe_customer(conn, tenant_id, refs.object_id)
                 if cleared:
@@ -281,6 +286,30 @@ class StripeEventReads:
             hosted_invoice_url=invoice.hosted_invoice_url,
             metadata=dict(invoice.metadata),
         )
+
+
+async def _credit_dashboard_credit_note(
+    conn: Any, tenant_id: UUID, event: Any, obj: Mapping[str, Any]
+) -> bool:
+    """The engine's credit note for a Stripe credit note made in the dashboard on an open
+    invoice: the invoice asks for that much less, once per Stripe credit note (ADR 0020). The
+    engine's own carry their credit note's id and are skipped; one on a paid invoice gives
+    money back as a refund, which `charge.refunded` records."""
+    note = prepayment_credit_note(obj)
+    if note is None or note.credit_note_id is not None:
+        return False
+    found = await invoices_repo.find_by_stripe_invoice(conn, note.stripe_invoice_id)
+    if found is None:  # not an engine invoice of this tenant
+        return False
+    return await credit_notes_repo.credit_from_stripe(
+        conn,
+        tenant_id=tenant_id,
+        invoice_id=found[0],
+        stripe_credit_note_id=note.id,
+        amount=note.amount,
+        actor=f"stripe:{event.stripe_event_id}",
+        at=datetime.now(UTC),
+    )
 
 
 async def _credit_dashboard_refunds(

@@ -61,17 +61,24 @@ CUSTOMER_DELETED = "customer.deleted"
 # A charge refunded, by the engine or in the Stripe dashboard: projected as credit notes
 # (ADR 0020), then routed like the other payment events.
 CHARGE_REFUNDED = "charge.refunded"
+# A Stripe credit note, by the engine or in the Stripe dashboard: one on an open invoice made
+# in the dashboard is projected as the engine's credit note (ADR 0020).
+CREDIT_NOTE_CREATED = "credit_note.created"
 SUBSCRIPTION_PREFIX = "customer.subscription."
 
 HANDLED_EVENT_TYPES = (
-    INVOICE_EVENTS | PAYMENT_EVENTS | PAYMENT_METHOD_EVENTS | DISPUTE_EVENTS | {CUSTOMER_DELETED}
+    INVOICE_EVENTS
+    | PAYMENT_EVENTS
+    | PAYMENT_METHOD_EVENTS
+    | DISPUTE_EVENTS
+    | {CUSTOMER_DELETED, CREDIT_NOTE_CREATED}
 )
 
 
 def handling_for(event_type: str) -> EventHandling:
     if event_type in DISPUTE_EVENTS:
         return EventHandling.DISPUTE
-    if event_type == CHARGE_REFUNDED:
+    if event_type in (CHARGE_REFUNDED, CREDIT_NOTE_CREATED):
         return EventHandling.PROJECT
     if event_type in INVOICE_EVENTS or event_type in PAYMENT_EVENTS:
         return EventHandling.SIGNAL
@@ -294,6 +301,33 @@ def charge_refunds(obj: Mapping[str, Any]) -> list[ChargeRefund]:
             continue
         found.append(ChargeRefund(refund_id, amount, _str(_metadata(entry).get("credit_note_id"))))
     return found
+
+
+@dataclass(frozen=True)
+class StripeCreditNote:
+    """A Stripe credit note that lowered what an unpaid invoice asks for."""
+
+    id: str
+    stripe_invoice_id: str
+    amount: int
+    # The engine's own carry their credit note's id.
+    credit_note_id: str | None
+
+
+def prepayment_credit_note(obj: Mapping[str, Any]) -> StripeCreditNote | None:
+    """The credit note in a `credit_note.created` event when it lowered an unpaid invoice's
+    amount due (`pre_payment`, issued, a positive amount), else None. A credit note on a paid
+    invoice gives money back as a refund (seen in `charge.refunded`) or as Stripe customer
+    balance, which the engine does not keep: not projected here, so nothing counts twice."""
+    note_id, invoice = _id(obj.get("id")), _id(obj.get("invoice"))
+    if note_id is None or invoice is None or _str(obj.get("type")) != "pre_payment":
+        return None
+    if _str(obj.get("status")) not in (None, "issued"):
+        return None
+    amount = _int(obj.get("pre_payment_amount")) or _int(obj.get("amount"))
+    if amount is None or amount <= 0:
+        return None
+    return StripeCreditNote(note_id, invoice, amount, _str(_metadata(obj).get("credit_note_id")))
 
 
 @dataclass(frozen=True)

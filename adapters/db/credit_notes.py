@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.db.audit import record_audit
 from adapters.db.tables import credit_notes, invoices
 from billing.credit_notes import (
+    OPEN_STATUSES,
     REDUCE_AMOUNT_DUE,
     Credited,
     CreditRefused,
@@ -175,6 +176,53 @@ async def known_refund(conn: AsyncConnection, stripe_refund_id: str) -> bool:
         .where(credit_notes.c.stripe_refund_id == stripe_refund_id)
     )
     return bool(found)
+
+
+async def credit_from_stripe(
+    conn: AsyncConnection,
+    *,
+    tenant_id: UUID,
+    invoice_id: UUID,
+    stripe_credit_note_id: str,
+    amount: int,
+    actor: str,
+    at: datetime,
+) -> bool:
+    """A credit note made in the Stripe dashboard on an open invoice (ADR 0020): recorded as
+    the engine's (`source: stripe`, lowering the invoice's amount due), once per Stripe credit
+    note; False when it is known already or the invoice is no longer open in the books."""
+    known = await conn.scalar(
+        select(func.count())
+        .select_from(credit_notes)
+        .where(credit_notes.c.stripe_credit_note_id == stripe_credit_note_id)
+    )
+    status = await conn.scalar(select(invoices.c.status).where(invoices.c.id == invoice_id))
+    if known or status not in OPEN_STATUSES:
+        return False
+    issued = await issue(
+        conn,
+        CreditNoteRequest(
+            tenant_id=tenant_id,
+            invoice_id=invoice_id,
+            amount=amount,
+            reason="credited in Stripe",
+            idempotency_key=f"stripe:{stripe_credit_note_id}",
+            actor=actor,
+            source="stripe",
+            method=REDUCE_AMOUNT_DUE,
+        ),
+        at,
+    )
+    await record_refund(
+        conn,
+        issued.row["id"],
+        stripe_refund_id=None,
+        status="succeeded",
+        at=at,
+        actor=actor,
+        stripe_credit_note_id=stripe_credit_note_id,
+    )
+    return issued.created
 
 
 async def record_refund(

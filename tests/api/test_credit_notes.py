@@ -421,3 +421,59 @@ async def test_an_open_invoice_credited_in_full_is_settled_and_its_dunning_stops
         headers=op,
     )  # fmt: skip
     assert nothing_left.status_code == 409
+
+
+@pytest.mark.usefixtures("workers")
+async def test_a_credit_note_made_in_the_stripe_dashboard_lowers_an_open_invoice_once(
+    api: httpx.AsyncClient,
+    dbs: Databases,
+    workflow_env: WorkflowEnvironment,
+    services: Services,
+    stripe_fake: FakeStripeGateway,
+) -> None:
+    """`credit_note.created` for a credit note made in the Stripe dashboard on an open invoice
+    becomes the engine's credit note (`source: stripe`) and lowers the amount due, once, even
+    when Stripe sends it again under another event id; the engine's own credit notes, and one
+    on a paid invoice (its refund is `charge.refunded`'s business), add nothing."""
+    tenant, _, invoice_id = await declined_charge(api, dbs, workflow_env, services, stripe_fake)
+    accept_test_webhooks(services)
+    stripe_invoice_id = await _stripe_invoice_id(dbs, invoice_id)
+
+    def note(note_id: str, amount: int, **fields: Any) -> dict[str, Any]:
+        return {"id": note_id, "object": "credit_note", "invoice": stripe_invoice_id,
+                "type": "pre_payment", "status": "issued", "amount": amount, "metadata": {},
+                **fields}  # fmt: skip
+
+    events = [
+        stripe_event("credit_note.created", note("cn_dash_1", 4000)),
+        stripe_event("credit_note.created", note("cn_dash_1", 4000)),  # re-sent, new event id
+        stripe_event(
+            "credit_note.created",
+            note("cn_engine_1", 3000, metadata={"credit_note_id": "an-engine-credit-note"}),
+        ),
+        stripe_event("credit_note.created", note("cn_after_1", 2000, type="post_payment")),
+    ]
+    for event in events:
+        assert (await post_event(api, event)).status_code == 200
+        assert (await processed(workflow_env.client, event["id"])).status == "processed"
+
+    lowered = await _invoice(api, tenant, invoice_id)
+    assert (lowered["status"], lowered["amount_due"]) == ("open", 25000 - 4000)
+    listed = (await api.get("/api/billing/credit-notes", headers=tenant.headers)).json()["data"]
+    assert [
+        (n["source"], n["method"], n["amount"], n["refund_status"], n["stripe_credit_note_id"])
+        for n in listed
+    ] == [("stripe", "reduce_amount_due", 4000, "succeeded", "cn_dash_1")]
+    async with dbs.admin.transaction() as conn:
+        rows = (
+            await conn.execute(
+                select(audit_log.c.actor, audit_log.c.details).where(
+                    audit_log.c.tenant_id == tenant.id,
+                    audit_log.c.action == "invoice.amount_due_lowered",
+                )
+            )
+        ).all()
+    assert [(r.details["before"], r.details["after"]) for r in rows] == [
+        ({"amount_due": 25000}, {"amount_due": 21000})
+    ]
+    assert rows[0].actor == f"stripe:{events[0]['id']}"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from billing.stripe_events import EventHandling, event_object, event_refs, handling_for
+from billing.stripe_events import (
+    EventHandling,
+    StripeCreditNote,
+    event_object,
+    event_refs,
+    handling_for,
+    prepayment_credit_note,
+)
 from workflows.shared_io import RetrySchedule
 
 
@@ -119,3 +126,35 @@ def test_every_handling_has_an_initial_inbox_status() -> None:
     from api.routes import webhooks
 
     assert set(webhooks._INITIAL_STATUS) == set(EventHandling)
+
+
+_NOTE = {"id": "cn_1", "object": "credit_note", "invoice": "in_1", "type": "pre_payment",
+         "status": "issued", "amount": 1500, "metadata": {}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, StripeCreditNote("cn_1", "in_1", 1500, None)),
+        ({"pre_payment_amount": 1200}, StripeCreditNote("cn_1", "in_1", 1200, None)),
+        ({"metadata": {"credit_note_id": "x"}}, StripeCreditNote("cn_1", "in_1", 1500, "x")),
+        ({"invoice": {"id": "in_2"}}, StripeCreditNote("cn_1", "in_2", 1500, None)),
+        ({"status": None}, StripeCreditNote("cn_1", "in_1", 1500, None)),
+        ({"type": "post_payment"}, None),  # money back: charge.refunded's business
+        ({"status": "void"}, None),
+        ({"invoice": None}, None),
+        ({"id": None}, None),
+        ({"amount": 0}, None),
+        ({"amount": -5}, None),
+        ({"amount": 15.0}, None),  # a float amount is a money bug
+        ({"amount": True}, None),
+    ],
+)
+def test_a_prepayment_credit_note_is_read_defensively(
+    changes: dict[str, object], expected: StripeCreditNote | None
+) -> None:
+    assert prepayment_credit_note({**_NOTE, **changes}) == expected
+
+
+def test_credit_notes_are_projected() -> None:
+    assert handling_for("credit_note.created") is EventHandling.PROJECT
