@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
+import types
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,6 +20,7 @@ from sqlalchemy import select
 from adapters.db import rate_limits as repo
 from adapters.db.tables import audit_log
 from api.app import create_app
+from services import rate_limits
 from services.context import Services
 from services.errors import RateLimited
 from tests.factories.stripe_events import TEST_WEBHOOK_SECRET, signed_request, stripe_event
@@ -25,6 +28,21 @@ from tests.factories.tenants import TenantWithKey, make_tenant, operator_headers
 from tests.harness import Databases
 
 READ = "/api/billing/account"
+
+
+@pytest.fixture(autouse=True)
+def inside_one_window(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limiter's windows are fixed (ADR 0012): a test whose requests straddled a window's
+    end saw its counts start again and its expected 429 answered 200 (it happened in CI). The
+    limiter's wall clock here starts halfway through a window and runs at the real pace, so no
+    test of this module crosses a window's end."""
+    window = services.settings.rate_limit_window_seconds
+    real = time.time()
+    base = real - real % window + window / 2
+    clock = types.SimpleNamespace(
+        time=lambda: base + (time.time() - real), monotonic=time.monotonic
+    )
+    monkeypatch.setattr(rate_limits, "time", clock)
 
 
 async def _limit(
