@@ -196,7 +196,11 @@ async def credit_from_stripe(
         .select_from(credit_notes)
         .where(credit_notes.c.stripe_credit_note_id == stripe_credit_note_id)
     )
-    status = await conn.scalar(select(invoices.c.status).where(invoices.c.id == invoice_id))
+    # Locked here (as `issue` locks it again): the invoice cannot be paid between this check
+    # and the credit note.
+    status = await conn.scalar(
+        select(invoices.c.status).where(invoices.c.id == invoice_id).with_for_update()
+    )
     if known or status not in OPEN_STATUSES:
         return False
     issued = await issue(
